@@ -1,0 +1,49 @@
+"""MLflow runs of one study as a tidy pandas frame: one row per run with its tags, params,
+status and summary metrics. Everything downstream (selection, tables) reads this frame."""
+from __future__ import annotations
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from study.errors import StudyInputError
+
+TAGS = ("study", "stage", "task", "group", "strategy", "backbone", "seed", "trial_id",
+        "outcome", "error")
+PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
+          "train_size")
+NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",
+           "train_size")
+
+
+def load_runs(study: str, uri: str, stage: str | None = None) -> pd.DataFrame:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise StudyInputError(f"no MLflow experiment '{study}' in {uri}: run "
+                              f"`python -m study run {study}` first")
+    query = f"tags.stage = '{stage}'" if stage else ""
+    rows, token = [], None
+    while True:
+        page = client.search_runs([experiment.experiment_id], query, max_results=1000,
+                                  page_token=token)
+        for run in page:
+            row = {"run_id": run.info.run_id, "status": run.info.status,
+                   "start_time": run.info.start_time}
+            row.update({k: run.data.tags.get(k) for k in TAGS})
+            row.update({k: run.data.params.get(k) for k in PARAMS})
+            row.update(run.data.metrics)
+            rows.append(row)
+        token = page.token
+        if not token:
+            break
+    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "status", *TAGS, *PARAMS])
+    for column in NUMERIC:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def counted(frame: pd.DataFrame) -> pd.DataFrame:
+    """FINISHED, not diverged, one row per trial (the latest if a trial was ever logged twice)."""
+    done = frame[(frame["status"] == "FINISHED") & (frame["outcome"] == "finished")]
+    return done.sort_values("start_time").drop_duplicates("trial_id", keep="last")

@@ -1,0 +1,102 @@
+"""The paper's Table 1/2 layout from the final-stage runs: one row per strategy; per task the
+last-epoch test accuracy as mean +- std over seeds (sample std); per group (Natural, Specialized,
+Structured) the mean of the task means with, in parentheses, the number of tasks on which the
+strategy beats full finetuning (strict >); then a Tuned / Total % row per strategy. A cell with no
+counted run says why (failed, diverged, killed, not run)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.runs import counted
+
+GROUPS = ("natural", "specialized", "structured")
+BASELINE = "full_ft"
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    cells: pd.DataFrame          # display strings, rows = strategies (+ tuned rows)
+    mean: pd.DataFrame           # strategy x task, test accuracy mean over seeds
+    std: pd.DataFrame
+    seeds: pd.DataFrame          # number of seeds counted per cell
+    group_mean: pd.DataFrame     # strategy x group
+    wins: pd.DataFrame           # strategy x group, tasks where strategy > full_ft
+    tuned_percent: pd.DataFrame  # strategy x task
+
+    def render(self, fmt: str = "markdown") -> str:
+        renderers = {"markdown": lambda t: t.to_markdown(),
+                     "csv": lambda t: t.to_csv(),
+                     "latex": lambda t: t.to_latex(escape=True)}
+        return renderers[fmt](self.cells)
+
+
+def _ordered(items, preferred) -> list:
+    present, preferred = list(dict.fromkeys(items)), list(dict.fromkeys(preferred))
+    return [x for x in preferred if x in present] + [x for x in present if x not in preferred]
+
+
+def _missing_reason(runs: pd.DataFrame) -> str:
+    if runs.empty:
+        return "not run"
+    if (runs["outcome"] == "diverged").any():
+        return "diverged"
+    for status in ("FAILED", "KILLED", "RUNNING"):
+        if (runs["status"] == status).any():
+            return status.lower()
+    return "not run"
+
+
+def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=()) -> PaperTable:
+    done = counted(final_runs).dropna(subset=["final_test_acc"])
+    strategies = _ordered(final_runs["strategy"], [BASELINE, *strategy_order])
+    group_of = dict(zip(final_runs["task"], final_runs["group"]))
+    tasks = [t for g in GROUPS for t in _ordered(final_runs["task"], task_order)
+             if group_of[t] == g]
+    by_cell = done.groupby(["strategy", "task"])
+    mean = by_cell["final_test_acc"].mean().unstack().reindex(index=strategies, columns=tasks)
+    std = by_cell["final_test_acc"].std().unstack().reindex(index=strategies, columns=tasks)
+    seeds = by_cell["final_test_acc"].count().unstack().reindex(index=strategies, columns=tasks)
+    tuned = by_cell["tuned_percent"].mean().unstack().reindex(index=strategies, columns=tasks)
+
+    groups = [g for g in GROUPS if any(group_of[t] == g for t in tasks)]
+    group_mean = pd.DataFrame(index=strategies, columns=groups, dtype=float)
+    wins = pd.DataFrame(index=strategies, columns=groups, dtype="Int64")
+    for g in groups:
+        members = [t for t in tasks if group_of[t] == g]
+        group_mean[g] = mean[members].mean(axis=1, skipna=False)
+        if BASELINE in mean.index:
+            wins[g] = mean[members].gt(mean.loc[BASELINE, members], axis=1).sum(axis=1).astype("Int64")
+
+    columns, rows = [], {}
+    for g in groups:
+        columns += [t for t in tasks if group_of[t] == g] + [f"{g.title()} mean"]
+    for s in strategies:
+        row = {}
+        for t in tasks:
+            if pd.isna(mean.loc[s, t]):
+                cell = final_runs[(final_runs["strategy"] == s) & (final_runs["task"] == t)]
+                row[t] = f"n/a ({_missing_reason(cell)})"
+            elif seeds.loc[s, t] > 1:
+                row[t] = f"{mean.loc[s, t]:.1f} ± {std.loc[s, t]:.1f}"
+            else:
+                row[t] = f"{mean.loc[s, t]:.1f}"
+        for g in groups:
+            value = group_mean.loc[s, g]
+            text = "n/a" if pd.isna(value) else f"{value:.2f}"
+            if s != BASELINE and BASELINE in mean.index and not pd.isna(value):
+                text += f" ({wins.loc[s, g]})"
+            row[f"{g.title()} mean"] = text
+        rows[s] = row
+    for s in strategies:
+        if s == BASELINE:
+            continue
+        row = {t: "" if pd.isna(tuned.loc[s, t]) else f"{tuned.loc[s, t]:.2f}" for t in tasks}
+        for g in groups:
+            members = [t for t in tasks if group_of[t] == g]
+            row[f"{g.title()} mean"] = f"{tuned.loc[s, members].mean():.2f}"
+        rows[f"Tuned / Total % ({s})"] = row
+    cells = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    cells.index.name = "strategy"
+    return PaperTable(cells, mean, std, seeds, group_mean, wins, tuned)

@@ -1,0 +1,161 @@
+"""Command line: `python -m study list | plan <study> | run <study>`. Bad input (an unknown name,
+a malformed flag) prints one line and exits with status 2, before anything starts."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from study.errors import StudyInputError
+
+EPILOG = """examples:
+  python -m study list
+  python -m study plan demo
+  python -m study run demo --smoke          # about a minute
+  python -m study run demo                  # the offline demo study (make demo)
+  python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
+results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
+  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`
+  and print the table again with `python -m analysis table <study>`."""
+
+
+def _positive(kind: type, allow_zero: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"'{text}' must be {'>= 0' if allow_zero else '> 0'}")
+        return value
+    return parse
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got "
+                                         f"'{text}'") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return seeds
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m study", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="VPT or full finetuning? Run the study as a Ray Tune "
+                                        "hyperparameter study recorded in MLflow.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    commands.add_parser("list", help="list studies, tasks and strategies")
+    for name, helptext in (("plan", "print trials and cost per stage; runs nothing"),
+                           ("run", "run tune -> select -> final and print the table")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("study", help="a study name from `python -m study list`")
+        sub.add_argument("--smoke", action="store_true", help="a tiny version (about a minute)")
+        sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
+        if name == "run":
+            sub.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
+            sub.add_argument("--gpus-per-trial", type=_positive(float, allow_zero=True),
+                             default=0.0, help="fractions pack trials on one GPU, e.g. 0.25")
+            sub.add_argument("--address", help="Ray cluster address (e.g. auto); default: a "
+                                               "local Ray started for this run")
+            sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
+                             help="task array cache and backbone weights (default: ./cache)")
+            sub.add_argument("--storage-path", default="ray_results",
+                             help="Ray Tune storage; shared (NFS, s3://) on a cluster")
+            sub.add_argument("--max-failures", type=_positive(int, allow_zero=True), default=1,
+                             help="retries of a failing trial before it is recorded FAILED")
+            sub.add_argument("--format", choices=("markdown", "csv", "latex"),
+                             default="markdown")
+    return parser
+
+
+def cmd_list() -> None:
+    from study.spec import all_studies, study_doc
+    from tasks import TASKS
+    from trainables.strategy import all_strategies
+    print("studies:")
+    for name in all_studies():
+        print(f"  {name:<22} {study_doc(name).splitlines()[0]}")
+    print("tasks (slug, group, classes, source):")
+    for task in TASKS.values():
+        print(f"  {task.slug:<22} {task.group:<12} {task.num_classes:>4}  {task.source}")
+    print("strategies:")
+    for strategy in all_strategies().values():
+        print(f"  {strategy.name:<22} grid={strategy.grid:<7} {strategy.summary}")
+
+
+def cmd_plan(spec) -> None:
+    from trainables.strategy import get_strategy
+    tune = spec.tune_trials()
+    grids = {s: spec.search_space.grid_for(get_strategy(s).grid) for s in spec.strategies}
+    final = len(spec.tasks) * len(spec.strategies) * len(spec.seeds)
+    print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies, "
+          f"backbone {spec.backbone.tag}, search space {spec.search_space.name}, "
+          f"{spec.epochs} epochs (batch {spec.batch_size})")
+    for s, grid in grids.items():
+        print(f"  {s:<12} grid {grid.name} ({grid.optimizer}): base lr {grid.base_lrs} x "
+              f"wd {grid.weight_decays}")
+
+    def cost(configs) -> int:
+        from tasks import get_task
+        total = 0
+        for c in configs:
+            epochs = c.recipe.epochs + (c.prior_recipe.epochs if c.prior_recipe else 0)
+            total += (get_task(c.task).split_size(c.train_split) or 0) * epochs
+        return total
+    finals = [spec.trial("final", t, s, 1.0, 0.0, seed) for t in spec.tasks
+              for s in spec.strategies for seed in spec.seeds]
+    print(f"stage tune : {len(tune):>6} trials, {cost(tune):>12,} training images x epochs")
+    print(f"stage final: {final:>6} trials, {cost(finals):>12,} training images x epochs")
+
+
+def cmd_run(spec, args) -> int:
+    from study.protocol import run_study
+    from study.ray_runner import RayRunner
+    from study.tracking import StudyTracker
+    tracker = StudyTracker(spec.name)
+    runner = RayRunner(tracker, args.cpus_per_trial, args.gpus_per_trial, args.address,
+                       args.storage_path, args.max_failures)
+    try:
+        table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir),
+                          threads=max(1, int(args.cpus_per_trial)))
+    finally:
+        runner.shutdown()
+    print()
+    print(table.render(args.format))
+    print(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')")
+    print(f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list()
+            return 0
+        from study.spec import get_study
+        spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds)
+        if args.command == "plan":
+            cmd_plan(spec)
+            return 0
+        return cmd_run(spec, args)
+    except StudyInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept in MLflow; rerun the same command to "
+              "continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

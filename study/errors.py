@@ -1,0 +1,18 @@
+"""User-facing errors. Each carries one line that the CLI prints before exiting with status 2;
+anything else that escapes is a bug and keeps its traceback."""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class StudyInputError(Exception):
+    """Bad input from the user: an unknown name, a malformed flag, data that is not prepared."""
+
+
+class UnknownName(StudyInputError, KeyError):
+    def __init__(self, kind: str, name: str, valid: Iterable[str]):
+        self.kind, self.name = kind, name
+        super().__init__(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+
+    def __str__(self) -> str:          # KeyError would quote the message
+        return self.args[0]

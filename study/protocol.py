@@ -1,0 +1,81 @@
+"""The paper's protocol as one function: prepare what the study needs, stage `tune` (the lr x wd
+grid, one seed, train800 -> val200), selection from the MLflow runs (analysis.selection), stage
+`final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Each stage
+runs only the trials that MLflow does not already hold as FINISHED, so rerunning the same command
+after an interruption continues where it stopped. The runner (Ray Tune) is passed in."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+from analysis.runs import load_runs
+from analysis.selection import select_best
+from analysis.table import PaperTable, paper_table
+from study.spec import StudySpec
+from study.tracking import StudyTracker
+from study.upstream import ensure_backbone
+from tasks import TaskNotPrepared, get_task, is_prepared
+from tasks.prepare import prepare
+from trainables.config import TrialConfig
+
+
+class Runner(Protocol):
+    def __call__(self, configs: list[TrialConfig], stage: str) -> None: ...
+
+
+def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:
+    for slug in spec.tasks:
+        task = get_task(slug)
+        if task.source.startswith("demo:"):
+            if prepare(task, cache_dir):
+                log(f"data: generated demo task '{slug}' into {cache_dir}")
+        elif not is_prepared(cache_dir, slug):
+            raise TaskNotPrepared(slug, cache_dir)
+
+
+def final_trials(spec: StudySpec, selected, cache_dir: str, threads: int) -> list[TrialConfig]:
+    return [spec.trial("final", row.task, row.strategy, row.base_lr, row.weight_decay, seed,
+                       cache_dir=cache_dir, threads=threads)
+            for row in selected.itertuples() for seed in spec.seeds]
+
+
+def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,
+              log: Callable[[str], None]) -> None:
+    done = tracker.finished_trial_ids(stage)
+    todo = [c for c in configs if c.trial_id not in done]
+    log(f"[{stage}] {len(configs)} trials: {len(configs) - len(todo)} already finished, "
+        f"{len(todo)} to run")
+    if todo:
+        runner(todo, stage)
+
+
+def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
+              threads: int = 1, log: Callable[[str], None] = print) -> PaperTable:
+    started = time.perf_counter()
+    closed = tracker.close_interrupted()
+    if closed:
+        log(f"mlflow: closed {closed} run(s) left RUNNING by an interrupted driver as KILLED")
+    prepare_tasks(spec, cache_dir, log)
+    ensure_backbone(spec, cache_dir, tracker, log)
+
+    tune = spec.tune_trials(cache_dir=cache_dir, threads=threads)
+    run_stage("tune", tune, tracker, runner, log)
+    ids = {c.trial_id for c in tune}
+    tune_runs = load_runs(spec.name, tracker.uri, "tune")
+    selected = select_best(tune_runs[tune_runs["trial_id"].isin(ids)])
+    cells = {(t, s) for t in spec.tasks for s in spec.strategies}
+    missing = cells - set(zip(selected["task"], selected["strategy"]))
+    if missing:
+        log(f"[select] no usable tune run (all failed or diverged) for: "
+            f"{', '.join(f'{t}/{s}' for t, s in sorted(missing))}")
+    for row in selected.itertuples():
+        log(f"[select] {row.task:>20} {row.strategy:<12} base_lr={row.base_lr:g} "
+            f"wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
+
+    final = final_trials(spec, selected, cache_dir, threads)
+    run_stage("final", final, tracker, runner, log)
+    final_ids = {c.trial_id for c in final}
+    final_runs = load_runs(spec.name, tracker.uri, "final")
+    final_runs = final_runs[final_runs["trial_id"].isin(final_ids)]
+    log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
+    return paper_table(final_runs, spec.strategies, spec.tasks)

@@ -1,0 +1,115 @@
+"""The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid
+(a function trainable calling `trainables.trial.run_trial` with `tune.report`), with per-trial
+resources from the command line, `reuse_actors=True`, a local Ray by default or a cluster by
+address, and a Tune callback that hands every report to the study's MLflow tracker and prints
+progress (trials done / total, elapsed, ETA)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")      # our own progress lines instead of Ray's
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from study.tracking import StudyTracker
+from trainables.config import TrialConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trainable(config: dict) -> None:
+    from trainables.trial import run_trial
+    run_trial(TrialConfig.from_dict(config["trial"]), report=tune.report)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _TrackAndShowProgress(tune.Callback):
+    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=print):
+        self.tracker, self.stage, self.total, self.log = tracker, stage, total, log
+        self.run_ids: dict[str, str] = {}
+        self.done = self.failed = 0
+        self.started = time.perf_counter()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        cfg = TrialConfig.from_dict(trial.config["trial"])
+        self.run_ids[trial.trial_id] = self.tracker.start(cfg, ray_trial_id=trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.tracker.record(self.run_ids[trial.trial_id], result)
+
+    def _ended(self, trial, status: str, error: str | None = None):
+        run_id = self.run_ids.pop(trial.trial_id, None)
+        if run_id:
+            self.tracker.finish(run_id, status, error)
+        self.done += 1
+        self.failed += status != "FINISHED"
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        cfg = trial.config["trial"]
+        self.log(f"[{self.stage}] {self.done}/{self.total} trials"
+                 f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "
+                 f"{_clock(elapsed)} | ETA {_clock(eta)} | {status.lower()}: {cfg['task']} "
+                 f"{cfg['strategy']} lr={cfg['recipe']['base_lr']:g}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = None
+        if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
+            error = Path(trial.error_file).read_text()
+        self._ended(trial, "FAILED", error or "trial raised an error")
+
+    def close_open_runs(self):
+        for run_id in self.run_ids.values():
+            self.tracker.finish(run_id, "KILLED")
+        self.run_ids.clear()
+
+
+@dataclass(frozen=True)
+class RayRunner:
+    tracker: StudyTracker
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    storage_path: str = "ray_results"
+    max_failures: int = 0
+
+    def start(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.address:
+            ray.init(address=self.address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+
+    def __call__(self, configs: list[TrialConfig], stage: str) -> None:
+        self.start()
+        progress = _TrackAndShowProgress(self.tracker, stage, len(configs))
+        trainable = tune.with_resources(_trainable, {"cpu": self.cpus_per_trial,
+                                                     "gpu": self.gpus_per_trial})
+        name = f"{configs[0].study}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search([c.to_dict() for c in configs])},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(Path(self.storage_path).resolve()), verbose=0,
+                callbacks=[progress],
+                failure_config=tune.FailureConfig(max_failures=self.max_failures)))
+        try:
+            tuner.fit()
+        finally:
+            progress.close_open_runs()
+
+    def shutdown(self) -> None:
+        if ray.is_initialized():
+            ray.shutdown()

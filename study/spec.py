@@ -1,0 +1,108 @@
+"""A study is a Python function, registered by name, that returns a frozen `StudySpec`: tasks,
+strategies, backbone, search space, epochs, batch size, seeds. Its docstring gives the command
+that runs it and what it should produce. Per-stage trial configs are derived from the spec."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+from search_spaces import SearchSpace, prompt_length
+from study.errors import StudyInputError, UnknownName
+from tasks import get_task
+from trainables.config import BackboneSpec, Recipe, TrialConfig
+from trainables.strategy import get_strategy
+
+FINAL_SEEDS = (42, 44, 82, 100, 800)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """How the project pretrains a backbone itself when its weights file is missing."""
+    task: str
+    recipe: Recipe
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    tasks: tuple[str, ...]
+    strategies: tuple[str, ...]
+    backbone: BackboneSpec
+    search_space: SearchSpace
+    epochs: int = 100
+    warmup_epochs: int = 10
+    batch_size: int = 64
+    seeds: tuple[int, ...] = FINAL_SEEDS
+    tune_seed: int = 42
+    prompt_dropout: float = 0.1
+    lora_rank: int = 8
+    prior_base_lr: float = 0.001              # FT phase of FT-then-PT (on the "full" grid's optimiser)
+    tune_splits: tuple[str, str] = ("train800", "val200")
+    final_splits: tuple[str, str] = ("train800val200", "test")
+    upstream: Upstream | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        for task in self.tasks:
+            get_task(task)
+        for strategy in self.strategies:
+            self.search_space.grid_for(get_strategy(strategy).grid)
+        if not self.tasks or not self.strategies or not self.seeds:
+            raise StudyInputError(f"study '{self.name}' has no tasks, strategies or seeds")
+
+    def recipe(self, grid_key: str, base_lr: float, weight_decay: float) -> Recipe:
+        optimizer = self.search_space.grid_for(grid_key).optimizer
+        return Recipe(optimizer, base_lr, weight_decay, self.epochs, self.warmup_epochs,
+                      self.batch_size)
+
+    def trial(self, stage: str, task: str, strategy: str, base_lr: float, weight_decay: float,
+              seed: int, cache_dir: str = "", threads: int = 1) -> TrialConfig:
+        chosen = get_strategy(strategy)
+        train_split, eval_split = self.tune_splits if stage == "tune" else self.final_splits
+        prior = get_strategy(chosen.prior) if chosen.prior else None
+        return TrialConfig(
+            study=self.name, stage=stage, task=task, strategy=strategy, backbone=self.backbone,
+            recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
+            train_split=train_split, eval_split=eval_split,
+            prompt_length=prompt_length(task) if chosen.prompted else 0,
+            prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
+            lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
+            prior_recipe=self.recipe(prior.grid, self.prior_base_lr, 0.0) if prior else None,
+            cache_dir=cache_dir, threads=threads)
+
+    def tune_trials(self, **where) -> list[TrialConfig]:
+        return [self.trial("tune", task, strategy, lr, wd, self.tune_seed, **where)
+                for task in self.tasks for strategy in self.strategies
+                for lr, wd in self.search_space.grid_for(get_strategy(strategy).grid).points()]
+
+
+STUDIES: dict[str, Callable[..., StudySpec]] = {}
+
+
+def register_study(name: str):
+    def wrap(fn: Callable[..., StudySpec]) -> Callable[..., StudySpec]:
+        STUDIES[name] = fn
+        return fn
+    return wrap
+
+
+def get_study(name: str, smoke: bool = False, **overrides) -> StudySpec:
+    import study.studies  # noqa: F401  (fills the registry)
+    try:
+        fn = STUDIES[name]
+    except KeyError:
+        raise UnknownName("study", name, STUDIES) from None
+    spec = fn(smoke=smoke)
+    return replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def study_doc(name: str) -> str:
+    import study.studies  # noqa: F401
+    return inspect.getdoc(STUDIES[name]) or ""
+
+
+def all_studies() -> Mapping[str, Callable[..., StudySpec]]:
+    import study.studies  # noqa: F401
+    return dict(STUDIES)

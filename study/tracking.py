@@ -1,0 +1,116 @@
+"""MLflow tracking owned by the study, not by Ray's callback: one experiment per study, exactly one
+run per trial (tagged study, stage, task, group, strategy, backbone, seed, trial id), params at
+start, per-epoch metrics with step = epoch written in one `log_batch` call per epoch, the summary
+at the end, and an honest terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a
+killed driver are closed as KILLED when the study starts again. The store defaults to
+`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from tasks import get_task
+from trainables.config import TrialConfig
+from trainables.trial import SUMMARY
+
+EPOCH_METRICS = ("lr", "diverged", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "test_loss", "test_acc")
+SUMMARY_METRICS = ("trainable_params", "total_params", "tuned_percent", "images_per_second",
+                   "wall_seconds", "final_train_loss", "final_val_acc", "final_val_loss",
+                   "final_test_acc", "final_test_loss")
+SUMMARY_PARAMS = ("train_size", "eval_size", "device", "normalization")
+SUMMARY_TAGS = ("outcome",)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def trial_tags(cfg: TrialConfig) -> dict[str, str]:
+    return {"study": cfg.study, "stage": cfg.stage, "task": cfg.task,
+            "group": get_task(cfg.task).group, "strategy": cfg.strategy,
+            "backbone": cfg.backbone.tag, "seed": str(cfg.seed), "trial_id": cfg.trial_id,
+            "mlflow.runName": f"{cfg.stage}-{cfg.task}-{cfg.strategy}-{cfg.trial_id[:6]}"}
+
+
+def trial_params(cfg: TrialConfig) -> dict[str, object]:
+    r = cfg.recipe
+    params = {"base_lr": r.base_lr, "lr": r.lr, "weight_decay": r.weight_decay,
+              "batch_size": r.batch_size, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs,
+              "optimizer": r.optimizer, "prompt_length": cfg.prompt_length,
+              "prompt_dropout": cfg.prompt_dropout, "lora_rank": cfg.lora_rank,
+              "train_split": cfg.train_split, "eval_split": cfg.eval_split,
+              "backbone_name": cfg.backbone.name, "backbone_weights": cfg.backbone.weights or "",
+              "backbone_overrides": dict(cfg.backbone.overrides)}
+    if cfg.prior_recipe:
+        params.update(prior_optimizer=cfg.prior_recipe.optimizer,
+                      prior_base_lr=cfg.prior_recipe.base_lr, prior_epochs=cfg.prior_recipe.epochs)
+    return params
+
+
+class StudyTracker:
+    def __init__(self, study: str, uri: str | None = None):
+        self.uri = uri or tracking_uri()
+        self.client = MlflowClient(self.uri)
+        experiment = self.client.get_experiment_by_name(study)
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(study))
+
+    def start(self, cfg: TrialConfig, **tags: str) -> str:
+        run = self.client.create_run(self.experiment_id, tags={**trial_tags(cfg), **tags})
+        self.client.log_batch(run.info.run_id, params=[
+            Param(k, str(v)) for k, v in trial_params(cfg).items()])
+        return run.info.run_id
+
+    def record(self, run_id: str, result: dict) -> None:
+        """Log one report of a trial: an epoch's metrics, or the summary."""
+        stamp = _now_ms()
+        if result.get(SUMMARY):
+            metrics = [Metric(k, float(result[k]), stamp, 0) for k in SUMMARY_METRICS
+                       if k in result and math.isfinite(float(result[k]))]
+            self.client.log_batch(
+                run_id, metrics=metrics,
+                params=[Param(k, str(result[k])) for k in SUMMARY_PARAMS if k in result],
+                tags=[RunTag(k, str(result[k])) for k in SUMMARY_TAGS if k in result])
+        elif "epoch" in result:
+            step = int(result["epoch"])
+            self.client.log_batch(run_id, metrics=[
+                Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS
+                if k in result and math.isfinite(float(result[k]))])
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, "error", error[-4000:])
+        self.client.set_terminated(run_id, status)
+
+    def runs(self, stage: str | None = None, status: str | None = None) -> list:
+        filters = [f"tags.stage = '{stage}'"] if stage else []
+        if status:
+            filters.append(f"attributes.status = '{status}'")
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], " and ".join(filters),
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def finished_trial_ids(self, stage: str) -> set[str]:
+        return {run.data.tags.get("trial_id") for run in self.runs(stage, "FINISHED")}
+
+    def close_interrupted(self) -> int:
+        """Runs still RUNNING belong to a driver that died: end them as KILLED."""
+        stale = self.runs(status="RUNNING")
+        for run in stale:
+            self.finish(run.info.run_id, "KILLED")
+        return len(stale)

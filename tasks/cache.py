@@ -1,0 +1,111 @@
+"""The lossless array cache every trial reads. A prepared task is a folder
+`<cache_dir>/tasks/<slug>/` holding, per protocol split, `<split>.images.npy` (uint8, N x H x W x 3)
+and `<split>.labels.npy` (int64), and a `manifest.json` with shapes, classes, source, and the
+sha256 of every array file. The manifest is written last, so a half-written folder reads as not
+prepared. Loads verify the checksums and are memoised per process, so a reused Ray actor decodes
+nothing twice and no trial decodes anything per epoch."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from study.errors import StudyInputError
+
+MANIFEST = "manifest.json"
+
+
+class CacheError(StudyInputError):
+    """The cache cannot be used as it is."""
+
+
+class TaskNotPrepared(CacheError):
+    def __init__(self, slug: str, cache_dir: Path):
+        super().__init__(f"task '{slug}' is not prepared in {cache_dir}: run "
+                         f"`python -m tasks prepare {slug} --cache-dir {cache_dir}`")
+
+
+class ChecksumMismatch(CacheError):
+    def __init__(self, path: Path):
+        super().__init__(f"checksum mismatch for {path}: the cache file changed after it was "
+                         f"written; delete {path.parent} and prepare the task again")
+
+
+def task_dir(cache_dir: str | Path, slug: str) -> Path:
+    return Path(cache_dir) / "tasks" / slug
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_task(cache_dir: str | Path, slug: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               num_classes: int, info: Mapping[str, object] | None = None) -> Path:
+    """Write the arrays of every split, then the manifest (atomically, last)."""
+    folder = task_dir(cache_dir, slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for split, (images, labels) in splits.items():
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        labels = np.asarray(labels, dtype=np.int64)
+        if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
+            raise ValueError(f"{slug}/{split}: expected N x H x W x 3 uint8 images and N labels, "
+                             f"got {images.shape} and {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{slug}/{split}: labels outside [0, {num_classes})")
+        entry = {"count": int(len(labels)), "shape": list(images.shape[1:])}
+        for kind, array in (("images", images), ("labels", labels)):
+            path = folder / f"{split}.{kind}.npy"
+            np.save(path, array)
+            entry[kind] = {"file": path.name, "sha256": _sha256(path)}
+        entries[split] = entry
+    manifest = {"task": slug, "num_classes": num_classes, "splits": entries, **(info or {})}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
+    return folder
+
+
+def read_manifest(cache_dir: str | Path, slug: str) -> dict:
+    path = task_dir(cache_dir, slug) / MANIFEST
+    if not path.exists():
+        raise TaskNotPrepared(slug, Path(cache_dir))
+    return json.loads(path.read_text())
+
+
+def is_prepared(cache_dir: str | Path, slug: str) -> bool:
+    return (task_dir(cache_dir, slug) / MANIFEST).exists()
+
+
+@functools.lru_cache(maxsize=32)
+def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    manifest = read_manifest(cache_dir, slug)
+    if split not in manifest["splits"]:
+        raise CacheError(f"task '{slug}' has no split '{split}' in its cache; it has "
+                         f"{', '.join(manifest['splits'])}")
+    entry, folder = manifest["splits"][split], task_dir(cache_dir, slug)
+    arrays = []
+    for kind in ("images", "labels"):
+        path = folder / entry[kind]["file"]
+        if not path.exists():
+            raise TaskNotPrepared(slug, Path(cache_dir))
+        if _sha256(path) != entry[kind]["sha256"]:
+            raise ChecksumMismatch(path)
+        arrays.append(np.load(path))
+    for array in arrays:
+        array.flags.writeable = False          # shared by every trial of this process
+    return arrays[0], arrays[1]
+
+
+def load_split(cache_dir: str | Path, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 N x H x W x 3, labels int64 N) of one split, verified, cached per process."""
+    return _load(str(Path(cache_dir).resolve()), slug, split)

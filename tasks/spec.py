@@ -1,0 +1,118 @@
+"""The task table. A task is one frozen `TaskSpec` row keyed by a short slug: the
+google-research/task_adaptation call string, its group (natural / specialized / structured), its
+class count, where its images come from (a TFDS builder or a demo generator) and how each of the
+four protocol splits (train800, val200, train800val200, test) is carved from the source splits.
+Nothing here reads data; `tasks.cache` and the preparers do."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from study.errors import UnknownName
+
+GROUPS = ("natural", "specialized", "structured")
+SPLITS = ("train800", "val200", "train800val200", "test")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    slug: str                     # short name used everywhere (MLflow tags, CLI, tables)
+    name: str                     # the task_adaptation call string
+    group: str                    # natural | specialized | structured | upstream
+    num_classes: int
+    source: str                   # "tfds:<builder>:<version>" or "demo:<generator>"
+    splits: Mapping[str, str] = field(default_factory=dict)   # protocol split -> source split
+    label: str = "label"          # how the label is derived from the source example
+
+    def split_size(self, split: str) -> int | None:
+        """Images in a protocol split when the split string fixes it (train800 -> 800)."""
+        sizes = {"train800": 800, "val200": 200, "train800val200": 1000}
+        return sizes.get(split)
+
+
+def _vtab(slug, name, group, classes, builder, val, test="test", train="train", label="label"):
+    splits = {"train800": f"{train}[:800]", "val200": val,
+              "train800val200": f"{train}[:800]+{val}", "test": test}
+    return TaskSpec(slug, name, group, classes, f"tfds:{builder}", MappingProxyType(splits), label)
+
+
+def _demo(slug, group, classes, label="generator"):
+    splits = {"train800": "train[:800]", "val200": "train[800:1000]",
+              "train800val200": "train[:1000]", "test": "test"}
+    return TaskSpec(slug, f"demo/{slug}", group, classes, f"demo:{slug}",
+                    MappingProxyType(splits), label)
+
+
+_VTAB1K = (
+    _vtab("cifar100", "cifar(num_classes=100)", "natural", 100, "cifar100:3.*.*", "train[45000:45200]"),
+    _vtab("caltech101", "caltech101", "natural", 102, "caltech101:3.*.*", "train[90%:+200]"),
+    _vtab("dtd", "dtd", "natural", 47, "dtd:3.*.*", "validation[:200]"),
+    _vtab("oxford_flowers102", "oxford_flowers102", "natural", 102, "oxford_flowers102:2.*.*",
+          "validation[:200]"),
+    _vtab("oxford_iiit_pet", "oxford_iiit_pet", "natural", 37, "oxford_iiit_pet:3.*.*",
+          "train[80%:+200]"),
+    _vtab("svhn", "svhn", "natural", 10, "svhn_cropped:3.*.*", "train[90%:+200]"),
+    _vtab("sun397", "sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]"),
+    _vtab("patch_camelyon", "patch_camelyon", "specialized", 2, "patch_camelyon:2.*.*",
+          "validation[:200]"),
+    _vtab("eurosat", "eurosat", "specialized", 10, "eurosat/rgb:2.*.*", "train[60%:+200]",
+          test="train[80%:]"),
+    _vtab("resisc45", "resisc45", "specialized", 45, "resisc45:3.*.*", "train[60%:+200]",
+          test="train[80%:]"),
+    _vtab("diabetic_retinopathy", 'diabetic_retinopathy(config="btgraham-300")', "specialized", 5,
+          "diabetic_retinopathy_detection/btgraham-300:3.*.*", "validation[:200]"),
+    _vtab("clevr_count", 'clevr(task="count_all")', "structured", 8, "clevr:3.*.*",
+          "train[63000:63200]", test="validation", label="clevr_count"),
+    _vtab("clevr_distance", 'clevr(task="closest_object_distance")', "structured", 6, "clevr:3.*.*",
+          "train[63000:63200]", test="validation", label="clevr_distance"),
+    _vtab("dmlab", "dmlab", "structured", 6, "dmlab:2.0.1", "validation[:200]"),
+    _vtab("kitti_distance", 'kitti(task="closest_vehicle_distance")', "structured", 4,
+          "kitti:3.*.*", "validation[:200]", label="kitti_distance"),
+    _vtab("dsprites_location",
+          'dsprites(predicted_attribute="label_x_position",num_classes=16)', "structured", 16,
+          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_location"),
+    _vtab("dsprites_orientation",
+          'dsprites(predicted_attribute="label_orientation",num_classes=16)', "structured", 16,
+          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_orientation"),
+    _vtab("smallnorb_azimuth", 'smallnorb(predicted_attribute="label_azimuth")', "structured", 18,
+          "smallnorb:2.*.*", "test[:200]", test="test[50%:]", label="label_azimuth"),
+    _vtab("smallnorb_elevation", 'smallnorb(predicted_attribute="label_elevation")', "structured",
+          9, "smallnorb:2.*.*", "test[:200]", test="test[50%:]", label="label_elevation"),
+)
+
+# The offline demo suite: 32x32 images made on this machine, no download (see tasks/demo.py).
+_DEMO = (
+    _demo("photos", "natural", 6),            # which held-out photograph a crop comes from
+    _demo("photo_regions", "natural", 16),    # which quadrant of which held-out photograph
+    _demo("digits", "specialized", 10),       # scikit-learn's real handwritten digits
+    _demo("microscopy", "specialized", 4),    # crops of retina / histology / cell images
+    _demo("count", "structured", 6),          # how many objects (1..6)
+    _demo("sprite_location", "structured", 8),     # x position of one sprite, 8 bins
+    _demo("sprite_orientation", "structured", 8),  # orientation of one bar, 8 bins
+)
+# Upstream data the demo backbone is pretrained on: which quadrant of which of 10 other
+# photographs a crop comes from (40 classes).
+UPSTREAM = TaskSpec("upstream", "demo/upstream", "upstream", 40, "demo:upstream",
+                    MappingProxyType({"train": "train", "val": "test"}))
+
+TASKS: Mapping[str, TaskSpec] = MappingProxyType(
+    {t.slug: t for t in (*_VTAB1K, *_DEMO, UPSTREAM)})
+SUITES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "vtab1k": tuple(t.slug for t in _VTAB1K),
+    "demo": tuple(t.slug for t in _DEMO),
+})
+
+
+def get_task(slug: str) -> TaskSpec:
+    try:
+        return TASKS[slug]
+    except KeyError:
+        raise UnknownName("task", slug, TASKS) from None
+
+
+def tasks_in_suite(suite: str) -> tuple[str, ...]:
+    try:
+        return SUITES[suite]
+    except KeyError:
+        raise UnknownName("task suite", suite, SUITES) from None

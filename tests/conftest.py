@@ -1,0 +1,35 @@
+"""Shared fixtures: a session cache holding two real demo tasks, and a tiny random-init timm ViT
+spec so that unit tests train in well under a second."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+from tasks import get_task  # noqa: E402
+from tasks.prepare import prepare  # noqa: E402
+from trainables.config import BackboneSpec, Recipe, TrialConfig  # noqa: E402
+
+TINY_VIT = BackboneSpec(name="vit_tiny_patch16_224", label="tiny-test-vit", overrides=(
+    ("img_size", 32), ("patch_size", 8), ("embed_dim", 32), ("depth", 3), ("num_heads", 2)))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("cache")
+    for slug in ("digits", "count"):
+        prepare(get_task(slug), folder)
+    return str(folder)
+
+
+def tiny_trial(cache_dir: str, strategy: str = "full_ft", **changes) -> TrialConfig:
+    recipe = changes.pop("recipe", Recipe("sgd", 0.5, 0.0, epochs=2, warmup_epochs=1,
+                                          batch_size=64))
+    fields = dict(study="test", stage="tune", task="digits", strategy=strategy,
+                  backbone=TINY_VIT, recipe=recipe, seed=42, train_split="train800",
+                  eval_split="val200", prompt_length=4, prompt_dropout=0.0, lora_rank=2,
+                  prior_recipe=Recipe("adamw", 0.004, 0.0, 1, 0, 64), cache_dir=cache_dir)
+    fields.update(changes)
+    return TrialConfig(**fields)

@@ -1,0 +1,53 @@
+"""The command lines: listing, planning, and bad input refused with one line and status 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from study.__main__ import main as study_main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_list_names_studies_tasks_and_strategies(capsys):
+    assert study_main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("demo", "clevr_count", "digits", "vpt_deep", "ft_then_pt", "lora"):
+        assert name in out
+
+
+def test_plan_counts_trials_per_stage(capsys):
+    assert study_main(["plan", "demo"]) == 0
+    out = capsys.readouterr().out
+    # 7 tasks x (full 2 + prompt 2 x 4 strategies + full 2 (mixed) + lora 2) lrs, 1 wd
+    assert "stage tune :     98 trials" in out
+    assert "stage final:     98 trials" in out          # 7 x 7 x 2 seeds
+    assert study_main(["plan", "demo", "--seeds", "1,2,3"]) == 0
+    assert "stage final:    147 trials" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan", "nope"], "unknown study 'nope'; valid: demo"),
+    (["run", "nope"], "unknown study 'nope'"),
+    (["run", "demo", "--cpus-per-trial", "-1"], "must be > 0"),
+    (["run", "demo", "--gpus-per-trial", "x"], "'x' is not a number"),
+    (["plan", "demo", "--seeds", "4,a"], "seeds must be integers"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(argv, message):
+    result = run("study", *argv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "analysis", "table", "nope", "--tracking-uri",
+                             f"sqlite:///{tmp_path}/m.db"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "no MLflow experiment 'nope'" in result.stderr.strip().splitlines()[-1]

@@ -1,0 +1,159 @@
+"""Every registered strategy: which parameters receive gradients, frozen weights bit-identical
+after optimiser steps, plus the strategy-specific promises (deep prompts act at every layer,
+LoRA starts as the identity, FT-then-PT starts from the FT weights)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import TINY_VIT, tiny_trial
+from trainables.backbones import create_backbone
+from trainables.config import Recipe
+from trainables.loop import Normalize, Split, set_train_mode, train
+from trainables.strategy import all_strategies, get_strategy
+from trainables.trial import train_model
+
+STRATEGIES = sorted(all_strategies())
+
+
+def adapted(strategy_name: str, cache_dir: str, seed: int = 0):
+    torch.manual_seed(seed)
+    strategy = get_strategy(strategy_name)
+    model = strategy.adapt(create_backbone(TINY_VIT, num_classes=10), tiny_trial(cache_dir))
+    for name, param in model.named_parameters():
+        param.requires_grad_(strategy.trains(name))
+    return strategy, model
+
+
+def batch(n=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (n,), generator=generator)
+
+
+NORMALIZE = Normalize.of((0.5,) * 3, (0.5,) * 3, "cpu")
+
+
+def test_registry_holds_the_seven_strategies():
+    assert set(STRATEGIES) == {"full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed",
+                               "ft_then_pt", "lora"}
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_gradients_reach_exactly_the_trainable_parameters(name, cache_dir):
+    strategy, model = adapted(name, cache_dir)
+    images, labels = batch()
+    set_train_mode(model)
+    torch.nn.functional.cross_entropy(model(NORMALIZE(images)), labels).backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    with_grad = {n for n, p in model.named_parameters()
+                 if p.grad is not None and p.grad.abs().sum() > 0}
+    assert trainable, "a strategy must train something"
+    assert "head.weight" in trainable
+    # LoRA's A receives no gradient at step 0 because B starts at zero
+    lora_a = {n for n in trainable if n.endswith("lora_a")}
+    assert with_grad == trainable - lora_a
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    expect_frozen = name not in ("full_ft", "mixed")
+    assert bool(frozen) == expect_frozen
+    if name in ("vpt_deep", "vpt_shallow", "ft_then_pt"):
+        assert all(n.startswith(("prompt.", "head.")) for n in trainable)
+    if name == "linear":
+        assert trainable == {"head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_frozen_weights_are_bit_identical_after_optimiser_steps(name, cache_dir):
+    strategy, model = adapted(name, cache_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    images, labels = batch(64)
+    split = Split(images, labels, "train")
+    recipe = Recipe("sgd", 1.0, 0.01, epochs=2, warmup_epochs=0, batch_size=16)
+    train(model, split, Split(images, labels, "val"), NORMALIZE, recipe, 0, lambda m: None)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert not torch.equal(before[n], p), f"{n} should have moved"
+        else:
+            assert torch.equal(before[n], p), f"frozen {n} changed"
+
+
+def test_frozen_encoder_runs_in_eval_mode_while_prompt_dropout_trains(cache_dir):
+    _, model = adapted("vpt_deep", cache_dir)
+    set_train_mode(model)
+    assert model.prompt.training and model.prompt.dropout.training
+    assert not model.blocks.training and not model.patch_embed.training
+    _, full = adapted("full_ft", cache_dir)
+    set_train_mode(full)
+    assert full.blocks.training
+
+
+def _tokens_entering_each_block(model, images):
+    seen = []
+    hooks = [block.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+             for block in model.blocks]
+    model(images)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_prompts_sit_between_class_token_and_patches(cache_dir):
+    _, model = adapted("vpt_shallow", cache_dir)
+    model.eval()
+    x = NORMALIZE(batch(2)[0])
+    seen = _tokens_entering_each_block(model, x)
+    patches = model.patch_embed.num_patches
+    # the hooks registered above run after the prompt hook of block 0
+    assert seen[0].shape[1] == 1 + 4 + patches
+    torch.testing.assert_close(seen[0][0, 1:5], model.prompt.embeddings[0])
+
+
+def test_deep_prompts_act_at_every_layer(cache_dir):
+    _, model = adapted("vpt_deep", cache_dir)
+    model.eval()
+    x = NORMALIZE(batch(2)[0])
+    seen = _tokens_entering_each_block(model, x)
+    for layer in range(1, len(model.blocks)):
+        torch.testing.assert_close(seen[layer][0, 1:5], model.prompt.deep_embeddings[layer - 1])
+    reference = model(x)
+    for layer in range(len(model.blocks) - 1):
+        saved = model.prompt.deep_embeddings.detach().clone()
+        with torch.no_grad():    # a random change (a constant shift is undone by LayerNorm)
+            model.prompt.deep_embeddings[layer] += torch.randn_like(saved[layer])
+        assert (model(x) - reference).abs().max() > 1e-3, f"layer {layer + 1} prompts inert"
+        with torch.no_grad():
+            model.prompt.deep_embeddings.copy_(saved)
+
+
+def test_shallow_prompts_are_not_replaced_after_the_first_layer(cache_dir):
+    _, model = adapted("vpt_shallow", cache_dir)
+    assert model.prompt.deep_embeddings is None
+    model.eval()
+    seen = _tokens_entering_each_block(model, NORMALIZE(batch(2)[0]))
+    assert not torch.allclose(seen[1][0, 1:5], seen[0][0, 1:5])   # block 0 transformed them
+
+
+def test_lora_starts_as_the_identity(cache_dir):
+    torch.manual_seed(0)
+    plain = create_backbone(TINY_VIT, num_classes=10).eval()
+    _, adapted_model = adapted("lora", cache_dir, seed=0)
+    adapted_model.eval()
+    x = NORMALIZE(batch(4)[0])
+    torch.testing.assert_close(adapted_model(x), plain(x), rtol=0, atol=1e-6)
+
+
+def test_ft_then_pt_prompt_tunes_the_finetuned_weights(cache_dir):
+    cfg = tiny_trial(cache_dir, "ft_then_pt")
+    ft_only = tiny_trial(cache_dir, "full_ft", recipe=cfg.prior_recipe)
+    both = train_model(cfg, [].append)[0]
+    finetuned = train_model(ft_only, [].append)[0]
+    torch.manual_seed(cfg.seed)
+    pretrained = create_backbone(TINY_VIT, num_classes=10).state_dict()
+    ft_weights = finetuned.state_dict()
+    checked = 0
+    for name, value in both.state_dict().items():
+        if name.startswith(("prompt.", "head.")):
+            continue
+        assert torch.equal(value, ft_weights[name]), f"{name} is not the FT weight"
+        checked += not torch.equal(value, pretrained[name])
+    assert checked > 0, "the FT phase changed nothing"

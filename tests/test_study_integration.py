@@ -1,0 +1,105 @@
+"""A tiny study end to end through real Ray Tune trials and a real MLflow sqlite store: one run
+per trial with tags, params and per-epoch metrics; nothing left RUNNING or duplicated; the
+table's numbers equal the runs'; rerunning the same study runs nothing again."""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search_spaces import Grid, SearchSpace
+from study.protocol import run_study
+from study.ray_runner import RayRunner
+from study.spec import StudySpec
+from study.tracking import StudyTracker
+from tests.conftest import TINY_VIT
+
+SPACE = SearchSpace("it", MappingProxyType({
+    "full": Grid("it_full", "adamw", (0.002,), (0.0,)),
+    "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
+}))
+SPEC = StudySpec(name="integration", tasks=("digits", "count"),
+                 strategies=("full_ft", "vpt_deep", "linear"), backbone=TINY_VIT,
+                 search_space=SPACE, epochs=2, warmup_epochs=1, seeds=(42, 44),
+                 prompt_dropout=0.1)
+TUNE_TRIALS = 2 * (1 + 2 + 2)
+FINAL_TRIALS = 2 * 3 * 2
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, cache_dir):
+    folder = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    tracker = StudyTracker(SPEC.name, uri)
+    runner = RayRunner(tracker, storage_path=str(folder / "ray"))
+    first_log, second_log = [], []
+    try:
+        table = run_study(SPEC, runner, tracker, cache_dir, log=first_log.append)
+        again = run_study(SPEC, runner, tracker, cache_dir, log=second_log.append)
+    finally:
+        runner.shutdown()
+    runs = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)
+    return dict(table=table, again=again, runs=runs, client=MlflowClient(uri),
+                first_log=first_log, second_log=second_log)
+
+
+def test_exactly_one_finished_run_per_trial(study):
+    runs = study["runs"]
+    assert len(runs) == TUNE_TRIALS + FINAL_TRIALS
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(set(ids)) == len(ids)
+    stages = pd.Series([r.data.tags["stage"] for r in runs]).value_counts()
+    assert stages["tune"] == TUNE_TRIALS and stages["final"] == FINAL_TRIALS
+
+
+def test_runs_carry_tags_params_and_per_epoch_metrics(study):
+    run = next(r for r in study["runs"] if r.data.tags["stage"] == "final"
+               and r.data.tags["strategy"] == "vpt_deep")
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert {"study", "stage", "task", "group", "strategy", "backbone", "seed", "trial_id",
+            "ray_trial_id", "outcome"} <= set(tags)
+    assert tags["backbone"] == "tiny-test-vit" and tags["outcome"] == "finished"
+    assert {"base_lr", "lr", "weight_decay", "batch_size", "epochs", "prompt_length",
+            "optimizer", "train_size"} <= set(params)
+    assert params["train_size"] == "1000" and params["optimizer"] == "sgd"
+    assert {"final_test_acc", "trainable_params", "total_params", "tuned_percent",
+            "wall_seconds", "images_per_second"} <= set(metrics)
+    history = study["client"].get_metric_history(run.info.run_id, "test_acc")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert max(history, key=lambda m: m.step).value == metrics["final_test_acc"]
+
+
+def test_table_numbers_equal_the_runs(study):
+    table = study["table"]
+    finals = [r for r in study["runs"] if r.data.tags["stage"] == "final"]
+    frame = pd.DataFrame([{"strategy": r.data.tags["strategy"], "task": r.data.tags["task"],
+                           "acc": r.data.metrics["final_test_acc"]} for r in finals])
+    expected = frame.groupby(["strategy", "task"])["acc"].mean()
+    for (strategy, task), value in expected.items():
+        assert table.mean.loc[strategy, task] == pytest.approx(value)
+    assert (table.seeds == 2).all().all()
+    assert list(table.cells.index[:3]) == ["full_ft", "vpt_deep", "linear"]
+
+
+def test_selection_uses_val_and_final_uses_the_selected_lr(study):
+    tune = [r for r in study["runs"] if r.data.tags["stage"] == "tune"]
+    final = [r for r in study["runs"] if r.data.tags["stage"] == "final"]
+    for task in SPEC.tasks:
+        cell = [r for r in tune if r.data.tags["task"] == task
+                and r.data.tags["strategy"] == "vpt_deep"]
+        best = max(cell, key=lambda r: (r.data.metrics["final_val_acc"],
+                                        -float(r.data.params["base_lr"])))
+        used = {r.data.params["base_lr"] for r in final if r.data.tags["task"] == task
+                and r.data.tags["strategy"] == "vpt_deep"}
+        assert used == {best.data.params["base_lr"]}
+
+
+def test_rerunning_the_study_runs_nothing_again(study):
+    assert f"[tune] {TUNE_TRIALS} trials: {TUNE_TRIALS} already finished, 0 to run" \
+        in study["second_log"]
+    assert f"[final] {FINAL_TRIALS} trials: {FINAL_TRIALS} already finished, 0 to run" \
+        in study["second_log"]
+    pd.testing.assert_frame_equal(study["again"].cells, study["table"].cells)

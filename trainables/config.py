@@ -1,0 +1,78 @@
+"""Typed, frozen configuration of one trial and of the backbone it starts from. A `TrialConfig`
+round-trips through a plain dict (what Ray Tune's param_space carries) and has a stable
+`trial_id`, a hash of everything that changes the result, which keys the trial's MLflow run
+and lets a rerun skip the trials it already finished."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A timm architecture by `arch.tag` name, with optional timm keyword overrides and an
+    optional local weights file (safetensors, .pth or the original ViT .npz)."""
+    name: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+    weights: str | None = None        # local file; relative paths resolve against the cache dir
+    hub_weights: bool = False         # ask timm for its own pretrained weights (needs the hub)
+    label: str = ""                   # short name for tables and tags
+
+    @property
+    def tag(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How parameters are optimised: optimiser family, base lr (scaled by batch / 256), weight
+    decay, epochs with linear warm-up then cosine decay."""
+    optimizer: str
+    base_lr: float
+    weight_decay: float
+    epochs: int
+    warmup_epochs: int
+    batch_size: int
+
+    @property
+    def lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    study: str
+    stage: str                        # "tune" | "final"
+    task: str
+    strategy: str
+    backbone: BackboneSpec
+    recipe: Recipe
+    seed: int
+    train_split: str                  # train800 | train800val200 | ...
+    eval_split: str                   # val200 | test
+    prompt_length: int = 0
+    prompt_dropout: float = 0.0
+    lora_rank: int = 0
+    prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
+    cache_dir: str = field(default="", compare=False)
+    threads: int = field(default=1, compare=False)
+
+    @property
+    def trial_id(self) -> str:
+        identity = {k: v for k, v in self.to_dict().items() if k not in ("cache_dir", "threads")}
+        return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrialConfig":
+        raw = dict(raw)
+        backbone = dict(raw.pop("backbone"))
+        backbone["overrides"] = tuple(tuple(kv) for kv in backbone.get("overrides", ()))
+        prior = raw.pop("prior_recipe", None)
+        return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),
+                   prior_recipe=Recipe(**prior) if prior else None, **raw)

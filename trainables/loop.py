@@ -1,0 +1,128 @@
+"""The training loop, shared by every strategy: epochs over device-resident uint8 images
+(normalised per batch on the device), linear warm-up then cosine decay per step, lr = base_lr *
+batch / 256, SGD (momentum 0.9) or AdamW from the recipe, per-epoch train and eval loss and
+accuracy sent through `report`. A non-finite loss stops training and returns "diverged". Modules
+whose parameters are all frozen run in eval mode, as the official VPT code keeps the frozen
+encoder, so only what trains (and prompt dropout) sees train-mode behaviour."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import Recipe
+
+Report = Callable[[dict], None]
+
+OPTIMIZERS = {
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split resident on the device: uint8 NHWC images and int64 labels."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str                         # metric prefix: "train", "val" or "test"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Normalize:
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def of(cls, mean, std, device) -> "Normalize":
+        shape = (1, 3, 1, 1)
+        return cls(torch.tensor(mean, device=device).view(shape),
+                   torch.tensor(std, device=device).view(shape))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_train_mode(module: nn.Module) -> None:
+    """Train mode where something trains; eval mode for every fully frozen submodule."""
+    params = list(module.parameters(recurse=True))
+    if params and not any(p.requires_grad for p in params):
+        module.eval()
+        return
+    module.train(True)
+    for child in module.children():
+        set_train_mode(child)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, normalize: Normalize, batch_size: int = 256):
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        x = normalize(split.images[start:start + batch_size])
+        y = split.labels[start:start + batch_size]
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / len(split), 100.0 * correct / len(split)
+
+
+def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Normalize,
+          recipe: Recipe, seed: int, report: Report, first_epoch: int = 1) -> dict:
+    """Train the parameters that require grad; return the last epoch's numbers and outcome."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[recipe.optimizer](params, recipe.lr, recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
+    total, warmup = recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total))
+    generator = torch.Generator().manual_seed(seed)
+    last = {"outcome": "finished", "train_seconds": 0.0, "train_images": 0}
+    for epoch in range(first_epoch, first_epoch + recipe.epochs):
+        set_train_mode(model)
+        started = time.perf_counter()
+        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+        order = torch.randperm(len(train_split), generator=generator).to(train_split.labels.device)
+        lr = optimizer.param_groups[0]["lr"]
+        for index in order.split(recipe.batch_size):
+            x, y = normalize(train_split.images[index]), train_split.labels[index]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                report({"epoch": epoch, "diverged": 1.0})
+                return {**last, "outcome": "diverged", "epoch": epoch}
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach().cpu() * len(y)
+            correct += (logits.argmax(1) == y).sum().cpu()
+        last["train_seconds"] += time.perf_counter() - started
+        last["train_images"] += len(train_split)
+        eval_loss, eval_acc = evaluate(model, eval_split, normalize)
+        if not math.isfinite(eval_loss):
+            report({"epoch": epoch, "diverged": 1.0})
+            return {**last, "outcome": "diverged", "epoch": epoch}
+        metrics = {"epoch": epoch, "lr": lr,
+                   "train_loss": loss_sum.item() / len(train_split),
+                   "train_acc": 100.0 * correct.item() / len(train_split),
+                   f"{eval_split.name}_loss": eval_loss, f"{eval_split.name}_acc": eval_acc}
+        report(metrics)
+        last.update(metrics)
+    return last

@@ -1,0 +1,30 @@
+"""LoRA for a timm VisionTransformer: every attention `qkv` projection becomes
+W x + (alpha / r) * B A x with A Kaiming-uniform and B zero, so the adapted model starts as the
+identity of the frozen one. Parameter names keep the `lora_` prefix that the strategy trains."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None):
+        super().__init__()
+        self.base = base
+        self.scale = (alpha or rank) / rank
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+
+
+def add_lora(vit: nn.Module, rank: int) -> nn.Module:
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    for block in vit.blocks:
+        block.attn.qkv = LoRALinear(block.attn.qkv, rank)
+    return vit

@@ -1,0 +1,61 @@
+"""Visual prompts for a timm VisionTransformer, as in the official VPT code, added without
+forking timm: a `prompt` submodule holds the embeddings and forward pre-hooks on the blocks put
+them in place. Shallow: P prompts are inserted between the class token and the patch tokens after
+the position embedding. Deep: before every later block, that slice is replaced by the layer's own
+prompts. Init is Xavier-uniform with bound sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout
+acts on the prompts only. Prompts are counted as prefix tokens so that any non-class-token pooling
+skips them; the head still reads the class token after the final norm."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class VisualPrompts(nn.Module):
+    """Prompt embeddings: layer 0 as [1, P, D], later layers as [depth - 1, P, D] when deep."""
+
+    def __init__(self, length: int, dim: int, depth: int, deep: bool, dropout: float,
+                 patch_area: int):
+        super().__init__()
+        bound = math.sqrt(6.0 / float(3 * patch_area + dim))
+        self.embeddings = nn.Parameter(torch.empty(1, length, dim).uniform_(-bound, bound))
+        self.deep_embeddings = (nn.Parameter(torch.empty(depth - 1, length, dim)
+                                             .uniform_(-bound, bound)) if deep else None)
+        self.dropout = nn.Dropout(dropout)
+        self.length = length
+
+    def at_layer(self, layer: int, batch: int) -> torch.Tensor:
+        prompts = self.embeddings[0] if layer == 0 else self.deep_embeddings[layer - 1]
+        return self.dropout(prompts.expand(batch, -1, -1))
+
+
+def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.Module:
+    """Attach prompts to a timm VisionTransformer in place and return it."""
+    if length < 1:
+        raise ValueError(f"prompt length must be >= 1, got {length}")
+    blocks = list(vit.blocks)
+    patch = vit.patch_embed.patch_size
+    vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,
+                               patch_area=patch[0] * patch[1])
+    prefix = vit.num_prefix_tokens              # class (+ register) tokens before the patches
+
+    def insert(_module, args):
+        x = args[0]
+        prompts = vit.prompt.at_layer(0, x.shape[0]).to(x.dtype)
+        return (torch.cat([x[:, :prefix], prompts, x[:, prefix:]], dim=1), *args[1:])
+
+    def replace_at(layer: int):
+        def replace(_module, args):
+            x = args[0]
+            prompts = vit.prompt.at_layer(layer, x.shape[0]).to(x.dtype)
+            return (torch.cat([x[:, :prefix], prompts, x[:, prefix + length:]], dim=1), *args[1:])
+        return replace
+
+    blocks[0].register_forward_pre_hook(insert)
+    if deep:
+        for layer, block in enumerate(blocks[1:], start=1):
+            block.register_forward_pre_hook(replace_at(layer))
+    vit.num_prefix_tokens = prefix + length
+    return vit

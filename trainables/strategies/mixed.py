@@ -1,0 +1,11 @@
+"""Mixed: deep prompts are added and the whole network trains with them (the paper's Mixed)."""
+from trainables.prompts import add_prompts
+from trainables.strategy import Strategy, everything, register
+
+
+def adapt(model, cfg):
+    return add_prompts(model, cfg.prompt_length, deep=True, dropout=cfg.prompt_dropout)
+
+
+STRATEGY = register(Strategy("mixed", grid="full", trains=everything, adapt=adapt, prompted=True,
+                             summary="deep prompts + all weights train"))

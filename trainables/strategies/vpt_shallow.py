@@ -1,0 +1,11 @@
+"""VPT-shallow: prompts inserted once, after the position embedding; prompts and head train."""
+from trainables.prompts import add_prompts
+from trainables.strategy import Strategy, prompts_and_head, register
+
+
+def adapt(model, cfg):
+    return add_prompts(model, cfg.prompt_length, deep=False, dropout=cfg.prompt_dropout)
+
+
+STRATEGY = register(Strategy("vpt_shallow", grid="prompt", trains=prompts_and_head, adapt=adapt,
+                             prompted=True, summary="prompts at the input + head"))

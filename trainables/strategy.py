@@ -1,0 +1,62 @@
+"""The strategy registry. A strategy is data plus two small functions: `adapt` changes the
+backbone in place (adds prompts or LoRA), `trains` says by parameter name which parameters
+receive gradients. `grid` names the search-space grid it is tuned on; `prior` names a strategy
+trained first in the same trial, whose weights this one starts from (FT-then-PT). The training
+loop reads these fields and never branches on a strategy's name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from study.errors import UnknownName
+from trainables.config import TrialConfig
+
+
+def keep(model: nn.Module, cfg: TrialConfig) -> nn.Module:
+    return model
+
+
+def head_only(name: str) -> bool:
+    return name.startswith("head.")
+
+
+def prompts_and_head(name: str) -> bool:
+    return name.startswith(("prompt.", "head."))
+
+
+def everything(name: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    grid: str                                   # "full" | "prompt" | "lora": key of a SearchSpace
+    trains: Callable[[str], bool]
+    adapt: Callable[[nn.Module, TrialConfig], nn.Module] = keep
+    prior: str | None = None
+    prompted: bool = False                      # takes the task's prompt length
+    summary: str = ""
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def get_strategy(name: str) -> Strategy:
+    import trainables.strategies  # noqa: F401  (fills the registry)
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownName("strategy", name, STRATEGIES) from None
+
+
+def all_strategies() -> dict[str, Strategy]:
+    import trainables.strategies  # noqa: F401
+    return dict(STRATEGIES)

@@ -1,0 +1,82 @@
+"""One trial from config to summary: load the task's cached splits once per process, put them on
+the device, build the timm backbone with its weights, then for the strategy's prior (if any) and
+the strategy itself: adapt the model, set `requires_grad` by name, train. Per-epoch metrics and a
+final summary (outcome, last-epoch accuracy, parameter counts, tuned %, wall time, images/s) leave
+through `report`; the summary is also returned."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from tasks import get_task, load_split
+from trainables.backbones import create_backbone, normalization
+from trainables.config import TrialConfig
+from trainables.loop import Normalize, Report, Split, train
+from trainables.strategy import get_strategy
+
+SUMMARY = "summary"          # key marking the last report of a trial
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def metric_prefix(split: str) -> str:
+    return "val" if split.startswith("val") else "test" if split.startswith("test") else "eval"
+
+
+def load(cfg: TrialConfig, split: str, name: str, on: torch.device) -> Split:
+    images, labels = load_split(cfg.cache_dir, cfg.task, split)
+    return Split(torch.tensor(images, device=on), torch.tensor(labels, device=on), name)
+
+
+def run_trial(cfg: TrialConfig, report: Report) -> dict:
+    """Train one trial; its summary is the last report and the return value."""
+    return train_model(cfg, report)[1]
+
+
+def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict]:
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    on = device()
+    task, strategy = get_task(cfg.task), get_strategy(cfg.strategy)
+    train_split = load(cfg, cfg.train_split, "train", on)
+    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on)
+    model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
+    mean, std = normalization(model)
+    normalize = Normalize.of(mean, std, on)
+
+    phases = [(get_strategy(strategy.prior), cfg.prior_recipe)] if strategy.prior else []
+    phases.append((strategy, cfg.recipe))
+    epoch, result = 1, {}
+    for phase, recipe in phases:
+        model = phase.adapt(model, cfg).to(on)
+        for name, param in model.named_parameters():
+            param.requires_grad_(phase.trains(name))
+        result = train(model, train_split, eval_split, normalize, recipe, cfg.seed, report,
+                       first_epoch=epoch)
+        if result["outcome"] != "finished":
+            break
+        epoch += recipe.epochs
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    eval_name = eval_split.name
+    summary = {
+        SUMMARY: 1, "outcome": result["outcome"],
+        f"final_{eval_name}_acc": result.get(f"{eval_name}_acc", float("nan")),
+        f"final_{eval_name}_loss": result.get(f"{eval_name}_loss", float("nan")),
+        "final_train_loss": result.get("train_loss", float("nan")),
+        "trainable_params": trainable, "total_params": total,
+        "tuned_percent": 100.0 * trainable / total,
+        "train_size": len(train_split), "eval_size": len(eval_split),
+        "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
+        "wall_seconds": time.perf_counter() - started,
+        "device": str(on), "normalization": f"mean={mean} std={std}",
+    }
+    report(summary)
+    return model, summary
