@@ -49,6 +49,11 @@ def _missing_reason(runs: pd.DataFrame) -> str:
 
 
 def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=()) -> PaperTable:
+    """Rows follow `strategy_order` (default: the registry's), columns `task_order` (default:
+    the task table's) within each group."""
+    from tasks import TASKS
+    from trainables.strategy import all_strategies
+    strategy_order, task_order = strategy_order or tuple(all_strategies()), task_order or tuple(TASKS)
     done = counted(final_runs).dropna(subset=["final_test_acc"])
     strategies = _ordered(final_runs["strategy"], [BASELINE, *strategy_order])
     group_of = dict(zip(final_runs["task"], final_runs["group"]))

@@ -54,10 +54,10 @@ PAPER = SearchSpace("paper", MappingProxyType(
     {"full": PAPER_SGD, "prompt": PAPER_SGD, "lora": PAPER_SGD}))
 OFFICIAL = SearchSpace("vpt_official", MappingProxyType(
     {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "lora": LORA_ADAMW}))
-# The demo's small grid: two lrs per family, no weight decay, chosen for the 32px demo ViT.
+# The demo's small grid: two or three lrs per family, no weight decay, for the 32 px demo ViT.
 DEMO = SearchSpace("demo", MappingProxyType({
     "full": Grid("demo_full", "adamw", (0.004, 0.001), (0.0,)),
-    "prompt": Grid("demo_prompt", "sgd", (5.0, 1.0), (0.0,)),
+    "prompt": Grid("demo_prompt", "sgd", (5.0, 1.0, 0.25), (0.0,)),
     "lora": Grid("demo_lora", "adamw", (0.02, 0.005), (0.0,)),
 }))
 SMOKE = SearchSpace("smoke", MappingProxyType({

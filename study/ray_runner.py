@@ -56,7 +56,7 @@ class _TrackAndShowProgress(tune.Callback):
         self.log(f"[{self.stage}] {self.done}/{self.total} trials"
                  f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "
                  f"{_clock(elapsed)} | ETA {_clock(eta)} | {status.lower()}: {cfg['task']} "
-                 f"{cfg['strategy']} lr={cfg['recipe']['base_lr']:g}")
+                 f"{cfg['strategy']} lr={cfg['recipe']['base_lr']:g} seed={cfg['seed']}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial, "FINISHED")

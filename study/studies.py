@@ -11,11 +11,11 @@ from trainables.config import BackboneSpec, Recipe
 
 ALL_STRATEGIES = ("full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed", "ft_then_pt", "lora")
 
-# A ViT small enough for two CPU cores: 32 px input, 8 px patches, width 96, 4 blocks, 3 heads.
+# A ViT small enough for two CPU cores: 32 px input, 8 px patches, width 64, 4 blocks, 2 heads.
 DEMO_BACKBONE = BackboneSpec(
     name="vit_tiny_patch16_224",
-    overrides=(("img_size", 32), ("patch_size", 8), ("embed_dim", 96), ("depth", 4),
-               ("num_heads", 3)),
+    overrides=(("img_size", 32), ("patch_size", 8), ("embed_dim", 64), ("depth", 4),
+               ("num_heads", 2)),
     weights="backbones/demo_vit_upstream.safetensors", label="demo-vit-32")
 DEMO_UPSTREAM = Upstream(task="upstream",
                          recipe=Recipe("adamw", 0.004, 0.05, epochs=15, warmup_epochs=2,

@@ -24,8 +24,8 @@ def test_list_names_studies_tasks_and_strategies(capsys):
 def test_plan_counts_trials_per_stage(capsys):
     assert study_main(["plan", "demo"]) == 0
     out = capsys.readouterr().out
-    # 7 tasks x (full 2 + prompt 2 x 4 strategies + full 2 (mixed) + lora 2) lrs, 1 wd
-    assert "stage tune :     98 trials" in out
+    # 7 tasks x (full 2 + prompt 3 x 4 strategies + full 2 (mixed) + lora 2) lrs, 1 wd
+    assert "stage tune :    126 trials" in out
     assert "stage final:     98 trials" in out          # 7 x 7 x 2 seeds
     assert study_main(["plan", "demo", "--seeds", "1,2,3"]) == 0
     assert "stage final:    147 trials" in capsys.readouterr().out
