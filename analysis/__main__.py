@@ -22,10 +22,11 @@ def main(argv=None) -> int:
     from analysis.table import paper_table
     from study.tracking import tracking_uri
     try:
-        runs = load_runs(args.study, args.tracking_uri or tracking_uri(), "final")
-        if runs.empty:
+        runs = load_runs(args.study, args.tracking_uri or tracking_uri())
+        final = runs[runs["stage"] == "final"]
+        if final.empty:
             raise StudyInputError(f"study '{args.study}' has no final-stage runs yet")
-        print(paper_table(runs).render(args.format))
+        print(paper_table(final, tune_runs=runs[runs["stage"] == "tune"]).render(args.format))
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

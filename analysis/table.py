@@ -37,27 +37,38 @@ def _ordered(items, preferred) -> list:
     return [x for x in preferred if x in present] + [x for x in present if x not in preferred]
 
 
-def _missing_reason(runs: pd.DataFrame) -> str:
-    if runs.empty:
-        return "not run"
+def _what_happened(runs: pd.DataFrame) -> str | None:
     if (runs["outcome"] == "diverged").any():
         return "diverged"
     for status in ("FAILED", "KILLED", "RUNNING"):
         if (runs["status"] == status).any():
             return status.lower()
+    return None
+
+
+def _missing_reason(final_runs, tune_runs, strategy: str, task: str) -> str:
+    for stage, runs in (("", final_runs), ("tune ", tune_runs)):
+        if runs is None:
+            continue
+        cell = runs[(runs["strategy"] == strategy) & (runs["task"] == task)]
+        if not cell.empty:
+            return stage + (_what_happened(cell) or "no result")
     return "not run"
 
 
-def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=()) -> PaperTable:
+def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
+                tune_runs: pd.DataFrame | None = None) -> PaperTable:
     """Rows follow `strategy_order` (default: the registry's), columns `task_order` (default:
-    the task table's) within each group."""
+    the task table's) within each group. With `tune_runs`, cells that never reached the final
+    stage appear too, saying what happened to them in tuning."""
     from tasks import TASKS
     from trainables.strategy import all_strategies
     strategy_order, task_order = strategy_order or tuple(all_strategies()), task_order or tuple(TASKS)
     done = counted(final_runs).dropna(subset=["final_test_acc"])
-    strategies = _ordered(final_runs["strategy"], [BASELINE, *strategy_order])
-    group_of = dict(zip(final_runs["task"], final_runs["group"]))
-    tasks = [t for g in GROUPS for t in _ordered(final_runs["task"], task_order)
+    everything = pd.concat([final_runs, tune_runs]) if tune_runs is not None else final_runs
+    strategies = _ordered(everything["strategy"], [BASELINE, *strategy_order])
+    group_of = dict(zip(everything["task"], everything["group"]))
+    tasks = [t for g in GROUPS for t in _ordered(everything["task"], task_order)
              if group_of[t] == g]
     by_cell = done.groupby(["strategy", "task"])
     mean = by_cell["final_test_acc"].mean().unstack().reindex(index=strategies, columns=tasks)
@@ -81,8 +92,7 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=()) -> P
         row = {}
         for t in tasks:
             if pd.isna(mean.loc[s, t]):
-                cell = final_runs[(final_runs["strategy"] == s) & (final_runs["task"] == t)]
-                row[t] = f"n/a ({_missing_reason(cell)})"
+                row[t] = f"n/a ({_missing_reason(final_runs, tune_runs, s, t)})"
             elif seeds.loc[s, t] > 1:
                 row[t] = f"{mean.loc[s, t]:.1f} ± {std.loc[s, t]:.1f}"
             else:

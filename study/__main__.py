@@ -124,6 +124,7 @@ def cmd_run(spec, args) -> int:
     tracker = StudyTracker(spec.name)
     runner = RayRunner(tracker, args.cpus_per_trial, args.gpus_per_trial, args.address,
                        args.storage_path, args.max_failures)
+    runner.preflight()
     try:
         table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir),
                           threads=max(1, int(args.cpus_per_trial)))

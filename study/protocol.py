@@ -14,7 +14,8 @@ from analysis.table import PaperTable, paper_table
 from study.spec import StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbone
-from tasks import TaskNotPrepared, get_task, is_prepared
+from tasks import get_task
+from tasks.cache import verify
 from tasks.prepare import prepare
 from trainables.config import TrialConfig
 
@@ -24,13 +25,12 @@ class Runner(Protocol):
 
 
 def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:
+    """Generate what can be generated, then verify every split the study reads (checksums)."""
     for slug in spec.tasks:
         task = get_task(slug)
-        if task.source.startswith("demo:"):
-            if prepare(task, cache_dir):
-                log(f"data: generated demo task '{slug}' into {cache_dir}")
-        elif not is_prepared(cache_dir, slug):
-            raise TaskNotPrepared(slug, cache_dir)
+        if task.source.startswith("demo:") and prepare(task, cache_dir):
+            log(f"data: generated demo task '{slug}' into {cache_dir}")
+        verify(cache_dir, slug, {*spec.tune_splits, *spec.final_splits})
 
 
 def final_trials(spec: StudySpec, selected, cache_dir: str, threads: int) -> list[TrialConfig]:
@@ -78,4 +78,5 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     final_runs = load_runs(spec.name, tracker.uri, "final")
     final_runs = final_runs[final_runs["trial_id"].isin(final_ids)]
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
-    return paper_table(final_runs, spec.strategies, spec.tasks)
+    return paper_table(final_runs, spec.strategies, spec.tasks,
+                       tune_runs=tune_runs[tune_runs["trial_id"].isin(ids)])

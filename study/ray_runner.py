@@ -6,6 +6,8 @@ progress (trials done / total, elapsed, ETA)."""
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")      # our own progress lines i
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+from study.errors import StudyInputError
 from study.tracking import StudyTracker
 from trainables.config import TrialConfig
+from trainables.faults import ENV as FAULTS_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +27,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def _trainable(config: dict) -> None:
     from trainables.trial import run_trial
     run_trial(TrialConfig.from_dict(config["trial"]), report=tune.report)
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        return Path(path).read_text()
+    return "the trial raised an error (no error file)"
 
 
 def _clock(seconds: float) -> str:
@@ -37,17 +48,30 @@ class _TrackAndShowProgress(tune.Callback):
         self.done = self.failed = 0
         self.started = time.perf_counter()
 
+    def _run(self, trial) -> str:
+        """The MLflow run of the trial's current attempt, created when the attempt starts."""
+        if trial.trial_id not in self.run_ids:
+            cfg = TrialConfig.from_dict(trial.config["trial"])
+            self.run_ids[trial.trial_id] = self.tracker.start(cfg, ray_trial_id=trial.trial_id)
+        return self.run_ids[trial.trial_id]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        cfg = TrialConfig.from_dict(trial.config["trial"])
-        self.run_ids[trial.trial_id] = self.tracker.start(cfg, ray_trial_id=trial.trial_id)
+        self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.tracker.record(self.run_ids[trial.trial_id], result)
+        self.tracker.record(self._run(trial), result)
 
-    def _ended(self, trial, status: str, error: str | None = None):
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed attempt that Ray will retry: its run ends FAILED; the retry gets a new run."""
         run_id = self.run_ids.pop(trial.trial_id, None)
         if run_id:
-            self.tracker.finish(run_id, status, error)
+            self.tracker.finish(run_id, "FAILED", _error_text(trial) + "\n(retried)")
+        self.log(f"[{self.stage}] retrying {trial.config['trial']['task']} "
+                 f"{trial.config['trial']['strategy']} after a failure")
+
+    def _ended(self, trial, status: str, error: str | None = None):
+        self.tracker.finish(self._run(trial), status, error)
+        self.run_ids.pop(trial.trial_id, None)
         self.done += 1
         self.failed += status != "FINISHED"
         elapsed = time.perf_counter() - self.started
@@ -62,10 +86,7 @@ class _TrackAndShowProgress(tune.Callback):
         self._ended(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = None
-        if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
-            error = Path(trial.error_file).read_text()
-        self._ended(trial, "FAILED", error or "trial raised an error")
+        self._ended(trial, "FAILED", _error_text(trial))
 
     def close_open_runs(self):
         for run_id in self.run_ids.values():
@@ -82,14 +103,43 @@ class RayRunner:
     storage_path: str = "ray_results"
     max_failures: int = 0
 
+    def preflight(self) -> None:
+        """Refuse, before any trial starts, a storage path that cannot be written and a Ray
+        address that does not answer."""
+        if "://" not in self.storage_path:
+            folder = Path(self.storage_path).resolve()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder):
+                    pass
+            except OSError as error:
+                raise StudyInputError(f"storage path {folder} cannot be written: "
+                                      f"{error.strerror or error}") from None
+        host, _, port = (self.address or "").rpartition(":")
+        if host and port.isdigit() and "://" not in self.address:
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+            except OSError as error:
+                raise StudyInputError(f"Ray address {self.address} does not answer: "
+                                      f"{error.strerror or error}") from None
+
     def start(self) -> None:
         if ray.is_initialized():
             return
-        if self.address:
-            ray.init(address=self.address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+        env = {"PYTHONPATH": str(PROJECT_ROOT)}
+        if os.environ.get(FAULTS_ENV):
+            env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+        try:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False,
+                         runtime_env={"env_vars": {k: v for k, v in env.items()
+                                                   if k != "PYTHONPATH"}})
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         runtime_env={"env_vars": env})
+        except ConnectionError as error:
+            raise StudyInputError(f"cannot join the Ray cluster at {self.address}: "
+                                  f"{str(error).splitlines()[0]}") from None
 
     def __call__(self, configs: list[TrialConfig], stage: str) -> None:
         self.start()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.errors import StudyInputError
 from tasks import get_task
 from trainables.config import TrialConfig
 from trainables.trial import SUMMARY
@@ -57,9 +59,22 @@ def trial_params(cfg: TrialConfig) -> dict[str, object]:
     return params
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """An MLflow server that does not answer is refused before any trial starts."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise StudyInputError(f"MLflow server {uri} does not answer: {reason}") from None
+
+
 class StudyTracker:
     def __init__(self, study: str, uri: str | None = None):
         self.uri = uri or tracking_uri()
+        check_reachable(self.uri)
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study)
         self.experiment_id = (experiment.experiment_id if experiment

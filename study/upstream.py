@@ -1,7 +1,9 @@
 """The demo backbone: when a study's weights file is missing and the study says how to make it,
 the project pretrains the backbone itself on an upstream task (for the demo, crops of
 photographs that no downstream task uses), with the same loop as every trial, records the run in
-MLflow (stage "pretrain"), saves safetensors into the cache and prints its upstream accuracy."""
+MLflow (stage "pretrain"), saves safetensors into the cache and prints its upstream accuracy.
+An existing weights file is loaded once here, so a file for another architecture is refused
+before any trial starts."""
 from __future__ import annotations
 
 import json
@@ -15,7 +17,7 @@ from study.spec import StudySpec
 from study.tracking import StudyTracker
 from tasks import get_task
 from tasks.prepare import prepare
-from trainables.backbones import resolve_weights, save_weights
+from trainables.backbones import create_backbone, resolve_weights, save_weights
 from trainables.config import TrialConfig
 from trainables.trial import train_model
 
@@ -27,6 +29,7 @@ def ensure_backbone(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
     path = resolve_weights(spec.backbone, cache_dir)
     card = path.with_suffix(".json")
     if path.exists():
+        create_backbone(spec.backbone, num_classes=2, cache_dir=cache_dir)  # refuses a misfit
         if card.exists():
             info = json.loads(card.read_text())
             log(f"backbone: {path} (pretrained here; upstream val acc "

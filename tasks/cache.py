@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -86,24 +86,36 @@ def is_prepared(cache_dir: str | Path, slug: str) -> bool:
     return (task_dir(cache_dir, slug) / MANIFEST).exists()
 
 
-@functools.lru_cache(maxsize=32)
-def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _verified_files(cache_dir: str | Path, slug: str, split: str) -> list[Path]:
+    """The split's array files, after checking that they exist and match their sha256."""
     manifest = read_manifest(cache_dir, slug)
     if split not in manifest["splits"]:
         raise CacheError(f"task '{slug}' has no split '{split}' in its cache; it has "
                          f"{', '.join(manifest['splits'])}")
     entry, folder = manifest["splits"][split], task_dir(cache_dir, slug)
-    arrays = []
+    paths = []
     for kind in ("images", "labels"):
         path = folder / entry[kind]["file"]
         if not path.exists():
             raise TaskNotPrepared(slug, Path(cache_dir))
         if _sha256(path) != entry[kind]["sha256"]:
             raise ChecksumMismatch(path)
-        arrays.append(np.load(path))
-    for array in arrays:
+        paths.append(path)
+    return paths
+
+
+def verify(cache_dir: str | Path, slug: str, splits: Iterable[str]) -> None:
+    """Check a task's splits without loading them (the study does this before any trial)."""
+    for split in splits:
+        _verified_files(cache_dir, slug, split)
+
+
+@functools.lru_cache(maxsize=32)
+def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = (np.load(path) for path in _verified_files(cache_dir, slug, split))
+    for array in (images, labels):
         array.flags.writeable = False          # shared by every trial of this process
-    return arrays[0], arrays[1]
+    return images, labels
 
 
 def load_split(cache_dir: str | Path, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:

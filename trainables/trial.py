@@ -13,6 +13,7 @@ import torch
 from tasks import get_task, load_split
 from trainables.backbones import create_backbone, normalization
 from trainables.config import TrialConfig
+from trainables.faults import inject
 from trainables.loop import Normalize, Report, Split, train
 from trainables.strategy import get_strategy
 
@@ -39,6 +40,7 @@ def run_trial(cfg: TrialConfig, report: Report) -> dict:
 
 def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict]:
     started = time.perf_counter()
+    inject(cfg)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
