@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke install clean
+.PHONY: demo test test-slow smoke install clean
 install: $(STAMP)
 
 $(STAMP): requirements.txt
@@ -21,6 +21,9 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 clean:
 	rm -rf ray_results mlflow.db cache .pytest_cache

@@ -3,7 +3,9 @@ a malformed flag) prints one line and exits with status 2, before anything start
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
 
 from study.errors import StudyInputError
@@ -137,8 +139,15 @@ def cmd_run(spec, args) -> int:
     return 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")    # one line per problem on stderr
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)                  # SIGTERM ends runs as KILLED too
     try:
         if args.command == "list":
             cmd_list()

@@ -41,8 +41,12 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 class _TrackAndShowProgress(tune.Callback):
-    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=print):
+    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=_say):
         self.tracker, self.stage, self.total, self.log = tracker, stage, total, log
         self.run_ids: dict[str, str] = {}
         self.done = self.failed = 0
