@@ -155,3 +155,9 @@ def test_failing_trials_are_retried_then_recorded_failed_and_the_study_finishes(
     finished = frame[frame["status"] == "FINISHED"]
     assert finished["trial_id"].is_unique
     assert table.seeds.loc["vpt_deep"].tolist() == [2, 2]      # the other cells are complete
+
+
+def test_an_empty_grid_is_refused():
+    from search_spaces import Grid
+    with pytest.raises(StudyInputError, match="grid 'empty' is empty"):
+        Grid("empty", "sgd", (), (0.0,))
