@@ -48,31 +48,69 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_task(cache_dir: str | Path, slug: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
-               num_classes: int, info: Mapping[str, object] | None = None) -> Path:
-    """Write the arrays of every split, then the manifest (atomically, last)."""
-    folder = task_dir(cache_dir, slug)
+def _checked(slug: str, split: str, images: np.ndarray, labels: np.ndarray, num_classes: int):
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
+        raise ValueError(f"{slug}/{split}: expected N x H x W x 3 uint8 images and N labels, "
+                         f"got {images.shape} and {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{slug}/{split}: labels outside [0, {num_classes})")
+
+
+def _entry(folder: Path, split: str, count: int, shape) -> dict:
+    entry = {"count": int(count), "shape": list(shape)}
+    for kind in ("images", "labels"):
+        path = folder / f"{split}.{kind}.npy"
+        entry[kind] = {"file": path.name, "sha256": _sha256(path)}
+    return entry
+
+
+def write_split(folder: Path, slug: str, split: str, count: int, shape: tuple[int, int],
+                chunks: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int) -> dict:
+    """Stream `count` examples, chunk by chunk, into memory-mapped .npy files (large test sets
+    never sit in memory whole); return the split's manifest entry."""
     folder.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for split, (images, labels) in splits.items():
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        labels = np.asarray(labels, dtype=np.int64)
-        if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
-            raise ValueError(f"{slug}/{split}: expected N x H x W x 3 uint8 images and N labels, "
-                             f"got {images.shape} and {labels.shape}")
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{slug}/{split}: labels outside [0, {num_classes})")
-        entry = {"count": int(len(labels)), "shape": list(images.shape[1:])}
-        for kind, array in (("images", images), ("labels", labels)):
-            path = folder / f"{split}.{kind}.npy"
-            np.save(path, array)
-            entry[kind] = {"file": path.name, "sha256": _sha256(path)}
-        entries[split] = entry
-    manifest = {"task": slug, "num_classes": num_classes, "splits": entries, **(info or {})}
+    images = np.lib.format.open_memmap(folder / f"{split}.images.npy", mode="w+",
+                                       dtype=np.uint8, shape=(count, *shape, 3))
+    labels = np.lib.format.open_memmap(folder / f"{split}.labels.npy", mode="w+",
+                                       dtype=np.int64, shape=(count,))
+    filled = 0
+    for chunk_images, chunk_labels in chunks:
+        chunk_labels = np.asarray(chunk_labels, dtype=np.int64)
+        _checked(slug, split, chunk_images, chunk_labels, num_classes)
+        images[filled:filled + len(chunk_labels)] = chunk_images
+        labels[filled:filled + len(chunk_labels)] = chunk_labels
+        filled += len(chunk_labels)
+    if filled != count:
+        raise ValueError(f"{slug}/{split}: expected {count} examples, got {filled}")
+    images.flush()
+    labels.flush()
+    del images, labels
+    return _entry(folder, split, count, (*shape, 3))
+
+
+def write_manifest(cache_dir: str | Path, slug: str, num_classes: int, entries: Mapping[str, dict],
+                   info: Mapping[str, object] | None = None) -> Path:
+    """Written last and atomically: a task without a manifest is not prepared."""
+    folder = task_dir(cache_dir, slug)
+    manifest = {"task": slug, "num_classes": num_classes, "splits": dict(entries), **(info or {})}
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     os.replace(tmp, folder / MANIFEST)
     return folder
+
+
+def write_task(cache_dir: str | Path, slug: str, splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               num_classes: int, info: Mapping[str, object] | None = None) -> Path:
+    """Write in-memory arrays of every split, then the manifest."""
+    folder = task_dir(cache_dir, slug)
+    entries = {}
+    for split, (images, labels) in splits.items():
+        images = np.asarray(images, dtype=np.uint8)
+        labels = np.asarray(labels, dtype=np.int64)
+        _checked(slug, split, images, labels, num_classes)
+        entries[split] = write_split(folder, slug, split, len(labels), images.shape[1:3],
+                                     [(images, labels)], num_classes)
+    return write_manifest(cache_dir, slug, num_classes, entries, info)
 
 
 def read_manifest(cache_dir: str | Path, slug: str) -> dict:
