@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.runs import counted
 
-GROUPS = ("natural", "specialized", "structured")
+from tasks.spec import GROUP_TITLES, GROUPS
 BASELINE = "full_ft"
 
 
@@ -87,7 +87,7 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
 
     columns, rows = [], {}
     for g in groups:
-        columns += [t for t in tasks if group_of[t] == g] + [f"{g.title()} mean"]
+        columns += [t for t in tasks if group_of[t] == g] + [f"{GROUP_TITLES[g]} mean"]
     for s in strategies:
         row = {}
         for t in tasks:
@@ -102,7 +102,7 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
             text = "n/a" if pd.isna(value) else f"{value:.2f}"
             if s != BASELINE and BASELINE in mean.index and not pd.isna(value):
                 text += f" ({wins.loc[s, g]})"
-            row[f"{g.title()} mean"] = text
+            row[f"{GROUP_TITLES[g]} mean"] = text
         rows[s] = row
     for s in strategies:
         if s == BASELINE:
@@ -110,7 +110,7 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
         row = {t: "" if pd.isna(tuned.loc[s, t]) else f"{tuned.loc[s, t]:.2f}" for t in tasks}
         for g in groups:
             members = [t for t in tasks if group_of[t] == g]
-            row[f"{g.title()} mean"] = f"{tuned.loc[s, members].mean():.2f}"
+            row[f"{GROUP_TITLES[g]} mean"] = f"{tuned.loc[s, members].mean():.2f}"
         rows[f"Tuned / Total % ({s})"] = row
     cells = pd.DataFrame.from_dict(rows, orient="index")[columns]
     cells.index.name = "strategy"

@@ -1,6 +1,8 @@
-"""Command line: `python -m tasks prepare <task slug | suite> [--cache-dir DIR]` builds the array
-cache of a task (or of every task of a suite: demo, vtab1k); `python -m tasks list` shows what
-is prepared. Preparation is idempotent; `--force` rebuilds."""
+"""Command line: `python -m tasks prepare <task slug | suite> [--data-dir DIR] [--cache-dir DIR]`
+builds the array cache of a task or of every task of a suite (demo, vtab1k, fgvc), from TFDS, from
+an exported folder (`--from-folder`), or generated (demo); `--sweep 400,800,5000` and
+`--one-shot` add the data-size and one-shot splits. `python -m tasks list` shows what is
+prepared and which sweep sizes each task supports. Idempotent, task by task; `--force` rebuilds."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +13,7 @@ from study.errors import StudyInputError
 from tasks.cache import is_prepared, read_manifest
 from tasks.prepare import prepare
 from tasks.spec import SUITES, TASKS, get_task
+from tasks.splits import supported_sweeps
 
 
 def main(argv=None) -> int:
@@ -19,19 +22,33 @@ def main(argv=None) -> int:
     prep = commands.add_parser("prepare", help="build the array cache of a task or suite")
     prep.add_argument("target", help=f"a task slug or a suite ({', '.join(SUITES)})")
     prep.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    prep.add_argument("--data-dir", help="TFDS data dir (default: TFDS's own)")
+    prep.add_argument("--from-folder", help="root of an exported <task>/<split>.txt layout")
+    prep.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
+    prep.add_argument("--sweep", default="", help="data-size sweep train sizes, e.g. 400,800,5000")
+    prep.add_argument("--one-shot", action="store_true", help="also one image per class splits")
     listing = commands.add_parser("list", help="tasks and whether they are prepared")
     for sub in (prep, listing):
         sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"))
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
+            print(f"{'task':<22} {'group':<12} {'cache':<9} sweep sizes the pool supports")
             for slug, task in TASKS.items():
                 state = "prepared" if is_prepared(args.cache_dir, slug) else "-"
-                print(f"{slug:<22} {task.group:<12} {state}")
+                sizes = ",".join(map(str, supported_sweeps(task))) or "-"
+                print(f"{slug:<22} {task.group:<12} {state:<9} {sizes}")
             return 0
         slugs = SUITES.get(args.target) or (get_task(args.target).slug,)
+        try:
+            sweep = tuple(int(n) for n in args.sweep.split(",") if n)
+        except ValueError:
+            raise StudyInputError(f"--sweep takes sizes like 400,800, got '{args.sweep}'") from None
         for index, slug in enumerate(slugs, 1):
-            wrote = prepare(get_task(slug), args.cache_dir, force=args.force)
+            wrote = prepare(get_task(slug), args.cache_dir, force=args.force,
+                            data_dir=args.data_dir, from_folder=args.from_folder,
+                            image_size=args.image_size, sweep=sweep, one_shot=args.one_shot,
+                            progress=True)
             counts = {k: v["count"] for k, v in read_manifest(args.cache_dir, slug)["splits"].items()}
             print(f"[{index}/{len(slugs)}] {slug}: {'prepared' if wrote else 'already prepared'} "
                   f"{counts}")

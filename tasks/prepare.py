@@ -1,6 +1,7 @@
-"""Preparation of tasks into the array cache. The demo suite and the upstream set are generated
-here; VTAB-1k and FGVC builders read TFDS (`tfds:` sources) and arrive with the real-data
-preparer. Preparation is idempotent: a task whose manifest exists is left alone."""
+"""Preparation of a task into the array cache, by where its images come from: the demo suite and
+the upstream set are generated here; TFDS tasks go through `tasks.tfds_source`; an exported
+image-folder layout through `tasks.folder_source`. Idempotent: a task whose manifest exists is
+left alone unless `force`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,17 +12,28 @@ from tasks.cache import is_prepared, write_task
 from tasks.spec import TaskSpec
 
 
-def prepare(task: TaskSpec, cache_dir: str | Path, force: bool = False) -> bool:
+def prepare(task: TaskSpec, cache_dir: str | Path, force: bool = False,
+            data_dir: str | Path | None = None, from_folder: str | Path | None = None,
+            image_size: int = 224, sweep: tuple[int, ...] = (), one_shot: bool = False,
+            progress: bool = False) -> bool:
     """Build the cache of `task`; return True when something was written."""
     if is_prepared(cache_dir, task.slug) and not force:
         return False
     kind, _, name = task.source.partition(":")
-    if kind != "demo":
-        raise StudyInputError(f"task '{task.slug}' comes from {task.source}; this version "
-                              f"prepares only the offline demo suite (tasks with a demo: source)")
-    pools = demo.generate(name)
-    splits = {split: demo.select(pools, expression) for split, expression in task.splits.items()}
-    write_task(cache_dir, task.slug, splits, task.num_classes,
-               info={"source": task.source, "generator_version": demo.GENERATOR_VERSION,
-                     "encoding": "lossless uint8 (generated)", "interpolation": "bilinear"})
+    if from_folder:
+        from tasks.folder_source import prepare_folder
+        prepare_folder(task, from_folder, cache_dir, image_size, progress)
+    elif kind == "demo":
+        pools = demo.generate(name)
+        splits = {split: demo.select(pools, expr) for split, expr in task.splits.items()}
+        write_task(cache_dir, task.slug, splits, task.num_classes,
+                   info={"source": task.source, "generator_version": demo.GENERATOR_VERSION,
+                         "encoding": "lossless uint8 (generated)", "interpolation": "bilinear"})
+    elif kind == "tfds":
+        from tasks.tfds_source import prepare_tfds
+        prepare_tfds(task, data_dir, cache_dir, image_size, sweep=sweep, one_shot=one_shot,
+                     progress=progress)
+    else:
+        raise StudyInputError(f"task '{task.slug}' comes from an image folder: run "
+                              f"`python -m tasks prepare {task.slug} --from-folder DIR`")
     return True

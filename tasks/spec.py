@@ -11,7 +11,9 @@ from typing import Mapping
 
 from study.errors import UnknownName
 
-GROUPS = ("natural", "specialized", "structured")
+GROUPS = ("natural", "specialized", "structured", "fgvc")
+GROUP_TITLES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured",
+                "fgvc": "FGVC"}
 SPLITS = ("train800", "val200", "train800val200", "test")
 
 
@@ -24,6 +26,7 @@ class TaskSpec:
     source: str                   # "tfds:<builder>:<version>" or "demo:<generator>"
     splits: Mapping[str, str] = field(default_factory=dict)   # protocol split -> source split
     label: str = "label"          # how the label is derived from the source example
+    pool: str = ""                # source split that train800 is drawn from (for size sweeps)
 
     def split_size(self, split: str) -> int | None:
         """Images in a protocol split when the split string fixes it (train800 -> 800)."""
@@ -31,10 +34,11 @@ class TaskSpec:
         return sizes.get(split)
 
 
-def _vtab(slug, name, group, classes, builder, val, test="test", train="train", label="label"):
-    splits = {"train800": f"{train}[:800]", "val200": val,
-              "train800val200": f"{train}[:800]+{val}", "test": test}
-    return TaskSpec(slug, name, group, classes, f"tfds:{builder}", MappingProxyType(splits), label)
+def _vtab(slug, name, group, classes, builder, val, test="test", label="label", pool="train"):
+    splits = {"train800": "train[:800]", "val200": val,
+              "train800val200": f"train[:800]+{val}", "test": test}
+    return TaskSpec(slug, name, group, classes, f"tfds:{builder}", MappingProxyType(splits), label,
+                    pool)
 
 
 def _demo(slug, group, classes, label="generator"):
@@ -45,40 +49,62 @@ def _demo(slug, group, classes, label="generator"):
 
 
 _VTAB1K = (
-    _vtab("cifar100", "cifar(num_classes=100)", "natural", 100, "cifar100:3.*.*", "train[45000:45200]"),
-    _vtab("caltech101", "caltech101", "natural", 102, "caltech101:3.*.*", "train[90%:+200]"),
+    _vtab("cifar100", "cifar(num_classes=100)", "natural", 100, "cifar100:3.*.*",
+          "train[45000:45200]", pool="train[:45000]"),
+    _vtab("caltech101", "caltech101", "natural", 102, "caltech101:3.*.*", "train[90%:+200]",
+          pool="train[:90%]"),
     _vtab("dtd", "dtd", "natural", 47, "dtd:3.*.*", "validation[:200]"),
     _vtab("oxford_flowers102", "oxford_flowers102", "natural", 102, "oxford_flowers102:2.*.*",
           "validation[:200]"),
     _vtab("oxford_iiit_pet", "oxford_iiit_pet", "natural", 37, "oxford_iiit_pet:3.*.*",
-          "train[80%:+200]"),
-    _vtab("svhn", "svhn", "natural", 10, "svhn_cropped:3.*.*", "train[90%:+200]"),
+          "train[80%:+200]", pool="train[:80%]"),
+    _vtab("svhn", "svhn", "natural", 10, "svhn_cropped:3.*.*", "train[90%:+200]",
+          pool="train[:90%]"),
     _vtab("sun397", "sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]"),
     _vtab("patch_camelyon", "patch_camelyon", "specialized", 2, "patch_camelyon:2.*.*",
           "validation[:200]"),
     _vtab("eurosat", "eurosat", "specialized", 10, "eurosat/rgb:2.*.*", "train[60%:+200]",
-          test="train[80%:]"),
+          test="train[80%:]", pool="train[:60%]"),
     _vtab("resisc45", "resisc45", "specialized", 45, "resisc45:3.*.*", "train[60%:+200]",
-          test="train[80%:]"),
+          test="train[80%:]", pool="train[:60%]"),
     _vtab("diabetic_retinopathy", 'diabetic_retinopathy(config="btgraham-300")', "specialized", 5,
           "diabetic_retinopathy_detection/btgraham-300:3.*.*", "validation[:200]"),
     _vtab("clevr_count", 'clevr(task="count_all")', "structured", 8, "clevr:3.*.*",
-          "train[63000:63200]", test="validation", label="clevr_count"),
+          "train[63000:63200]", test="validation", label="clevr_count", pool="train[:63000]"),
     _vtab("clevr_distance", 'clevr(task="closest_object_distance")', "structured", 6, "clevr:3.*.*",
-          "train[63000:63200]", test="validation", label="clevr_distance"),
+          "train[63000:63200]", test="validation", label="clevr_distance",
+          pool="train[:63000]"),
     _vtab("dmlab", "dmlab", "structured", 6, "dmlab:2.0.1", "validation[:200]"),
     _vtab("kitti_distance", 'kitti(task="closest_vehicle_distance")', "structured", 4,
           "kitti:3.*.*", "validation[:200]", label="kitti_distance"),
     _vtab("dsprites_location",
           'dsprites(predicted_attribute="label_x_position",num_classes=16)', "structured", 16,
-          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_location"),
+          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_location",
+          pool="train[:80%]"),
     _vtab("dsprites_orientation",
           'dsprites(predicted_attribute="label_orientation",num_classes=16)', "structured", 16,
-          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_orientation"),
+          "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_orientation",
+          pool="train[:80%]"),
     _vtab("smallnorb_azimuth", 'smallnorb(predicted_attribute="label_azimuth")', "structured", 18,
           "smallnorb:2.*.*", "test[:200]", test="test[50%:]", label="label_azimuth"),
     _vtab("smallnorb_elevation", 'smallnorb(predicted_attribute="label_elevation")', "structured",
           9, "smallnorb:2.*.*", "test[:200]", test="test[50%:]", label="label_elevation"),
+)
+
+
+def _fgvc(slug, name, classes, source, train="train[:90%]", val="train[90%:]", trainval="train"):
+    splits = {"train": train, "val": val, "trainval": trainval, "test": "test"}
+    return TaskSpec(slug, name, "fgvc", classes, source, MappingProxyType(splits), pool=train)
+
+
+# FGVC (the paper's Table 19): full training sets, val carved from train (deterministic slices).
+_FGVC = (
+    _fgvc("cub200", "CUB-200-2011", 200, "tfds:caltech_birds2011"),
+    _fgvc("oxford_flowers", "Oxford Flowers", 102, "tfds:oxford_flowers102", train="train",
+          val="validation", trainval="train+validation"),
+    _fgvc("stanford_dogs", "Stanford Dogs", 120, "tfds:stanford_dogs"),
+    _fgvc("stanford_cars", "Stanford Cars", 196, "tfds:cars196"),
+    _fgvc("nabirds", "NABirds", 555, "folder:nabirds"),
 )
 
 # The offline demo suite: 32x32 images made on this machine, no download (see tasks/demo.py).
@@ -97,11 +123,48 @@ UPSTREAM = TaskSpec("upstream", "demo/upstream", "upstream", 40, "demo:upstream"
                     MappingProxyType({"train": "train", "val": "test"}))
 
 TASKS: Mapping[str, TaskSpec] = MappingProxyType(
-    {t.slug: t for t in (*_VTAB1K, *_DEMO, UPSTREAM)})
+    {t.slug: t for t in (*_VTAB1K, *_FGVC, *_DEMO, UPSTREAM)})
 SUITES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "vtab1k": tuple(t.slug for t in _VTAB1K),
+    "fgvc": tuple(t.slug for t in _FGVC),
     "demo": tuple(t.slug for t in _DEMO),
 })
+
+
+# Split sizes as TFDS 4.9 reports them for these builders: used to resolve percent splits when
+# planning, and to say which data-size sweeps a task supports. Preparation reads the builder's own.
+SOURCE_SIZES: Mapping[str, Mapping[str, int]] = MappingProxyType({
+    "cifar100": {"train": 50000, "test": 10000},
+    "caltech101": {"train": 3060, "test": 6084},
+    "dtd": {"train": 1880, "validation": 1880, "test": 1880},
+    "oxford_flowers102": {"train": 1020, "validation": 1020, "test": 6149},
+    "oxford_iiit_pet": {"train": 3680, "test": 3669},
+    "svhn_cropped": {"train": 73257, "test": 26032},
+    "sun397/tfds": {"train": 76128, "validation": 10875, "test": 21750},
+    "patch_camelyon": {"train": 262144, "validation": 32768, "test": 32768},
+    "eurosat/rgb": {"train": 27000},
+    "resisc45": {"train": 31500},
+    "diabetic_retinopathy_detection/btgraham-300": {"train": 35126, "validation": 10906,
+                                                    "test": 42670},
+    "clevr": {"train": 70000, "validation": 15000, "test": 15000},
+    "dmlab": {"train": 65550, "validation": 22628, "test": 22735},
+    "kitti": {"train": 6347, "validation": 423, "test": 711},
+    "dsprites": {"train": 737280},
+    "smallnorb": {"train": 24300, "test": 24300},
+    "caltech_birds2011": {"train": 5994, "test": 5794},
+    "stanford_dogs": {"train": 12000, "test": 8580},
+    "cars196": {"train": 8144, "test": 8041},
+})
+SWEEP_SIZES = (400, 800, 5000, 10000, 20000)
+
+
+def sweep_split_names(train_size: int) -> tuple[str, str, str]:
+    """Names of a data-size sweep's splits: train N, val N/4 (4:1), and both together."""
+    val = train_size // 4
+    return f"train{train_size}", f"val{val}", f"train{train_size}val{val}"
+
+
+ONE_SHOT = ("train1shot", "val1shot", "train1shotval1shot")
 
 
 def get_task(slug: str) -> TaskSpec:

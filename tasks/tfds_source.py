@@ -1,0 +1,194 @@
+"""Preparation of VTAB-1k and FGVC tasks from TFDS into the array cache, following
+google-research/task_adaptation: its builders, split strings (percent splits resolved against the
+builder's split sizes, `a%:+n` meaning n examples from a%), label functions (CLEVR count - 3 and
+distance bins, KITTI closest-vehicle bins, dSprites position // 2 and orientation bins, smallNORB
+azimuth / elevation) and preprocessing (grey to RGB, dSprites x 255, bilinear resize to the
+backbone's input size without antialiasing, as `tf.image.resize`). Reads through
+`tfds.data_source`, which needs no TensorFlow but an ArrayRecord-format build."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from study.errors import StudyInputError
+from tasks.cache import task_dir, write_manifest, write_split
+from tasks.spec import ONE_SHOT, TaskSpec, sweep_split_names
+from tasks.splits import resolve_split, sweep_indices
+
+INTERPOLATION = "bilinear, no antialias, half-pixel centres (as tf.image.resize)"
+CHUNK = 256
+
+
+def _min_beyond(distance: float, thresholds) -> int:
+    """task_adaptation's `reduce_max(where(thresholds - distance < 0))`."""
+    return max(i for i, t in enumerate(thresholds) if t < distance)
+
+
+def clevr_distance(example) -> int:
+    depth = np.asarray(example["objects"]["pixel_coords"])[:, 2]
+    return _min_beyond(float(depth.min()), (0.0, 8.0, 8.5, 9.0, 9.5, 10.0, 100.0))
+
+
+def kitti_distance(example) -> int:
+    objects = example["objects"]
+    vehicles = np.asarray(objects["type"]) < 3                  # Car, Van, Truck
+    depths = np.asarray(objects["location"])[:, 2][vehicles] if vehicles.any() else []
+    return _min_beyond(float(min([*depths, 1000.0])), (-100.0, 8.0, 20.0, 999.0))
+
+
+LABELS: Mapping[str, Callable[[dict], int]] = {
+    "label": lambda ex: int(ex["label"]),
+    "clevr_count": lambda ex: len(ex["objects"]["size"]) - 3,
+    "clevr_distance": clevr_distance,
+    "kitti_distance": kitti_distance,
+    "dsprites_location": lambda ex: int(ex["label_x_position"]) * 16 // 32,
+    "dsprites_orientation": lambda ex: int(ex["label_orientation"]) * 16 // 40,
+    "label_azimuth": lambda ex: int(ex["label_azimuth"]),
+    "label_elevation": lambda ex: int(ex["label_elevation"]),
+}
+
+def to_rgb(image: np.ndarray, builder: str) -> np.ndarray:
+    image = np.asarray(image)
+    if builder.startswith("dsprites"):
+        image = image * 255                                     # {0, 1} masks
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return image.astype(np.uint8)
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[:2] == (size, size):
+        return image
+    x = torch.tensor(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def builder_name(task: TaskSpec) -> tuple[str, str]:
+    """(name, requested version) from a `tfds:name:version` source."""
+    _, name, *version = task.source.split(":")
+    return name, version[0] if version else ""
+
+
+def how_to_build(task: TaskSpec, data_dir: str) -> str:
+    name, _ = builder_name(task)
+    manual = {
+        "diabetic_retinopathy_detection": "put the Kaggle files (train.zip*, test.zip*, "
+        "trainLabels.csv) into {d}/downloads/manual/, then ",
+        "resisc45": "put NWPU-RESISC45.rar into {d}/downloads/manual/, then ",
+    }
+    first = next((v.format(d=data_dir) for k, v in manual.items() if name.startswith(k)), "")
+    text = (f"TFDS dataset '{name}' is not prepared in {data_dir} as ArrayRecord: {first}run "
+            f"`pip install tensorflow && tfds build {name} --data_dir {data_dir} "
+            f"--file_format array_record`")
+    if name.startswith("sun397"):
+        text += (f" (if it stops on an undecodable JPEG, delete that file under "
+                 f"{data_dir}/downloads/extracted/ and run it again)")
+    return text + (f"; a TFRecord build converts with `tfds convert_format --root_data_dir "
+                   f"{data_dir} --out_file_format array_record`")
+
+
+Parts = list[tuple[str, np.ndarray]]          # (source split, example indices)
+
+
+def _ranges(expression: str, sizes: Mapping[str, int]) -> Parts:
+    return [(name, np.arange(a, b)) for name, a, b in resolve_split(expression, sizes)]
+
+
+def _one_shot(source, pool: tuple[str, int, int], label: Callable, classes: int,
+              seed: int = 0) -> tuple[Parts, Parts]:
+    """One image per class for train and one for val: the first two of each class in a seeded
+    order of the pool."""
+    name, start, stop = pool
+    picked: dict[int, list[int]] = {}
+    for index in start + np.random.default_rng([seed, 1]).permutation(stop - start):
+        found = picked.setdefault(label(source[int(index)]), [])
+        if len(found) < 2:
+            found.append(int(index))
+        if len(picked) == classes and all(len(v) == 2 for v in picked.values()):
+            break
+    missing = [c for c in range(classes) if len(picked.get(c, [])) < 2]
+    if missing:
+        raise StudyInputError(f"one-shot: classes {missing[:5]} have fewer than 2 examples")
+    order = sorted(picked)
+    return ([(name, np.array([picked[c][0] for c in order]))],
+            [(name, np.array([picked[c][1] for c in order]))])
+
+
+def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | Path,
+                 image_size: int = 224, splits: Mapping[str, str] | None = None,
+                 split_sizes: Mapping[str, int] | None = None, sweep: tuple[int, ...] = (),
+                 one_shot: bool = False, progress: bool = True) -> Path:
+    """Write the task's splits (or `splits`), plus the data-size sweep splits of `sweep` that
+    its pool supports and the one-shot splits, into the cache. `split_sizes` overrides the
+    builder's split sizes (for builders whose metadata is not on this machine)."""
+    import tensorflow_datasets as tfds
+    from tqdm import tqdm
+    name, requested = builder_name(task)
+    where = str(data_dir) if data_dir else None
+    try:
+        builder = tfds.builder(name, data_dir=where)
+        sizes = dict(split_sizes or {split: info.num_examples
+                                     for split, info in builder.info.splits.items()})
+    except Exception as error:                 # noqa: BLE001 (TFDS raises many kinds)
+        raise StudyInputError(how_to_build(task, where or "~/tensorflow_datasets") +
+                              f" ({type(error).__name__})") from None
+    if not sizes:
+        raise StudyInputError(how_to_build(task, where or "~/tensorflow_datasets"))
+    sources: dict = {}
+
+    def source(split: str):
+        if split not in sources:
+            try:
+                sources[split] = builder.as_data_source(split=split)
+            except Exception as error:         # noqa: BLE001
+                raise StudyInputError(how_to_build(task, where or "~/tensorflow_datasets") +
+                                      f" ({type(error).__name__})") from None
+        return sources[split]
+
+    label = LABELS[task.label]
+    plan: dict[str, Parts] = {split: _ranges(expression, sizes)
+                              for split, expression in (splits or task.splits).items()}
+    pool = resolve_split(task.pool, sizes)[0] if (sweep or one_shot) else None
+    supported = []
+    for train_size in sweep:
+        sample = sweep_indices(pool, train_size)
+        if sample:
+            train_name, val_name, both = sweep_split_names(train_size)
+            plan[train_name], plan[val_name] = [(sample[0], sample[1])], [(sample[0], sample[2])]
+            plan[both] = plan[train_name] + plan[val_name]
+            supported.append(train_size)
+    if one_shot:
+        train, val = _one_shot(source(pool[0]), pool, label, task.num_classes)
+        plan.update(dict(zip(ONE_SHOT, (train, val, train + val))))
+
+    folder = task_dir(cache_dir, task.slug)
+    entries = {}
+    for split, parts in plan.items():
+        count = sum(len(indices) for _, indices in parts)
+
+        def chunks(parts=parts, split=split, count=count):
+            with tqdm(total=count, desc=f"{task.slug}/{split}", unit="img",
+                      disable=not progress) as bar:
+                for source_split, indices in parts:
+                    data = source(source_split)
+                    for first in range(0, len(indices), CHUNK):
+                        batch = [data[int(i)] for i in indices[first:first + CHUNK]]
+                        images = np.stack([resize(to_rgb(ex["image"], name), image_size)
+                                           for ex in batch])
+                        bar.update(len(batch))
+                        yield images, np.array([label(ex) for ex in batch], dtype=np.int64)
+        entries[split] = write_split(folder, task.slug, split, count, (image_size, image_size),
+                                     chunks(), task.num_classes)
+    info = {"source": task.source, "tfds_builder": name,
+            "tfds_version": str(builder.info.version), "requested_version": requested,
+            "split_strings": dict(splits or task.splits), "pool": task.pool,
+            "sweep_sizes": supported, "one_shot": one_shot, "image_size": image_size,
+            "interpolation": INTERPOLATION, "encoding": "lossless uint8 (decoded from TFDS)"}
+    return write_manifest(cache_dir, task.slug, task.num_classes, entries, info)

@@ -1,0 +1,171 @@
+"""VTAB-1k and FGVC preparation against the real TFDS builders, offline: split strings resolved
+against TFDS's split sizes, task_adaptation's label functions on examples with known answers,
+class counts checked against each builder's own feature spec, and every builder prepared into the
+cache from `tfds.testing.mock_data` (round trip, checksums), plus sweeps, one-shot and the
+exported-folder import."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from study.errors import StudyInputError
+from tasks import ChecksumMismatch, TASKS, SUITES, load_split
+from tasks.cache import read_manifest, task_dir
+from tasks.folder_source import prepare_folder
+from tasks.spec import ONE_SHOT, SOURCE_SIZES, sweep_split_names
+from tasks.splits import resolve_split, supported_sweeps
+from tasks.tfds_source import LABELS, builder_name, clevr_distance, kitti_distance, prepare_tfds
+
+TFDS_TASKS = [slug for slug in (*SUITES["vtab1k"], *SUITES["fgvc"])
+              if TASKS[slug].source.startswith("tfds:")]
+# VTAB-1k test-set sizes (task_adaptation, with TFDS's split sizes).
+VTAB_TEST = {"cifar100": 10000, "caltech101": 6084, "dtd": 1880, "oxford_flowers102": 6149,
+             "oxford_iiit_pet": 3669, "svhn": 26032, "sun397": 21750, "patch_camelyon": 32768,
+             "eurosat": 5400, "resisc45": 6300, "diabetic_retinopathy": 42670,
+             "clevr_count": 15000, "clevr_distance": 15000, "dmlab": 22735,
+             "kitti_distance": 711, "dsprites_location": 73728, "dsprites_orientation": 73728,
+             "smallnorb_azimuth": 12150, "smallnorb_elevation": 12150}
+
+
+def _indices(expression, sizes):
+    return {(name, i) for name, a, b in resolve_split(expression, sizes) for i in range(a, b)}
+
+
+@pytest.mark.parametrize("slug", SUITES["vtab1k"])
+def test_vtab_split_strings_give_800_200_and_the_test_set_disjointly(slug):
+    task = TASKS[slug]
+    sizes = SOURCE_SIZES[builder_name(task)[0]]
+    train, val = _indices(task.splits["train800"], sizes), _indices(task.splits["val200"], sizes)
+    test = _indices(task.splits["test"], sizes)
+    assert (len(train), len(val), len(test)) == (800, 200, VTAB_TEST[slug])
+    assert _indices(task.splits["train800val200"], sizes) == train | val
+    assert not (train & val or train & test or val & test)
+    pool = _indices(task.pool, sizes)
+    assert train <= pool and not (pool & val) and not (pool & test)
+
+
+def test_percent_and_relative_bounds_follow_task_adaptation():
+    assert resolve_split("train[90%:+200]", {"train": 3060}) == [("train", 2754, 2954)]
+    assert resolve_split("train+validation", {"train": 5, "validation": 3}) == \
+        [("train", 0, 5), ("validation", 0, 3)]
+    with pytest.raises(StudyInputError):
+        resolve_split("train[:800]", {"train": 100})
+
+
+def test_label_functions_on_examples_with_known_answers():
+    clevr = {"objects": {"size": np.zeros(5), "pixel_coords": np.array(
+        [[1, 2, 9.7], [3, 4, 8.7], [5, 6, 12.0], [0, 0, 11], [0, 0, 10.5]])}}
+    assert LABELS["clevr_count"](clevr) == 2                # 5 objects - 3
+    assert clevr_distance(clevr) == 2                      # 8.7 is in [8.5, 9)
+    kitti = {"objects": {"type": np.array([3, 0, 1]),
+                         "location": np.array([[0, 0, 5.0], [0, 0, 25.0], [0, 0, 12.0]])}}
+    assert kitti_distance(kitti) == 1                      # nearest vehicle at 12 m: [8, 20)
+    pedestrians_only = {"objects": {"type": np.array([3, 5]), "location": np.zeros((2, 3))}}
+    assert kitti_distance(pedestrians_only) == 3           # no vehicle is its own class
+    assert [LABELS["dsprites_location"]({"label_x_position": x}) for x in (0, 1, 2, 31)] == \
+        [0, 0, 1, 15]
+    assert [LABELS["dsprites_orientation"]({"label_orientation": o}) for o in (0, 2, 3, 39)] == \
+        [0, 0, 1, 15]                                      # floor(o / 2.5)
+
+
+def _class_feature(builder, task):
+    feature = {"label": "label", "dsprites_location": "label_x_position",
+               "dsprites_orientation": "label_orientation", "label_azimuth": "label_azimuth",
+               "label_elevation": "label_elevation"}.get(task.label)
+    return builder.info.features[feature] if feature else None
+
+
+def _valid_objects(builder, split, decoders=None, **kwargs):
+    """CLEVR / KITTI examples in the builder's real feature layout with consistent objects."""
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(20):
+        n = int(rng.integers(3, 11))
+        image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+        if builder.name == "clevr":
+            examples.append({"image": image, "objects": {
+                "size": np.zeros(n, np.int64),
+                "pixel_coords": np.c_[rng.uniform(0, 100, (n, 2)), rng.uniform(7, 14, n)]}})
+        else:
+            examples.append({"image": image, "objects": {
+                "type": rng.integers(0, 8, n), "location": rng.uniform(-5, 60, (n, 3))}})
+    return examples
+
+
+@pytest.mark.parametrize("slug", TFDS_TASKS)
+def test_every_tfds_builder_prepares_into_the_cache_from_mock_data(slug, tmp_path):
+    task = TASKS[slug]
+    name, _ = builder_name(task)
+    objects = task.label in ("clevr_count", "clevr_distance", "kitti_distance")
+    with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE,
+                                as_data_source_fn=_valid_objects if objects else None):
+        builder = tfds.builder(name)
+        feature = _class_feature(builder, task)
+        if feature is not None:       # the table's classes against the builder's own spec
+            expected = {"dsprites_location": 32, "dsprites_orientation": 40}.get(task.label,
+                                                                                task.num_classes)
+            assert feature.num_classes == expected
+        sizes = SOURCE_SIZES[name]
+        train_source, val_source = (resolve_split(task.splits[s], sizes)[0][0]
+                                    for s in list(task.splits)[:2])
+        splits = {"a": f"{train_source}[:6]", "b": f"{val_source}[:3]",
+                  "c": f"{'test' if 'test' in sizes else 'train'}[:4]"}
+        prepare_tfds(task, None, tmp_path, image_size=16, splits=splits,
+                     split_sizes={k: 20 for k in sizes}, progress=False)
+    manifest = read_manifest(tmp_path, slug)
+    assert manifest["tfds_builder"] == name and manifest["image_size"] == 16
+    images, labels = load_split(tmp_path, slug, "a")
+    assert images.shape == (6, 16, 16, 3) and images.dtype == np.uint8
+    assert labels.min() >= 0 and labels.max() < task.num_classes
+    assert len(load_split(tmp_path, slug, "c")[1]) == 4
+
+
+def test_a_corrupted_tfds_cache_is_refused(tmp_path):
+    task = TASKS["svhn"]
+    with tfds.testing.mock_data(num_examples=10, policy=tfds.testing.MockPolicy.USE_CODE):
+        prepare_tfds(task, None, tmp_path, image_size=8, splits={"x": "train[:5]"},
+                     split_sizes={"train": 10, "test": 10}, progress=False)
+    path = task_dir(tmp_path, "svhn") / "x.images.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch):
+        load_split(tmp_path, "svhn", "x")
+
+
+def test_sweep_and_one_shot_splits(tmp_path):
+    task = TASKS["svhn"]                     # pool train[:90%], 10 classes
+    with tfds.testing.mock_data(num_examples=400, policy=tfds.testing.MockPolicy.USE_CODE):
+        prepare_tfds(task, None, tmp_path, image_size=8, splits={"test": "test[:4]"},
+                     split_sizes={"train": 400, "test": 400}, sweep=(40, 400), one_shot=True,
+                     progress=False)
+    manifest = read_manifest(tmp_path, "svhn")
+    assert manifest["sweep_sizes"] == [40]              # 400 + 100 do not fit in 360
+    train, val, both = sweep_split_names(40)
+    assert (train, val, both) == ("train40", "val10", "train40val10")
+    counts = {s: manifest["splits"][s]["count"] for s in (train, val, both, *ONE_SHOT)}
+    assert counts == {"train40": 40, "val10": 10, "train40val10": 50, "train1shot": 10,
+                      "val1shot": 10, "train1shotval1shot": 20}
+    labels = load_split(tmp_path, "svhn", "train1shot")[1]
+    assert sorted(labels.tolist()) == list(range(10))    # one image per class
+    assert supported_sweeps(TASKS["caltech101"]) == (400, 800)     # as the paper's Table 5
+
+
+def test_exported_folder_import_records_the_jpeg_reencoding(tmp_path):
+    task = TASKS["nabirds"]
+    root = tmp_path / "export" / "nabirds"
+    (root / "images").mkdir(parents=True)
+    for split in task.splits:
+        lines = []
+        for i in range(3):
+            path = root / "images" / f"{split}{i}.jpg"
+            Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(path)
+            lines.append(f"images/{path.name} {i}")
+        (root / f"{split}.txt").write_text("\n".join(lines))
+    prepare_folder(task, tmp_path / "export", tmp_path / "cache", image_size=8, progress=False)
+    manifest = read_manifest(tmp_path / "cache", "nabirds")
+    assert "JPEG-re-encoded" in manifest["encoding"]
+    images, labels = load_split(tmp_path / "cache", "nabirds", "test")
+    assert images.shape == (3, 8, 8, 3) and labels.tolist() == [0, 1, 2]
