@@ -19,14 +19,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from analysis.runs import load_runs
-    from analysis.table import paper_table
+    from analysis.table import paper_tables
     from study.tracking import tracking_uri
     try:
         runs = load_runs(args.study, args.tracking_uri or tracking_uri())
         final = runs[runs["stage"] == "final"]
         if final.empty:
             raise StudyInputError(f"study '{args.study}' has no final-stage runs yet")
-        print(paper_table(final, tune_runs=runs[runs["stage"] == "tune"]).render(args.format))
+        print(paper_tables(final, tune_runs=runs[runs["stage"] == "tune"]).render(args.format))
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

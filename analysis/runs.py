@@ -7,8 +7,8 @@ from mlflow.tracking import MlflowClient
 
 from study.errors import StudyInputError
 
-TAGS = ("study", "stage", "task", "group", "strategy", "backbone", "seed", "trial_id",
-        "outcome", "error")
+TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
+        "trial_id", "outcome", "error")
 PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
           "train_size")
 NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",

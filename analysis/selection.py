@@ -1,4 +1,5 @@
-"""Hyperparameter selection, by the paper's rule: per (task, strategy), the tune-stage run with
+"""Hyperparameter selection, by the paper's rule: per (backbone, data setting, task, strategy), the
+tune-stage run with
 the best last-epoch val200 accuracy; ties go to the smaller lr, then the smaller weight decay.
 Diverged, failed and killed runs never win. Test accuracy is never read here."""
 from __future__ import annotations
@@ -7,12 +8,13 @@ import pandas as pd
 
 from analysis.runs import counted
 
+CELL = ("backbone", "setting", "task", "strategy")     # one selection per cell
+
 
 def select_best(tune_runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, strategy): base_lr, weight_decay and the val accuracy that won."""
+    """One row per cell: base_lr, weight_decay and the val accuracy that won."""
     done = counted(tune_runs).dropna(subset=["final_val_acc"])
-    ranked = done.sort_values(["task", "strategy", "final_val_acc", "base_lr", "weight_decay"],
-                              ascending=[True, True, False, True, True])
-    best = ranked.drop_duplicates(["task", "strategy"], keep="first")
-    return best[["task", "strategy", "base_lr", "weight_decay", "final_val_acc"]].reset_index(
-        drop=True)
+    ranked = done.sort_values([*CELL, "final_val_acc", "base_lr", "weight_decay"],
+                              ascending=[True] * len(CELL) + [False, True, True])
+    best = ranked.drop_duplicates(list(CELL), keep="first")
+    return best[[*CELL, "base_lr", "weight_decay", "final_val_acc"]].reset_index(drop=True)

@@ -32,6 +32,36 @@ class PaperTable:
         return renderers[fmt](self.cells)
 
 
+@dataclass(frozen=True)
+class PaperTables:
+    """One `PaperTable` per (backbone, data setting) block of a study."""
+    blocks: dict
+
+    @property
+    def single(self) -> PaperTable:
+        if len(self.blocks) != 1:
+            raise ValueError(f"{len(self.blocks)} blocks, not one")
+        return next(iter(self.blocks.values()))
+
+    def render(self, fmt: str = "markdown") -> str:
+        mark = {"markdown": "###", "csv": "#", "latex": "%"}[fmt]
+        return "\n\n".join(f"{mark} backbone {backbone}, train size {setting}\n"
+                             f"{table.render(fmt)}"
+                             for (backbone, setting), table in self.blocks.items())
+
+
+def paper_tables(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
+                 tune_runs: pd.DataFrame | None = None) -> PaperTables:
+    everything = pd.concat([final_runs, tune_runs]) if tune_runs is not None else final_runs
+    blocks = {}
+    for key in dict.fromkeys(zip(everything["backbone"], everything["setting"])):
+        def of(runs):
+            return None if runs is None else runs[(runs["backbone"] == key[0]) &
+                                                  (runs["setting"] == key[1])]
+        blocks[key] = paper_table(of(final_runs), strategy_order, task_order, of(tune_runs))
+    return PaperTables(blocks)
+
+
 def _ordered(items, preferred) -> list:
     present, preferred = list(dict.fromkeys(items)), list(dict.fromkeys(preferred))
     return [x for x in preferred if x in present] + [x for x in present if x not in preferred]

@@ -75,8 +75,11 @@ def _paper_prompt_lengths() -> dict[str, int]:
 
 DEMO_PROMPT_LENGTHS = {"photos": 4, "photo_regions": 8, "digits": 8, "microscopy": 4,
                        "count": 8, "sprite_location": 8, "sprite_orientation": 8}
+FGVC_PROMPT_LENGTH = 10          # not published in the paper for FGVC; one choice for all five
 PROMPT_LENGTHS: Mapping[str, int] = MappingProxyType(
-    {**_paper_prompt_lengths(), **DEMO_PROMPT_LENGTHS})
+    {**_paper_prompt_lengths(), **DEMO_PROMPT_LENGTHS,
+     **{task: FGVC_PROMPT_LENGTH for task in ("cub200", "nabirds", "oxford_flowers",
+                                              "stanford_dogs", "stanford_cars")}})
 
 
 def prompt_length(task: str) -> int:

@@ -95,28 +95,30 @@ def cmd_list() -> None:
 
 
 def cmd_plan(spec) -> None:
+    from study.cost import METHOD, StageCost
     from trainables.strategy import get_strategy
-    tune = spec.tune_trials()
-    grids = {s: spec.search_space.grid_for(get_strategy(s).grid) for s in spec.strategies}
-    final = len(spec.tasks) * len(spec.strategies) * len(spec.seeds)
-    print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies, "
-          f"backbone {spec.backbone.tag}, search space {spec.search_space.name}, "
-          f"{spec.epochs} epochs (batch {spec.batch_size})")
-    for s, grid in grids.items():
+    print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies x "
+          f"{len(spec.backbones)} backbone(s) x settings {', '.join(spec.settings)}; "
+          f"search space {spec.search_space.name}, {spec.epochs} epochs (batch "
+          f"{spec.batch_size}), seeds {', '.join(map(str, spec.seeds))}")
+    for backbone in spec.backbones:
+        print(f"  backbone {backbone.tag}: timm {backbone.name}"
+              + (f", weights {backbone.weights}" if backbone.weights else ""))
+    for s in spec.strategies:
+        grid = spec.search_space.grid_for(get_strategy(s).grid)
         print(f"  {s:<12} grid {grid.name} ({grid.optimizer}): base lr {grid.base_lrs} x "
               f"wd {grid.weight_decays}")
-
-    def cost(configs) -> int:
-        from tasks import get_task
-        total = 0
-        for c in configs:
-            epochs = c.recipe.epochs + (c.prior_recipe.epochs if c.prior_recipe else 0)
-            total += (get_task(c.task).split_size(c.train_split) or 0) * epochs
-        return total
-    finals = [spec.trial("final", t, s, 1.0, 0.0, seed) for t in spec.tasks
-              for s in spec.strategies for seed in spec.seeds]
-    print(f"stage tune : {len(tune):>6} trials, {cost(tune):>12,} training images x epochs")
-    print(f"stage final: {final:>6} trials, {cost(finals):>12,} training images x epochs")
+    stages = {"tune": spec.tune_trials(),
+              "final": [spec.trial("final", b, setting, t, s, 1.0, 0.0, seed)
+                        for b, setting, t, s in spec.cells() for seed in spec.seeds]}
+    for stage, configs in stages.items():
+        cost = StageCost()
+        for cfg in configs:
+            cost.add(cfg)
+        print(f"stage {stage:<5}: {cost.trials:>6} trials, {cost.train_images:>14,} training "
+              f"images x epochs, {cost.eval_images:>14,} evaluated images, "
+              f"~{cost.gpu_hours:,.1f} GPU-hours")
+    print(f"GPU-hours: an estimate from {METHOD}")
 
 
 def cmd_run(spec, args) -> int:

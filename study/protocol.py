@@ -9,13 +9,14 @@ import time
 from typing import Callable, Protocol
 
 from analysis.runs import load_runs
-from analysis.selection import select_best
-from analysis.table import PaperTable, paper_table
+from analysis.selection import CELL, select_best
+from analysis.table import PaperTables, paper_tables
 from study.spec import StudySpec
 from study.tracking import StudyTracker
-from study.upstream import ensure_backbone
+from study.upstream import ensure_backbones
 from tasks import get_task
 from tasks.cache import verify
+from tasks.splits import setting_splits, supports
 from tasks.prepare import prepare
 from trainables.config import TrialConfig
 
@@ -30,13 +31,10 @@ def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -
         task = get_task(slug)
         if task.source.startswith("demo:") and prepare(task, cache_dir):
             log(f"data: generated demo task '{slug}' into {cache_dir}")
-        verify(cache_dir, slug, {*spec.tune_splits, *spec.final_splits})
-
-
-def final_trials(spec: StudySpec, selected, cache_dir: str, threads: int) -> list[TrialConfig]:
-    return [spec.trial("final", row.task, row.strategy, row.base_lr, row.weight_decay, seed,
-                       cache_dir=cache_dir, threads=threads)
-            for row in selected.itertuples() for seed in spec.seeds]
+        for setting in spec.settings:
+            if supports(task, setting):
+                verify(cache_dir, slug, [split for pair in setting_splits(setting)
+                                         for split in pair])
 
 
 def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,
@@ -50,33 +48,33 @@ def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, run
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
-              threads: int = 1, log: Callable[[str], None] = print) -> PaperTable:
+              threads: int = 1, log: Callable[[str], None] = print) -> PaperTables:
     started = time.perf_counter()
     closed = tracker.close_interrupted()
     if closed:
         log(f"mlflow: closed {closed} run(s) left RUNNING by an interrupted driver as KILLED")
     prepare_tasks(spec, cache_dir, log)
-    ensure_backbone(spec, cache_dir, tracker, log)
+    ensure_backbones(spec, cache_dir, tracker, log)
 
     tune = spec.tune_trials(cache_dir=cache_dir, threads=threads)
     run_stage("tune", tune, tracker, runner, log)
     ids = {c.trial_id for c in tune}
     tune_runs = load_runs(spec.name, tracker.uri, "tune")
     selected = select_best(tune_runs[tune_runs["trial_id"].isin(ids)])
-    cells = {(t, s) for t in spec.tasks for s in spec.strategies}
-    missing = cells - set(zip(selected["task"], selected["strategy"]))
+    cells = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()}
+    missing = cells - set(selected[list(CELL)].itertuples(index=False, name=None))
     if missing:
         log(f"[select] no usable tune run (all failed or diverged) for: "
-            f"{', '.join(f'{t}/{s}' for t, s in sorted(missing))}")
+            f"{', '.join('/'.join(cell) for cell in sorted(missing))}")
     for row in selected.itertuples():
-        log(f"[select] {row.task:>20} {row.strategy:<12} base_lr={row.base_lr:g} "
-            f"wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
+        log(f"[select] {row.backbone} @{row.setting} {row.task:>20} {row.strategy:<12} "
+            f"base_lr={row.base_lr:g} wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
 
-    final = final_trials(spec, selected, cache_dir, threads)
+    final = spec.final_trials(selected, cache_dir=cache_dir, threads=threads)
     run_stage("final", final, tracker, runner, log)
     final_ids = {c.trial_id for c in final}
     final_runs = load_runs(spec.name, tracker.uri, "final")
     final_runs = final_runs[final_runs["trial_id"].isin(final_ids)]
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
-    return paper_table(final_runs, spec.strategies, spec.tasks,
-                       tune_runs=tune_runs[tune_runs["trial_id"].isin(ids)])
+    return paper_tables(final_runs, spec.strategies, spec.tasks,
+                        tune_runs=tune_runs[tune_runs["trial_id"].isin(ids)])

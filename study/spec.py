@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 from search_spaces import SearchSpace, prompt_length
 from study.errors import StudyInputError, UnknownName
 from tasks import get_task
+from tasks.splits import setting_splits, supports
 from trainables.config import BackboneSpec, Recipe, TrialConfig
 from trainables.strategy import get_strategy
 
@@ -29,7 +30,7 @@ class StudySpec:
     name: str
     tasks: tuple[str, ...]
     strategies: tuple[str, ...]
-    backbone: BackboneSpec
+    backbones: tuple[BackboneSpec, ...]
     search_space: SearchSpace
     epochs: int = 100
     warmup_epochs: int = 10
@@ -37,10 +38,10 @@ class StudySpec:
     seeds: tuple[int, ...] = FINAL_SEEDS
     tune_seed: int = 42
     prompt_dropout: float = 0.1
+    eval_every: int = 1                       # evaluate every n epochs (and after the last)
     lora_rank: int = 8
     prior_base_lr: float = 0.001              # FT phase of FT-then-PT (on the "full" grid's optimiser)
-    tune_splits: tuple[str, str] = ("train800", "val200")
-    final_splits: tuple[str, str] = ("train800val200", "test")
+    settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
     upstream: Upstream | None = None
     description: str = ""
 
@@ -49,23 +50,34 @@ class StudySpec:
             get_task(task)
         for strategy in self.strategies:
             self.search_space.grid_for(get_strategy(strategy).grid)
-        if not self.tasks or not self.strategies or not self.seeds:
-            raise StudyInputError(f"study '{self.name}' has no tasks, strategies or seeds")
+        for setting in self.settings:
+            setting_splits(setting)
+        if not self.tasks or not self.strategies or not self.seeds or not self.backbones:
+            raise StudyInputError(f"study '{self.name}' has no tasks, strategies, backbones or "
+                                  f"seeds")
+
+    def cells(self) -> list[tuple[BackboneSpec, str, str, str]]:
+        """(backbone, setting, task, strategy) combinations, skipping settings a task lacks."""
+        return [(backbone, setting, task, strategy) for backbone in self.backbones
+                for setting in self.settings for task in self.tasks
+                if supports(get_task(task), setting) for strategy in self.strategies]
 
     def recipe(self, grid_key: str, base_lr: float, weight_decay: float) -> Recipe:
         optimizer = self.search_space.grid_for(grid_key).optimizer
         return Recipe(optimizer, base_lr, weight_decay, self.epochs, self.warmup_epochs,
-                      self.batch_size)
+                      self.batch_size, self.eval_every)
 
-    def trial(self, stage: str, task: str, strategy: str, base_lr: float, weight_decay: float,
-              seed: int, cache_dir: str = "", threads: int = 1) -> TrialConfig:
+    def trial(self, stage: str, backbone: BackboneSpec, setting: str, task: str, strategy: str,
+              base_lr: float, weight_decay: float, seed: int, cache_dir: str = "",
+              threads: int = 1) -> TrialConfig:
         chosen = get_strategy(strategy)
-        train_split, eval_split = self.tune_splits if stage == "tune" else self.final_splits
+        tune, final = setting_splits(setting)
+        train_split, eval_split = tune if stage == "tune" else final
         prior = get_strategy(chosen.prior) if chosen.prior else None
         return TrialConfig(
-            study=self.name, stage=stage, task=task, strategy=strategy, backbone=self.backbone,
+            study=self.name, stage=stage, task=task, strategy=strategy, backbone=backbone,
             recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
-            train_split=train_split, eval_split=eval_split,
+            train_split=train_split, eval_split=eval_split, setting=setting,
             prompt_length=prompt_length(task) if chosen.prompted else 0,
             prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
             lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
@@ -73,9 +85,17 @@ class StudySpec:
             cache_dir=cache_dir, threads=threads)
 
     def tune_trials(self, **where) -> list[TrialConfig]:
-        return [self.trial("tune", task, strategy, lr, wd, self.tune_seed, **where)
-                for task in self.tasks for strategy in self.strategies
+        return [self.trial("tune", backbone, setting, task, strategy, lr, wd, self.tune_seed,
+                           **where)
+                for backbone, setting, task, strategy in self.cells()
                 for lr, wd in self.search_space.grid_for(get_strategy(strategy).grid).points()]
+
+    def final_trials(self, selected, **where) -> list[TrialConfig]:
+        """Every seed of each selected (backbone, setting, task, strategy) row."""
+        backbones = {backbone.tag: backbone for backbone in self.backbones}
+        return [self.trial("final", backbones[row.backbone], row.setting, row.task, row.strategy,
+                           row.base_lr, row.weight_decay, seed, **where)
+                for row in selected.itertuples() for seed in self.seeds]
 
 
 STUDIES: dict[str, Callable[..., StudySpec]] = {}

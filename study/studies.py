@@ -1,5 +1,6 @@
-"""The registered studies. Each is a function of `smoke` (a run of about a minute) returning a
-`StudySpec`; its docstring gives the command and what it should produce."""
+"""The registered studies: the offline demo and the paper's presets. Each is a function of `smoke`
+(a tiny version) returning a `StudySpec`; its docstring gives the command and the numbers it
+should produce (for the presets, the paper's, which `analysis/data/results.csv` holds in full)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,6 +18,7 @@ DEMO_BACKBONE = BackboneSpec(
     overrides=(("img_size", 32), ("patch_size", 8), ("embed_dim", 64), ("depth", 4),
                ("num_heads", 2)),
     weights="backbones/demo_vit_upstream.safetensors", label="demo-vit-32")
+SMOKE_WEIGHTS = "backbones/demo_vit_upstream_smoke.safetensors"
 DEMO_UPSTREAM = Upstream(task="upstream",
                          recipe=Recipe("adamw", 0.004, 0.05, epochs=15, warmup_epochs=2,
                                        batch_size=128))
@@ -30,15 +32,118 @@ def demo(smoke: bool = False) -> StudySpec:
     the table it produced. `--smoke`: 2 tasks x 3 strategies, 2 epochs, about a minute."""
     spec = StudySpec(
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
-        backbone=DEMO_BACKBONE, search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
+        backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
         batch_size=64, seeds=(42, 44), prompt_dropout=0.1, lora_rank=4, prior_base_lr=0.002,
         upstream=DEMO_UPSTREAM, description="offline demo suite on a project-pretrained ViT")
     if smoke:
         spec = replace(spec, name="demo-smoke", tasks=("digits", "count"),
                        strategies=("full_ft", "vpt_deep", "linear"),
                        search_space=search_spaces.SMOKE, epochs=2, warmup_epochs=1, seeds=(42,),
-                       backbone=replace(DEMO_BACKBONE,
-                                        weights="backbones/demo_vit_upstream_smoke.safetensors"),
+                       backbones=(replace(DEMO_BACKBONE, weights=SMOKE_WEIGHTS),),
                        upstream=replace(DEMO_UPSTREAM, recipe=replace(
                            DEMO_UPSTREAM.recipe, epochs=2, warmup_epochs=1)))
     return spec
+
+
+# The paper's backbones. Weights files live under <cache dir>/backbones/; `obtain` says where from.
+VIT_B16_IN21K = BackboneSpec(
+    "vit_base_patch16_224.orig_in21k", weights="backbones/ViT-B_16.npz", label="vit_b16-in21k",
+    obtain="put the original ViT-B/16 ImageNet-21k checkpoint there "
+           "(gs://vit_models/imagenet21k/ViT-B_16.npz)")
+SWIN_B_IN21K = BackboneSpec(
+    "swin_base_patch4_window7_224.ms_in22k", label="swin_b-in21k",
+    weights="backbones/swin_base_patch4_window7_224_22k.pth",
+    obtain="put Microsoft's Swin-B ImageNet-22k checkpoint swin_base_patch4_window7_224_22k.pth "
+           "there")
+VIT_B16_MAE = BackboneSpec(
+    "vit_base_patch16_224.mae", weights="backbones/mae_pretrain_vit_base.pth",
+    label="vit_b16-mae", obtain="put MAE's mae_pretrain_vit_base.pth there")
+VIT_B16_MOCOV3 = BackboneSpec(
+    "vit_base_patch16_224", weights="backbones/mocov3_vit-b-300ep.pth.tar",
+    key_prefix="module.base_encoder.", label="vit_b16-mocov3",
+    mean_std=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    obtain="put MoCo v3's vit-b-300ep.pth.tar there (renamed mocov3_vit-b-300ep.pth.tar)")
+
+PAPER_STRATEGIES = ("full_ft", "vpt_deep", "mixed", "ft_then_pt")
+
+
+def _paper(name: str, smoke: bool, **changes) -> StudySpec:
+    """The paper's protocol: ViT-B/16 in21k, the seed paper's single SGD grid, 100 epochs with 10
+    warm-up, batch 64, prompt lengths of Tables 16-18, prompt dropout 0.1, 5 seeds. FT-then-PT's
+    FT phase uses one fixed SGD base lr (0.1), not each task's selected FT lr. Test and val are
+    evaluated every 10 epochs and after the last."""
+    spec = StudySpec(name=name, tasks=tasks_in_suite("vtab1k"), strategies=PAPER_STRATEGIES,
+                     backbones=(VIT_B16_IN21K,), search_space=search_spaces.PAPER, epochs=100,
+                     warmup_epochs=10, batch_size=64, prompt_dropout=0.1, prior_base_lr=0.1,
+                     eval_every=10, description=name)
+    spec = replace(spec, **changes)
+    if smoke:
+        spec = replace(spec, name=f"{name}-smoke", tasks=spec.tasks[:2], epochs=1,
+                       warmup_epochs=0, seeds=spec.seeds[:1], eval_every=1,
+                       search_space=search_spaces.SMOKE)
+    return spec
+
+
+@register_study("paper")
+def paper(smoke: bool = False) -> StudySpec:
+    """Tables 1 and 2: 19 VTAB-1k tasks x FT, VPT-deep, Mixed, FT-then-PT on ViT-B/16 in21k.
+    `python -m study plan paper`, then `python -m study run paper --address auto`.
+    The paper's group means (FT / VPT / Mixed / FT-then-PT): Natural 75.19 / 79.53 / 72.80 /
+    78.20; Specialized 83.48 / 82.65 / 79.78 / 82.70; Structured 48.07 / 56.09 / 42.94 / 50.38.
+    VPT beats FT on 6 of 7 natural, 2 of 4 specialized and 7 of 8 structured tasks (plus a tie)."""
+    return _paper("paper", smoke)
+
+
+@register_study("paper-scale")
+def paper_scale(smoke: bool = False) -> StudySpec:
+    """Tables 5 and 6: FT and VPT-deep at 400, 800, 5000 and 10000 training images (4:1
+    train/val) where the task has them. Group means FT / VPT at 400: Natural 65.04 / 73.67,
+    Specialized 80.13 / 77.33, Structured 39.82 / 47.70; at 10000: 83.93 / 85.10, 90.20 / 88.70,
+    84.80 / 81.46 (FT overtakes VPT on structured tasks as data grows)."""
+    return _paper("paper-scale", smoke, strategies=("full_ft", "vpt_deep"),
+                  settings=("400", "800", "5000", "10000"))
+
+
+@register_study("paper-oneshot")
+def paper_oneshot(smoke: bool = False) -> StudySpec:
+    """Tables 3 and 4: one image per class for training and for validation. Group means FT /
+    VPT: Natural 41.66 / 56.94, Specialized 44.30 / 47.45, Structured 17.11 / 16.83."""
+    return _paper("paper-oneshot", smoke, strategies=("full_ft", "vpt_deep"), settings=("1shot",))
+
+
+@register_study("paper-backbones")
+def paper_backbones(smoke: bool = False) -> StudySpec:
+    """Tables 7-15: FT and VPT-deep with MAE and MoCo v3 ViT-B/16 (and Swin-B in21k for FT).
+    Group means FT / VPT, MAE: 59.31 / 35.31, 79.68 / 72.95, 53.82 / 27.91; MoCo v3: 71.95 /
+    70.26, 84.72 / 82.33, 51.98 / 42.39; Swin-B: 79.10 / 78.78, 86.21 / 83.33, 59.65 / 51.85.
+    Prompt lengths are Tables 16-18's (the paper does not list per-backbone lengths). Swin-B runs
+    full finetuning only here: visual prompts are implemented for ViT-style backbones."""
+    return _paper("paper-backbones", smoke, strategies=("full_ft", "vpt_deep"),
+                  backbones=(VIT_B16_MAE, VIT_B16_MOCOV3))
+
+
+@register_study("paper-backbones-swin")
+def paper_backbones_swin(smoke: bool = False) -> StudySpec:
+    """Tables 7-9, full finetuning of Swin-B in21k (FT group means 79.10, 86.21, 59.65)."""
+    return _paper("paper-backbones-swin", smoke, strategies=("full_ft",),
+                  backbones=(SWIN_B_IN21K,))
+
+
+@register_study("paper-fgvc")
+def paper_fgvc(smoke: bool = False) -> StudySpec:
+    """Table 19: FGVC (CUB-200-2011, NABirds, Oxford Flowers, Stanford Dogs, Stanford Cars), full
+    training sets. FT 87.3 / 82.7 / 98.8 / 89.4 / 84.5 (mean 88.54); VPT 88.5 / 84.2 / 99.0 /
+    90.2 / 83.6 (mean 89.11). Prompt lengths for FGVC are not in the paper: 10 for every task
+    here (search_spaces.FGVC_PROMPT_LENGTH)."""
+    return _paper("paper-fgvc", smoke, tasks=tasks_in_suite("fgvc"),
+                  strategies=("full_ft", "vpt_deep"), settings=("full",))
+
+
+@register_study("paper-lora")
+def paper_lora(smoke: bool = False) -> StudySpec:
+    """Table 20: FT against LoRA on CIFAR-100 at 400, 800 and 10000 training images. The paper
+    (TOAST's protocol): FT 44.5 / 70.2 / 87.9, LoRA 69.6 / 83.6 / 90.7. LoRA rank 8 on qkv,
+    AdamW grid; FT on the official VPT AdamW grid."""
+    return _paper("paper-lora", smoke, tasks=("cifar100",), strategies=("full_ft", "lora"),
+                  settings=("400", "800", "10000"), search_space=search_spaces.OFFICIAL,
+                  lora_rank=8)

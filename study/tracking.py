@@ -38,7 +38,7 @@ def _now_ms() -> int:
 
 
 def trial_tags(cfg: TrialConfig) -> dict[str, str]:
-    return {"study": cfg.study, "stage": cfg.stage, "task": cfg.task,
+    return {"study": cfg.study, "stage": cfg.stage, "setting": cfg.setting, "task": cfg.task,
             "group": get_task(cfg.task).group, "strategy": cfg.strategy,
             "backbone": cfg.backbone.tag, "seed": str(cfg.seed), "trial_id": cfg.trial_id,
             "mlflow.runName": f"{cfg.stage}-{cfg.task}-{cfg.strategy}-{cfg.trial_id[:6]}"}

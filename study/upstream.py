@@ -1,50 +1,66 @@
-"""The demo backbone: when a study's weights file is missing and the study says how to make it,
-the project pretrains the backbone itself on an upstream task (for the demo, crops of
-photographs that no downstream task uses), with the same loop as every trial, records the run in
-MLflow (stage "pretrain"), saves safetensors into the cache and prints its upstream accuracy.
-An existing weights file is loaded once here, so a file for another architecture is refused
-before any trial starts."""
+"""Backbone weights before any trial: each backbone's weights file is loaded once here, so a
+missing file or one for another architecture is refused up front. When the demo backbone's file
+is missing and the study says how to make it, the project pretrains it itself on an upstream task
+(crops of photographs that no downstream task uses), with the same loop as every trial, records
+the run in MLflow (stage "pretrain"), saves safetensors into the cache and prints its upstream
+accuracy."""
 from __future__ import annotations
 
 import json
 import os
+
+import torch
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 from study.errors import StudyInputError
-from study.spec import StudySpec
+from study.spec import StudySpec, Upstream
 from study.tracking import StudyTracker
 from tasks import get_task
 from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
-from trainables.config import TrialConfig
+from trainables.config import BackboneSpec, TrialConfig
+from trainables.strategy import get_strategy
 from trainables.trial import train_model
 
 
-def ensure_backbone(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
-                    log: Callable[[str], None] = print) -> Path | None:
-    if not spec.backbone.weights:
-        return None
-    path = resolve_weights(spec.backbone, cache_dir)
+def ensure_backbones(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
+                     log: Callable[[str], None] = print) -> None:
+    for backbone in spec.backbones:
+        _check_strategies_fit(spec, backbone)
+        if backbone.weights:
+            _ensure(spec.name, backbone, spec.upstream, cache_dir, tracker, log)
+
+
+def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
+    """Every strategy can adapt this architecture (built on the meta device: no memory)."""
+    setting, task = spec.settings[0], spec.tasks[0]
+    for strategy in spec.strategies:
+        cfg = spec.trial("tune", backbone, setting, task, strategy, 1.0, 0.0, 0)
+        with torch.device("meta"):
+            model = create_backbone(replace(backbone, weights=None, hub_weights=False), 2)
+            get_strategy(strategy).adapt(model, cfg)
+
+
+def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,
+            tracker: StudyTracker, log: Callable[[str], None]) -> None:
+    path = resolve_weights(backbone, cache_dir)
     card = path.with_suffix(".json")
     if path.exists():
-        create_backbone(spec.backbone, num_classes=2, cache_dir=cache_dir)  # refuses a misfit
+        create_backbone(backbone, num_classes=2, cache_dir=cache_dir)   # refuses a misfit
         if card.exists():
-            info = json.loads(card.read_text())
             log(f"backbone: {path} (pretrained here; upstream val acc "
-                f"{info['upstream_val_acc']:.1f}%)")
-        return path
-    if spec.upstream is None:
-        raise StudyInputError(f"weights file {path} does not exist and study '{spec.name}' "
-                              f"does not say how to pretrain it")
-    upstream = spec.upstream
+                f"{json.loads(card.read_text())['upstream_val_acc']:.1f}%)")
+        return
+    if upstream is None:
+        raise StudyInputError(f"weights file {path} does not exist"
+                              + (f": {backbone.obtain}" if backbone.obtain else ""))
     prepare(get_task(upstream.task), cache_dir)
-    cfg = TrialConfig(study=spec.name, stage="pretrain", task=upstream.task, strategy="full_ft",
-                      backbone=replace(spec.backbone, weights=None), recipe=upstream.recipe,
+    cfg = TrialConfig(study=study, stage="pretrain", task=upstream.task, strategy="full_ft",
+                      backbone=replace(backbone, weights=None), recipe=upstream.recipe,
                       seed=upstream.seed, train_split="train", eval_split="val",
-                      cache_dir=cache_dir, threads=os.cpu_count() or 1)
-    log(f"backbone: pretraining {spec.backbone.tag} on '{upstream.task}' "
+                      setting="upstream", cache_dir=cache_dir, threads=os.cpu_count() or 1)
+    log(f"backbone: pretraining {backbone.tag} on '{upstream.task}' "
         f"({upstream.recipe.epochs} epochs) -> {path}")
     run_id = tracker.start(cfg)
 
@@ -66,4 +82,3 @@ def ensure_backbone(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
                                indent=1))
     log(f"backbone: upstream val acc {summary['final_val_acc']:.1f}% "
         f"({summary['wall_seconds']:.0f} s)")
-    return path

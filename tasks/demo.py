@@ -160,6 +160,10 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Pools]] = {
     "sprite_orientation": _rendered(_draw_orientation),
 }
 
+# Pool sizes the generators produce (for planning without generating).
+DEMO_POOL = {"train": 1000, "test": 500}
+DEMO_POOLS = {"digits": {"train": 1000, "test": 797}, "upstream": {"train": 12000, "test": 1000}}
+
 _SLICE = re.compile(r"^(\w+)(?:\[(\d*):(\d*)\])?$")
 
 

@@ -9,7 +9,8 @@ from typing import Mapping
 import numpy as np
 
 from study.errors import StudyInputError
-from tasks.spec import SOURCE_SIZES, SWEEP_SIZES, TaskSpec
+from tasks.demo import DEMO_POOL, DEMO_POOLS
+from tasks.spec import ONE_SHOT, SOURCE_SIZES, SWEEP_SIZES, TaskSpec, sweep_split_names
 
 _PART = re.compile(r"(\w+)(?:\[([^\]:]*):([^\]]*)\])?")
 
@@ -56,7 +57,52 @@ def sweep_indices(pool: tuple[str, int, int], train_size: int, seed: int = 0):
 def supported_sweeps(task: TaskSpec) -> tuple[int, ...]:
     """The sweep sizes whose train + val (4:1) fit in the task's pool, by TFDS's split sizes."""
     builder = task.source.split(":")[1]
-    if not task.pool or builder not in SOURCE_SIZES:
+    if not task.pool or not task.source.startswith("tfds:") or builder not in SOURCE_SIZES:
         return ()
     _, start, stop = resolve_split(task.pool, SOURCE_SIZES[builder])[0]
     return tuple(n for n in SWEEP_SIZES if n + n // 4 <= stop - start)
+
+
+def setting_splits(setting: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(tune train, tune eval), (final train, final eval) split names of a data setting:
+    "800" (VTAB-1k), another train size of the sweep, "1shot", or "full" (FGVC)."""
+    if setting == "1shot":
+        return (ONE_SHOT[0], ONE_SHOT[1]), (ONE_SHOT[2], "test")
+    if setting == "full":
+        return ("train", "val"), ("trainval", "test")
+    if not setting.isdigit():
+        raise StudyInputError(f"unknown data setting '{setting}'; valid: a train size such as "
+                              f"800, 1shot, full")
+    train, val, both = sweep_split_names(int(setting))
+    return (train, val), (both, "test")
+
+
+def supports(task: TaskSpec, setting: str) -> bool:
+    """Whether the task can be run in a data setting (its splits exist or can be made)."""
+    (train, _), _ = setting_splits(setting)
+    if train in task.splits:
+        return True
+    if setting == "1shot":
+        return task.source.startswith("tfds:") and bool(task.pool)
+    return setting.isdigit() and int(setting) in supported_sweeps(task)
+
+
+def split_size(task: TaskSpec, split: str) -> int | None:
+    """Images in a split of a task, from the split string and the source's known sizes; None
+    when they are not known before preparation (folder tasks)."""
+    kind, _, name = task.source.partition(":")
+    if split.startswith("train") and split[5:].isdigit():
+        return int(split[5:])
+    if split.startswith("val") and split[3:].isdigit():
+        return int(split[3:])
+    sweep = re.fullmatch(r"train(\d+)val(\d+)", split)
+    if sweep:
+        return int(sweep.group(1)) + int(sweep.group(2))
+    if split in ONE_SHOT:
+        return task.num_classes * (2 if split == ONE_SHOT[2] else 1)
+    name = name.split(":")[0]
+    sizes = {"tfds": SOURCE_SIZES.get(name),
+             "demo": DEMO_POOLS.get(name, DEMO_POOL)}.get(kind)
+    if sizes is None or split not in task.splits:
+        return None
+    return sum(b - a for _, a, b in resolve_split(task.splits[split], sizes))

@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.runs import load_runs
-from analysis.table import paper_table
+from analysis.table import paper_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def kill_driver_when(cache: Path, store: Path, pattern: str) -> None:
 
 def table_of(store: Path):
     runs = load_runs("demo-smoke", f"sqlite:///{store}/mlflow.db")
-    return paper_table(runs[runs["stage"] == "final"]), runs
+    return paper_tables(runs[runs["stage"] == "final"]).single, runs
 
 
 def test_three_kills_lose_nothing_and_count_nothing_twice(tmp_path):

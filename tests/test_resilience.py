@@ -108,10 +108,10 @@ def test_full_ft_at_the_paper_grid_top_diverges_and_is_never_selected(cache_dir)
     summary = run_trial(tiny_trial(cache_dir, "full_ft", recipe=top), lambda m: None)
     assert summary["outcome"] == "diverged"
     runs = pd.DataFrame([
-        dict(trial_id="a", start_time=1, task="digits", strategy="full_ft", base_lr=50.0,
+        dict(trial_id="a", start_time=1, backbone="b", setting="800", task="digits", strategy="full_ft", base_lr=50.0,
              weight_decay=0.0, status="FINISHED", outcome=summary["outcome"],
              final_val_acc=summary["final_val_acc"]),
-        dict(trial_id="b", start_time=2, task="digits", strategy="full_ft", base_lr=0.05,
+        dict(trial_id="b", start_time=2, backbone="b", setting="800", task="digits", strategy="full_ft", base_lr=0.05,
              weight_decay=0.0, status="FINISHED", outcome="finished", final_val_acc=11.0)])
     assert select_best(runs)["base_lr"].tolist() == [0.05]
 
@@ -134,7 +134,7 @@ def test_failing_trials_are_retried_then_recorded_failed_and_the_study_finishes(
     tracker = StudyTracker(SPEC.name, uri)
     runner = RayRunner(tracker, storage_path=str(tmp_path / "ray"), max_failures=1)
     try:
-        table = run_study(SPEC, runner, tracker, cache_dir, log=lambda line: None)
+        table = run_study(SPEC, runner, tracker, cache_dir, log=lambda line: None).single
     finally:
         runner.shutdown()
     runs = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)

@@ -11,7 +11,7 @@ from analysis.table import paper_table
 def tune_row(task, strategy, lr, acc, status="FINISHED", outcome="finished", wd=0.0, n=[0]):
     n[0] += 1
     return dict(run_id=f"r{n[0]}", trial_id=f"t{n[0]}", start_time=n[0], stage="tune",
-                task=task, strategy=strategy, base_lr=lr, weight_decay=wd, final_val_acc=acc,
+                backbone="b", setting="800", task=task, strategy=strategy, base_lr=lr, weight_decay=wd, final_val_acc=acc,
                 status=status, outcome=outcome)
 
 
@@ -33,7 +33,7 @@ def final_row(task, group, strategy, seed, acc, tuned=1.0, status="FINISHED",
               outcome="finished", n=[0]):
     n[0] += 1
     return dict(run_id=f"f{n[0]}", trial_id=f"x{n[0]}", start_time=n[0], stage="final",
-                task=task, group=group, strategy=strategy, seed=seed, final_test_acc=acc,
+                backbone="b", setting="800", task=task, group=group, strategy=strategy, seed=seed, final_test_acc=acc,
                 tuned_percent=tuned, status=status, outcome=outcome)
 
 

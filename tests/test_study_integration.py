@@ -21,7 +21,7 @@ SPACE = SearchSpace("it", MappingProxyType({
     "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
 }))
 SPEC = StudySpec(name="integration", tasks=("digits", "count"),
-                 strategies=("full_ft", "vpt_deep", "linear"), backbone=TINY_VIT,
+                 strategies=("full_ft", "vpt_deep", "linear"), backbones=(TINY_VIT,),
                  search_space=SPACE, epochs=2, warmup_epochs=1, seeds=(42, 44),
                  prompt_dropout=0.1)
 TUNE_TRIALS = 2 * (1 + 2 + 2)
@@ -36,8 +36,8 @@ def study(tmp_path_factory, cache_dir):
     runner = RayRunner(tracker, storage_path=str(folder / "ray"))
     first_log, second_log = [], []
     try:
-        table = run_study(SPEC, runner, tracker, cache_dir, log=first_log.append)
-        again = run_study(SPEC, runner, tracker, cache_dir, log=second_log.append)
+        table = run_study(SPEC, runner, tracker, cache_dir, log=first_log.append).single
+        again = run_study(SPEC, runner, tracker, cache_dir, log=second_log.append).single
     finally:
         runner.shutdown()
     runs = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)
@@ -59,8 +59,8 @@ def test_runs_carry_tags_params_and_per_epoch_metrics(study):
     run = next(r for r in study["runs"] if r.data.tags["stage"] == "final"
                and r.data.tags["strategy"] == "vpt_deep")
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    assert {"study", "stage", "task", "group", "strategy", "backbone", "seed", "trial_id",
-            "ray_trial_id", "outcome"} <= set(tags)
+    assert {"study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
+            "trial_id", "ray_trial_id", "outcome"} <= set(tags)
     assert tags["backbone"] == "tiny-test-vit" and tags["outcome"] == "finished"
     assert {"base_lr", "lr", "weight_decay", "batch_size", "epochs", "prompt_length",
             "optimizer", "train_size"} <= set(params)

@@ -1,10 +1,12 @@
 """Backbones come only through `timm.create_model` by `arch.tag` name. A local weights file
 (safetensors, a torch state dict loaded with `weights_only=True`, or the original ViT `.npz`) loads
-into the architecture, the classifier head excluded; a file for another architecture is refused
+into the architecture, the classifier head excluded, after timm's own checkpoint converter for that
+architecture (official Swin, MAE, MoCo v3 checkpoints); a file for another architecture is refused
 with the mismatching keys named. Input normalisation is read from the model's pretrained config
 so that every run can record it."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ def create_backbone(spec: BackboneSpec, num_classes: int, cache_dir: str | Path 
     model = timm.create_model(spec.name, pretrained=spec.hub_weights, num_classes=num_classes,
                               **dict(spec.overrides))
     if spec.weights:
-        load_weights(model, resolve_weights(spec, cache_dir))
+        load_weights(model, resolve_weights(spec, cache_dir), spec.key_prefix)
     return model
 
 
@@ -40,15 +42,23 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model"):             # common checkpoint nestings
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return dict(state)
+
+
+def _timm_filter(model: nn.Module):
+    """timm's own converter from official checkpoints to its layout (Swin's key renames, ...)."""
+    module = sys.modules.get(type(model).__module__)
+    return getattr(module, "checkpoint_filter_fn", None) or (lambda state, _model: state)
 
 
 def _is_head(key: str) -> bool:
     return key.startswith(("head.", "fc.", "classifier."))
 
 
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local weights file into `model`, keeping its (task-sized) classifier head."""
+def load_weights(model: nn.Module, path: str | Path, key_prefix: str = "") -> None:
+    """Load a local weights file into `model`, keeping its (task-sized) classifier head; with
+    `key_prefix`, only the weights under it count, prefix stripped (e.g. MoCo v3's
+    `module.base_encoder.`)."""
     path = Path(path)
     if not path.exists():
         raise StudyInputError(f"weights file {path} does not exist")
@@ -57,7 +67,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         model.load_pretrained(str(path))
         model.load_state_dict(head, strict=False)
         return
-    state = {k: v for k, v in _read_state_dict(path).items() if not _is_head(k)}
+    state = _read_state_dict(path)
+    if key_prefix:
+        state = {k[len(key_prefix):]: v for k, v in state.items() if k.startswith(key_prefix)}
+    state = _timm_filter(model)(state, model)
+    state = {k: v for k, v in state.items() if not _is_head(k)}
     own = {k: v for k, v in model.state_dict().items() if not _is_head(k)}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -77,6 +91,9 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization(model: nn.Module, spec: BackboneSpec | None = None):
+    """(mean, std) the backbone was pretrained with: the spec's, else timm's config's."""
+    if spec is not None and spec.mean_std:
+        return spec.mean_std
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     return tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5)))

@@ -20,6 +20,9 @@ class BackboneSpec:
     weights: str | None = None        # local file; relative paths resolve against the cache dir
     hub_weights: bool = False         # ask timm for its own pretrained weights (needs the hub)
     label: str = ""                   # short name for tables and tags
+    key_prefix: str = ""              # keep only weights under this prefix, stripped (MoCo v3)
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None   # else timm's config
+    obtain: str = field(default="", compare=False)   # where to get the weights file
 
     @property
     def tag(self) -> str:
@@ -36,6 +39,7 @@ class Recipe:
     epochs: int
     warmup_epochs: int
     batch_size: int
+    eval_every: int = 1               # evaluate every n epochs (and always after the last)
 
     @property
     def lr(self) -> float:
@@ -53,6 +57,7 @@ class TrialConfig:
     seed: int
     train_split: str                  # train800 | train800val200 | ...
     eval_split: str                   # val200 | test
+    setting: str = "800"              # data setting: train size, "1shot" or "full"
     prompt_length: int = 0
     prompt_dropout: float = 0.0
     lora_rank: int = 0
@@ -73,6 +78,8 @@ class TrialConfig:
         raw = dict(raw)
         backbone = dict(raw.pop("backbone"))
         backbone["overrides"] = tuple(tuple(kv) for kv in backbone.get("overrides", ()))
+        if backbone.get("mean_std"):
+            backbone["mean_std"] = tuple(tuple(v) for v in backbone["mean_std"])
         prior = raw.pop("prior_recipe", None)
         return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),
                    prior_recipe=Recipe(**prior) if prior else None, **raw)

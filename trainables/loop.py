@@ -115,14 +115,17 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: No
             correct += (logits.argmax(1) == y).sum().cpu()
         last["train_seconds"] += time.perf_counter() - started
         last["train_images"] += len(train_split)
-        eval_loss, eval_acc = evaluate(model, eval_split, normalize)
-        if not math.isfinite(eval_loss):
-            report({"epoch": epoch, "diverged": 1.0})
-            return {**last, "outcome": "diverged", "epoch": epoch}
         metrics = {"epoch": epoch, "lr": lr,
                    "train_loss": loss_sum.item() / len(train_split),
-                   "train_acc": 100.0 * correct.item() / len(train_split),
-                   f"{eval_split.name}_loss": eval_loss, f"{eval_split.name}_acc": eval_acc}
+                   "train_acc": 100.0 * correct.item() / len(train_split)}
+        final = epoch == first_epoch + recipe.epochs - 1
+        if final or (epoch - first_epoch + 1) % recipe.eval_every == 0:
+            eval_loss, eval_acc = evaluate(model, eval_split, normalize)
+            if not math.isfinite(eval_loss):
+                report({"epoch": epoch, "diverged": 1.0})
+                return {**last, "outcome": "diverged", "epoch": epoch}
+            metrics.update({f"{eval_split.name}_loss": eval_loss,
+                            f"{eval_split.name}_acc": eval_acc})
         report(metrics)
         last.update(metrics)
     return last

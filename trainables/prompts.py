@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from study.errors import StudyInputError
+
 
 class VisualPrompts(nn.Module):
     """Prompt embeddings: layer 0 as [1, P, D], later layers as [depth - 1, P, D] when deep."""
@@ -35,6 +37,9 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.M
     """Attach prompts to a timm VisionTransformer in place and return it."""
     if length < 1:
         raise ValueError(f"prompt length must be >= 1, got {length}")
+    if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
+        raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
+                              f"the patch tokens); {type(vit).__name__} is not one")
     blocks = list(vit.blocks)
     patch = vit.patch_embed.patch_size
     vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,

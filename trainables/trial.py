@@ -49,7 +49,7 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     train_split = load(cfg, cfg.train_split, "train", on)
     eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
-    mean, std = normalization(model)
+    mean, std = normalization(model, cfg.backbone)
     normalize = Normalize.of(mean, std, on)
 
     phases = [(get_strategy(strategy.prior), cfg.prior_recipe)] if strategy.prior else []

@@ -1,0 +1,80 @@
+"""The paper's backbones: each architecture builds from timm without weights, and a weights file
+in its native format (the original ViT-B/16 .npz, MAE's and Swin's .pth, MoCo v3's prefixed
+.pth.tar) loads into a fresh model bit for bit, head excluded."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from study.studies import SWIN_B_IN21K, VIT_B16_IN21K, VIT_B16_MAE, VIT_B16_MOCOV3
+from trainables.backbones import create_backbone, normalization
+
+
+def export_original_vit_npz(model, path):
+    """Write a timm ViT in the layout of the original `ViT-B_16.npz` (inverse of timm's loader)."""
+    n = lambda t: t.detach().cpu().numpy()          # noqa: E731
+    heads, dim = model.blocks[0].attn.num_heads, model.embed_dim
+    w = {"embedding/kernel": n(model.patch_embed.proj.weight).transpose(2, 3, 1, 0),
+         "embedding/bias": n(model.patch_embed.proj.bias), "cls": n(model.cls_token),
+         "Transformer/posembed_input/pos_embedding": n(model.pos_embed),
+         "Transformer/encoder_norm/scale": n(model.norm.weight),
+         "Transformer/encoder_norm/bias": n(model.norm.bias)}
+    for i, block in enumerate(model.blocks):
+        p = f"Transformer/encoderblock_{i}/"
+        mha = p + "MultiHeadDotProductAttention_1/"
+        w[p + "LayerNorm_0/scale"], w[p + "LayerNorm_0/bias"] = n(block.norm1.weight), n(block.norm1.bias)
+        w[p + "LayerNorm_2/scale"], w[p + "LayerNorm_2/bias"] = n(block.norm2.weight), n(block.norm2.bias)
+        for name, weight, bias in zip(("query", "key", "value"),
+                                      block.attn.qkv.weight.chunk(3), block.attn.qkv.bias.chunk(3)):
+            w[mha + f"{name}/kernel"] = n(weight).T.reshape(dim, heads, dim // heads)
+            w[mha + f"{name}/bias"] = n(bias).reshape(heads, dim // heads)
+        w[mha + "out/kernel"] = n(block.attn.proj.weight).reshape(dim, heads, dim // heads) \
+            .transpose(1, 2, 0)
+        w[mha + "out/bias"] = n(block.attn.proj.bias)
+        for r, fc in enumerate((block.mlp.fc1, block.mlp.fc2)):
+            w[p + f"MlpBlock_3/Dense_{r}/kernel"] = n(fc.weight).T
+            w[p + f"MlpBlock_3/Dense_{r}/bias"] = n(fc.bias)
+    np.savez(path, **w)
+
+
+def save_native(spec, model, path):
+    state = {k: v for k, v in model.state_dict().items()}
+    if spec is VIT_B16_IN21K:
+        export_original_vit_npz(model, path)
+    elif spec is VIT_B16_MOCOV3:         # MoCo v3: both encoders and the predictor, prefixed
+        torch.save({"state_dict": {**{f"module.base_encoder.{k}": v for k, v in state.items()},
+                                   **{f"module.momentum_encoder.{k}": v + 1
+                                      for k, v in state.items()}}}, path)
+    else:
+        torch.save({"model": state}, path)
+
+
+@pytest.mark.parametrize("spec", [VIT_B16_IN21K, VIT_B16_MAE, VIT_B16_MOCOV3, SWIN_B_IN21K],
+                         ids=lambda s: s.tag)
+def test_paper_backbone_builds_and_its_native_file_loads(spec, tmp_path):
+    torch.manual_seed(0)
+    source = create_backbone(replace(spec, weights=None), num_classes=10)
+    assert 85e6 < sum(p.numel() for p in source.parameters()) < 90e6       # ViT-B / Swin-B
+    path = tmp_path / spec.weights.split("/")[-1]
+    save_native(spec, source, path)
+    torch.manual_seed(1)
+    loaded = create_backbone(replace(spec, weights=str(path)), num_classes=10)
+    for key, value in source.state_dict().items():
+        if not key.startswith("head"):
+            assert torch.equal(value, loaded.state_dict()[key]), key
+    mean, std = normalization(loaded, spec)
+    expected = (0.5,) * 3 if spec is VIT_B16_IN21K else (0.485, 0.456, 0.406)
+    assert tuple(mean) == pytest.approx(expected)
+
+
+def test_visual_prompts_on_swin_are_refused_with_a_reason():
+    from study.errors import StudyInputError
+    from tests.conftest import tiny_trial
+    from trainables.strategy import get_strategy
+    with torch.device("meta"):
+        swin = create_backbone(replace(SWIN_B_IN21K, weights=None), num_classes=10)
+        with pytest.raises(StudyInputError, match="need a ViT-style backbone"):
+            get_strategy("vpt_deep").adapt(swin, tiny_trial(""))
