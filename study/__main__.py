@@ -85,7 +85,8 @@ def cmd_list() -> None:
     from trainables.strategy import all_strategies
     print("studies:")
     for name in all_studies():
-        print(f"  {name:<22} {study_doc(name).splitlines()[0]}")
+        summary = " ".join(study_doc(name).split()).split(". ")[0]
+        print(f"  {name:<22} {summary[:100]}")
     print("tasks (slug, group, classes, source):")
     for task in TASKS.values():
         print(f"  {task.slug:<22} {task.group:<12} {task.num_classes:>4}  {task.source}")

@@ -25,8 +25,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainable(config: dict) -> None:
-    from trainables.trial import run_trial
-    run_trial(TrialConfig.from_dict(config["trial"]), report=tune.report)
+    from trainables.trial import SUMMARY, run_trial
+    node = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict) -> None:        # the summary says which node ran the trial
+        tune.report({**metrics, "node": node} if SUMMARY in metrics else metrics)
+    run_trial(TrialConfig.from_dict(config["trial"]), report=report)
 
 
 def _error_text(trial) -> str:
@@ -133,11 +137,10 @@ class RayRunner:
         env = {"PYTHONPATH": str(PROJECT_ROOT)}
         if os.environ.get(FAULTS_ENV):
             env[FAULTS_ENV] = os.environ[FAULTS_ENV]
-        try:
+        try:          # on a cluster the repository sits at the same path on every node
             if self.address:
                 ray.init(address=self.address, log_to_driver=False,
-                         runtime_env={"env_vars": {k: v for k, v in env.items()
-                                                   if k != "PYTHONPATH"}})
+                         runtime_env={"env_vars": env})
             else:
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                          runtime_env={"env_vars": env})
