@@ -2,8 +2,8 @@
 `<cache_dir>/tasks/<slug>/` holding, per protocol split, `<split>.images.npy` (uint8, N x H x W x 3)
 and `<split>.labels.npy` (int64), and a `manifest.json` with shapes, classes, source, and the
 sha256 of every array file. The manifest is written last, so a half-written folder reads as not
-prepared. Loads verify the checksums and are memoised per process, so a reused Ray actor decodes
-nothing twice and no trial decodes anything per epoch."""
+prepared. Loads verify the checksums and memory-map the arrays, memoised per process, so a reused Ray
+actor reads nothing twice and no trial decodes anything per epoch."""
 from __future__ import annotations
 
 import functools
@@ -150,9 +150,8 @@ def verify(cache_dir: str | Path, slug: str, splits: Iterable[str]) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = (np.load(path) for path in _verified_files(cache_dir, slug, split))
-    for array in (images, labels):
-        array.flags.writeable = False          # shared by every trial of this process
+    images, labels = (np.load(path, mmap_mode="r")       # read-only, shared by every trial
+                      for path in _verified_files(cache_dir, slug, split))
     return images, labels
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,13 +28,22 @@ OPTIMIZERS = {
 
 @dataclass(frozen=True)
 class Split:
-    """One split resident on the device: uint8 NHWC images and int64 labels."""
-    images: torch.Tensor
+    """One split: uint8 NHWC images and int64 labels, either resident on the device (training
+    data, indexed every step) or memory-mapped on the host and moved per batch (evaluation sets,
+    which can be tens of thousands of images)."""
+    images: torch.Tensor | np.ndarray
     labels: torch.Tensor
     name: str                         # metric prefix: "train", "val" or "test"
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def batch(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = self.labels[start:stop]
+        images = self.images[start:stop]
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(np.array(images)).to(labels.device, non_blocking=True)
+        return images, labels
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,8 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalize, batch_size: i
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
-        x = normalize(split.images[start:start + batch_size])
-        y = split.labels[start:start + batch_size]
-        logits = model(x)
+        images, y = split.batch(start, start + batch_size)
+        logits = model(normalize(images))
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return loss_sum / len(split), 100.0 * correct / len(split)

@@ -28,9 +28,11 @@ def metric_prefix(split: str) -> str:
     return "val" if split.startswith("val") else "test" if split.startswith("test") else "eval"
 
 
-def load(cfg: TrialConfig, split: str, name: str, on: torch.device) -> Split:
+def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bool) -> Split:
+    """A split of the task's cache: copied to the device if `resident`, else memory-mapped."""
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
-    return Split(torch.tensor(images, device=on), torch.tensor(labels, device=on), name)
+    return Split(torch.tensor(images, device=on) if resident else images,
+                 torch.tensor(labels, device=on), name)
 
 
 def run_trial(cfg: TrialConfig, report: Report) -> dict:
@@ -46,8 +48,8 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     np.random.seed(cfg.seed)
     on = device()
     task, strategy = get_task(cfg.task), get_strategy(cfg.strategy)
-    train_split = load(cfg, cfg.train_split, "train", on)
-    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on)
+    train_split = load(cfg, cfg.train_split, "train", on, resident=True)
+    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident=False)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
     mean, std = normalization(model, cfg.backbone)
     normalize = Normalize.of(mean, std, on)
