@@ -60,7 +60,8 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     run_stage("tune", tune, tracker, runner, log)
     ids = {c.trial_id for c in tune}
     tune_runs = load_runs(spec.name, tracker.uri, "tune")
-    selected = select_best(tune_runs[tune_runs["trial_id"].isin(ids)])
+    tune_runs = tune_runs[tune_runs["trial_id"].isin(ids)]
+    selected = select_best(tune_runs)
     cells = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()}
     missing = cells - set(selected[list(CELL)].itertuples(index=False, name=None))
     if missing:
@@ -76,5 +77,4 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     final_runs = load_runs(spec.name, tracker.uri, "final")
     final_runs = final_runs[final_runs["trial_id"].isin(final_ids)]
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
-    return paper_tables(final_runs, spec.strategies, spec.tasks,
-                        tune_runs=tune_runs[tune_runs["trial_id"].isin(ids)])
+    return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)
