@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow smoke install clean
+.PHONY: demo analysis test test-slow smoke install clean
 install: $(STAMP)
 
 $(STAMP): requirements.txt
@@ -15,6 +15,9 @@ $(STAMP): requirements.txt
 
 demo: $(STAMP)
 	$(PY) -m study run demo
+
+analysis: $(STAMP)
+	for verb in table wins fid quadrants curves; do $(PY) -m analysis $$verb demo || exit 1; done
 
 smoke: $(STAMP)
 	$(PY) -m study run demo --smoke
@@ -26,4 +29,4 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 clean:
-	rm -rf ray_results mlflow.db cache .pytest_cache
+	rm -rf ray_results mlflow.db cache analysis_out mlartifacts .pytest_cache

@@ -1,32 +1,182 @@
-"""Command line: `python -m analysis table <study> [--format markdown|csv|latex]` prints the
-paper's Table 1/2 layout from the study's final-stage MLflow runs (and nothing else)."""
+"""Command line: `python -m analysis <verb> <study>`, reading MLflow runs and the task cache only.
+  table       the paper's Table 1/2 layout (per backbone and data setting)
+  wins        wins against full finetuning per task and group, with Welch's t-test and a
+              bootstrap interval over the seeds ("within noise" when it contains 0)
+  fid         FID of each task's training images to a pretraining sample: Inception features
+              (`--inception-weights FILE`) and the study backbone's features (labelled as such)
+  quadrants   Figure 3 (FID bars coloured by the VPT / FT winner, structured hatched) and the
+              Figure 1 quadrant counts; needs `fid` first
+  curves      Figures 5/6 (train and test loss per epoch) and an overfitting flag per run
+  capacity    Figure 4 (accuracy against training-set size, FT solid, VPT dotted) and the
+              Table 5/6 layout, from a study with several train sizes (e.g. paper-scale)
+  compare     the study's numbers next to the paper's, with the win pattern's agreement
+Figures go to --out (PNG and PDF), tables as CSV and markdown, and all of it is logged as
+artifacts of the study's `analysis` MLflow run."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from study.errors import StudyInputError
 
+VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare")
+SUFFIX = {"markdown": "md", "csv": "csv", "latex": "tex"}
+
+
+def _final(runs):
+    final = runs[runs["stage"] == "final"]
+    if final.empty:
+        raise StudyInputError("the study has no final-stage runs yet")
+    return final
+
+
+def cmd_table(args, runs, report):
+    from analysis.table import paper_tables
+    text = paper_tables(_final(runs), tune_runs=runs[runs["stage"] == "tune"]).render(args.format)
+    report.text(text + "\n", f"table.{SUFFIX[args.format]}")
+    return text
+
+
+def cmd_wins(args, runs, report):
+    from analysis.wins import group_wins, task_wins
+    per_task = task_wins(_final(runs))
+    per_group = group_wins(per_task)
+    report.table(per_task, "wins_per_task")
+    report.table(per_group, "wins_per_group")
+    return per_group.to_markdown(index=False) + "\n\n" + per_task.to_markdown(index=False)
+
+
+def _reference_images(args, runs):
+    from tasks import load_split
+    reference = args.reference or ("upstream" if "pretrain" in set(runs["stage"]) else None)
+    if reference is None:
+        raise StudyInputError("say which images stand for the pretraining data: --reference "
+                              "<prepared task slug>")
+    split = "train" if reference == "upstream" else "train800val200"
+    images = load_split(args.cache_dir, reference, split)[0]
+    return reference, images[:args.samples]
+
+
+def cmd_fid(args, runs, report):
+    import pandas as pd
+    from analysis import fid
+    from study.spec import get_study
+    from tasks import get_task, load_split
+    final = _final(runs)
+    reference, ref_images = _reference_images(args, runs)
+    spaces = {}
+    if args.inception_weights:
+        spaces["inception_fid"] = fid.inception(args.inception_weights)
+    backbones = {b.tag: b for b in get_study(args.study).backbones} if args.study_spec else {}
+    tag = final["backbone"].iloc[0]
+    if tag in backbones:
+        spaces["backbone_fid"] = fid.backbone(backbones[tag], args.cache_dir)
+    if not spaces:
+        raise StudyInputError("no feature space: pass --inception-weights, or run on a study "
+                              "registered here so its backbone can be built")
+    rows = []
+    for task in dict.fromkeys(final["task"]):
+        spec = get_task(task)
+        split = "train800val200" if "train800val200" in spec.splits else list(spec.splits)[0]
+        images = load_split(args.cache_dir, task, split)[0][:args.samples]
+        row = {"task": task, "group": spec.group}
+        for name, features in spaces.items():
+            kind = name if name != "backbone_fid" else f"backbone-{tag}"
+            a = fid.cached(features, kind, ref_images, args.cache_dir)
+            b = fid.cached(features, kind, images, args.cache_dir)
+            row[name] = round(fid.frechet(a, b), 3)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    report.table(table, "fid")
+    return (f"FID of each task's training images to '{reference}' ({len(ref_images)} images); "
+            f"backbone_fid uses the backbone's features, not Inception's\n"
+            + table.to_markdown(index=False))
+
+
+def cmd_quadrants(args, runs, report):
+    import pandas as pd
+    from analysis.plots import quadrants, winners
+    path = Path(args.out) / "fid.csv"
+    if not path.exists():
+        raise StudyInputError(f"{path} does not exist: run `python -m analysis fid "
+                              f"{args.study}` first")
+    fid = pd.read_csv(path)
+    column = "inception_fid" if "inception_fid" in fid else "backbone_fid"
+    fig, counts, data = quadrants(fid, winners(_final(runs)), column)
+    report.figure(fig, "figure3_fid_winners")
+    report.table(counts, "figure1_quadrants")
+    report.table(data, "figure3_data")
+    return f"quadrant counts ({column}; FID split at its median)\n" + \
+        counts.to_markdown(index=False)
+
+
+def cmd_curves(args, runs, report):
+    from analysis.plots import OVERFIT_RULE, loss_curves
+    fig, flags = loss_curves(_final(runs), args.tracking_uri)
+    report.figure(fig, "figures5_6_loss_curves")
+    report.table(flags, "overfitting")
+    return OVERFIT_RULE + "\n" + flags.to_markdown(index=False)
+
+
+def cmd_capacity(args, runs, report):
+    from analysis.plots import capacity
+    from analysis.table import paper_tables
+    final = _final(runs)
+    fig, points = capacity(final)
+    if points["train_size"].nunique() < 2:
+        raise StudyInputError("capacity needs final runs at two or more train sizes (a study "
+                              "with several settings, such as paper-scale)")
+    report.figure(fig, "figure4_capacity")
+    report.table(points, "figure4_data")
+    tables = paper_tables(final).render("markdown")
+    report.text(tables + "\n", "tables5_6.md")
+    return tables
+
+
+def cmd_compare(args, runs, report):
+    from analysis.compare import compare, winner_agreement
+    comparison = compare(_final(runs))
+    if comparison.empty:
+        return "no (strategy, task) in common with the paper's Tables 1, 2 and 19"
+    agreement = winner_agreement(comparison)
+    report.table(comparison, "compare_with_paper")
+    report.table(agreement, "winner_agreement")
+    share = agreement["agrees"].mean() if len(agreement) else float("nan")
+    return comparison.to_markdown(index=False) + \
+        f"\n\nthe winner against full_ft agrees with the paper on {share:.0%} of tasks"
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    table = commands.add_parser("table", help="the paper's Table 1/2 layout for a study")
-    table.add_argument("study", help="the study's name (its MLflow experiment)")
-    table.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
-    table.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or "
-                                              "sqlite:///mlflow.db")
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("verb", choices=VERBS)
+    parser.add_argument("study", help="the study's name (its MLflow experiment)")
+    parser.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    parser.add_argument("--out", help="output folder (default: analysis_out/<study>)")
+    parser.add_argument("--cache-dir", default="cache", help="task cache (fid)")
+    parser.add_argument("--reference", help="prepared task standing for the pretraining images "
+                                            "(default for the demo: upstream)")
+    parser.add_argument("--inception-weights", help="pytorch-fid Inception weights file")
+    parser.add_argument("--samples", type=int, default=1000, help="images per set for FID")
     args = parser.parse_args(argv)
 
+    from analysis.report import Report
     from analysis.runs import load_runs
-    from analysis.table import paper_tables
+    from study.spec import all_studies
     from study.tracking import tracking_uri
+    args.tracking_uri = args.tracking_uri or tracking_uri()
+    args.out = args.out or f"analysis_out/{args.study}"
+    args.study_spec = args.study in all_studies()
     try:
-        runs = load_runs(args.study, args.tracking_uri or tracking_uri())
-        final = runs[runs["stage"] == "final"]
-        if final.empty:
-            raise StudyInputError(f"study '{args.study}' has no final-stage runs yet")
-        print(paper_tables(final, tune_runs=runs[runs["stage"] == "tune"]).render(args.format))
+        runs = load_runs(args.study, args.tracking_uri)
+        report = Report(args.study, args.tracking_uri, Path(args.out))
+        print(globals()[f"cmd_{args.verb}"](args, runs, report))
+        if report.written:
+            run_id = report.log_to_mlflow()
+            print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
+                  f"{run_id}")
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,84 @@
+"""Fréchet distances between the pretraining images and each task's training images, the paper's
+measure of how far a downstream task sits from the upstream data. Two feature spaces: pytorch-fid's
+InceptionV3 pool features (its weights from a local file on offline machines, `--inception-weights`
+pt_inception-2015-12-05-6726825d.pth) and the study backbone's own pre-logit features, labelled
+"backbone FID" since they are not comparable with published FIDs. Features are cached per (feature
+space, image set) under `<cache dir>/features/`."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_fid.fid_score import calculate_frechet_distance
+
+from study.errors import StudyInputError
+from trainables.backbones import create_backbone, normalization
+from trainables.config import BackboneSpec
+
+Features = Callable[[np.ndarray], np.ndarray]
+
+
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet(a: np.ndarray, b: np.ndarray) -> float:
+    """FID between two feature sets: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2)."""
+    return float(calculate_frechet_distance(*statistics(a), *statistics(b)))
+
+
+def _batches(images: np.ndarray, size: int = 100):
+    for start in range(0, len(images), size):
+        yield torch.from_numpy(np.array(images[start:start + size])).permute(0, 3, 1, 2).float()
+
+
+def inception(weights: str | Path) -> Features:
+    """pytorch-fid's InceptionV3 (2048-d pool features) with its weights read from a local file."""
+    import pytorch_fid.inception as fid_inception
+    path = Path(weights)
+    if not path.exists():
+        raise StudyInputError(f"Inception weights {path} do not exist (pytorch-fid's "
+                              f"pt_inception-2015-12-05-6726825d.pth)")
+    local = lambda *args, **kwargs: torch.load(path, map_location="cpu", weights_only=True)  # noqa
+    with mock.patch.object(fid_inception, "load_state_dict_from_url", local):
+        model = fid_inception.InceptionV3([3]).eval()
+
+    @torch.no_grad()
+    def features(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([model(x / 255.0)[0].flatten(1).numpy() for x in _batches(images)])
+    return features
+
+
+def backbone(spec: BackboneSpec, cache_dir: str | Path) -> Features:
+    """The backbone's pre-logit features (class token after the final norm, for a ViT)."""
+    model = create_backbone(spec, num_classes=2, cache_dir=cache_dir).eval()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization(model, spec))
+    size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+    size = dict(spec.overrides).get("img_size", size)
+
+    @torch.no_grad()
+    def features(images: np.ndarray) -> np.ndarray:
+        out = []
+        for x in _batches(images):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+            x = (x / 255.0 - mean) / std
+            out.append(model.forward_head(model.forward_features(x), pre_logits=True).numpy())
+        return np.concatenate(out)
+    return features
+
+
+def cached(features: Features, kind: str, images: np.ndarray, cache_dir: str | Path) -> np.ndarray:
+    """Features of an image set, computed once per (feature space, images)."""
+    digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+    path = Path(cache_dir) / "features" / kind / f"{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    values = features(images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, values)
+    return values

@@ -1,0 +1,154 @@
+"""The analysis verbs on a real MLflow store holding runs with known numbers: every verb writes
+its files (figures as PNG and PDF, tables as CSV and markdown) and logs them to the study's
+analysis run, and the numbers in its tables equal what the runs hold; FID matches the closed form
+for two Gaussians."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis import fid
+from analysis.__main__ import main as analysis_main
+from analysis.compare import paper_results
+from study.tracking import StudyTracker
+from tests.conftest import TINY_VIT, tiny_trial
+from trainables.trial import SUMMARY
+
+ACC = {("cifar100", "full_ft"): (60.0, 62.0), ("cifar100", "vpt_deep"): (75.0, 77.0),
+       ("clevr_count", "full_ft"): (50.0, 51.0), ("clevr_count", "vpt_deep"): (50.5, 50.0)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("analysis")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    tracker = StudyTracker("made", uri)
+    for (task, strategy), accs in ACC.items():
+        for seed, acc in zip((42, 44), accs):
+            cfg = tiny_trial("", strategy, study="made", stage="final", task=task, seed=seed,
+                             train_split="train800val200", eval_split="test")
+            run = tracker.start(cfg)
+            rising = task == "clevr_count" and strategy == "full_ft"
+            for epoch in (1, 2, 3):
+                test_loss = 1.0 + (0.5 * epoch if rising else -0.1 * epoch)
+                tracker.record(run, {"epoch": epoch, "train_loss": 2.0 / epoch,
+                                     "test_loss": test_loss, "test_acc": acc})
+            tracker.record(run, {SUMMARY: 1, "outcome": "finished", "final_test_acc": acc,
+                                 "tuned_percent": 1.0, "train_size": 1000})
+            tracker.finish(run, "FINISHED")
+    return uri, folder
+
+
+def run_verb(store, verb, *extra):
+    uri, folder = store
+    out = folder / "out"
+    code = analysis_main([verb, "made", "--tracking-uri", uri, "--out", str(out), *extra])
+    return code, out
+
+
+def logged(store) -> set[str]:
+    client = MlflowClient(store[0])
+    experiment = client.get_experiment_by_name("made")
+    run = client.search_runs([experiment.experiment_id], "tags.stage = 'analysis'")[0]
+    return {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_frechet_distance_matches_the_closed_form_for_two_gaussians():
+    rng = np.random.default_rng(0)
+    mu_a, mu_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    sd_a, sd_b = np.array([1.0, 2.0, 0.5]), np.array([2.0, 1.0, 0.5])
+    a = rng.normal(mu_a, sd_a, size=(200_000, 3))
+    b = rng.normal(mu_b, sd_b, size=(200_000, 3))
+    closed = ((mu_a - mu_b) ** 2).sum() + ((sd_a - sd_b) ** 2).sum()      # diagonal covariances
+    assert fid.frechet(a, b) == pytest.approx(closed, rel=0.02)
+    assert fid.frechet(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_backbone_features_fid_is_cached_and_orders_distances(cache_dir, tmp_path):
+    from tasks import load_split
+    features = fid.backbone(TINY_VIT, cache_dir)
+    digits = load_split(cache_dir, "digits", "train800")[0]
+    count = load_split(cache_dir, "count", "train800")[0]
+    a = fid.cached(features, "tiny", digits[:400], tmp_path)
+    assert len(list((tmp_path / "features" / "tiny").iterdir())) == 1
+    np.testing.assert_array_equal(a, fid.cached(features, "tiny", digits[:400], tmp_path))
+    near = fid.frechet(a, fid.cached(features, "tiny", digits[400:], tmp_path))
+    far = fid.frechet(a, fid.cached(features, "tiny", count[:400], tmp_path))
+    assert near < far
+
+
+def test_wins_equal_the_runs_and_flag_noise(store):
+    code, out = run_verb(store, "wins")
+    assert code == 0
+    per_task = pd.read_csv(out / "wins_per_task.csv").set_index("task")
+    assert per_task.loc["cifar100", "difference"] == pytest.approx(76.0 - 61.0)
+    assert per_task.loc["cifar100", "verdict"] == "win"
+    assert per_task.loc["clevr_count", "difference"] == pytest.approx(50.25 - 50.5)
+    assert per_task.loc["clevr_count", "verdict"] == "loss (within noise)"
+    assert {"wins_per_task.csv", "wins_per_group.md"} <= logged(store)
+
+
+def test_compare_puts_the_papers_numbers_beside_ours(store):
+    code, out = run_verb(store, "compare")
+    assert code == 0
+    table = pd.read_csv(out / "compare_with_paper.csv")
+    paper = paper_results()
+    row = table[(table["task"] == "cifar100") & (table["strategy"] == "vpt_deep")].iloc[0]
+    expected = paper[(paper["task"] == "cifar100") & (paper["strategy"] == "vpt")]["accuracy"]
+    assert row["paper"] == expected.iloc[0] and row["ours"] == 76.0
+    assert row["difference"] == pytest.approx(76.0 - expected.iloc[0])
+    agreement = pd.read_csv(out / "winner_agreement.csv").set_index("task")
+    assert agreement.loc["cifar100", "study"] == "win"
+
+
+def test_curves_write_figures_and_flag_the_rising_test_loss(store):
+    code, out = run_verb(store, "curves")
+    assert code == 0
+    assert (out / "figures5_6_loss_curves.png").stat().st_size > 10_000
+    assert (out / "figures5_6_loss_curves.pdf").exists()
+    flags = pd.read_csv(out / "overfitting.csv").set_index(["task", "strategy"])["overfitting"]
+    assert flags[("clevr_count", "full_ft")] and not flags[("cifar100", "vpt_deep")]
+
+
+def test_quadrants_need_fid_then_count_winners(store):
+    code, _ = run_verb(store, "quadrants", "--out", str(store[1] / "empty"))
+    assert code == 2
+    out = store[1] / "out"
+    pd.DataFrame({"task": ["cifar100", "clevr_count"], "group": ["natural", "structured"],
+                  "backbone_fid": [10.0, 90.0]}).to_csv(out / "fid.csv", index=False)
+    code, out = run_verb(store, "quadrants")
+    assert code == 0
+    counts = pd.read_csv(out / "figure1_quadrants.csv")
+    vpt = counts.set_index(["disparity", "distance"])["VPT"]
+    assert vpt[("low disparity", "low FID")] == 1            # cifar100: VPT wins
+    assert counts["FT"].sum() == 1                           # clevr_count: FT's mean is higher
+    assert "figure3_fid_winners.png" in logged(store)
+
+
+def test_table_verb_writes_the_table(store):
+    code, out = run_verb(store, "table")
+    assert code == 0
+    assert "76.0 ± 1.4" in (out / "table.md").read_text()
+
+
+def test_capacity_plots_accuracy_against_train_size(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = StudyTracker("sizes", uri)
+    for setting, size, ft, vpt in (("400", 400, 50.0, 60.0), ("800", 800, 70.0, 72.0)):
+        for strategy, acc in (("full_ft", ft), ("vpt_deep", vpt)):
+            cfg = tiny_trial("", strategy, study="sizes", stage="final", task="cifar100",
+                             setting=setting, train_split=f"train{size}val{size // 4}",
+                             eval_split="test")
+            run = tracker.start(cfg)
+            tracker.record(run, {SUMMARY: 1, "outcome": "finished", "final_test_acc": acc,
+                                 "tuned_percent": 1.0})
+            tracker.finish(run, "FINISHED")
+    out = tmp_path / "out"
+    assert analysis_main(["capacity", "sizes", "--tracking-uri", uri, "--out", str(out)]) == 0
+    points = pd.read_csv(out / "figure4_data.csv").set_index(["strategy", "train_size"])
+    assert points.loc[("vpt_deep", 400), "test_acc"] == 60.0
+    assert points.loc[("full_ft", 800), "test_acc"] == 70.0
+    assert (out / "figure4_capacity.png").exists() and (out / "tables5_6.md").exists()
+    assert "train size 400" in (out / "tables5_6.md").read_text()
