@@ -10,6 +10,8 @@
   capacity    Figure 4 (accuracy against training-set size, FT solid, VPT dotted) and the
               Table 5/6 layout, from a study with several train sizes (e.g. paper-scale)
   compare     the study's numbers next to the paper's, with the win pattern's agreement
+  attributions  Figures 8/17: Grad-CAM and Integrated Gradients, input | FT | VPT, on test
+              images VPT gets right and FT wrong (needs the final stage's saved weights)
 Figures go to --out (PNG and PDF), tables as CSV and markdown, and all of it is logged as
 artifacts of the study's `analysis` MLflow run."""
 from __future__ import annotations
@@ -18,9 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from study.errors import StudyInputError
 
-VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare")
+VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare", "attributions")
 SUFFIX = {"markdown": "md", "csv": "csv", "latex": "tex"}
 
 
@@ -147,6 +151,55 @@ def cmd_compare(args, runs, report):
         f"\n\nthe winner against full_ft agrees with the paper on {share:.0%} of tasks"
 
 
+def cmd_attributions(args, runs, report):
+    import pandas as pd
+    import torch
+    from analysis import attributions as attr
+    from analysis.runs import counted
+    from tasks import load_split
+    from trainables.backbones import normalization
+    from trainables.loop import Normalize
+    from trainables.trial import load_trained
+    final = counted(_final(runs))
+    chosen = []
+    for task in dict.fromkeys(final["task"]):
+        pair = {}
+        for strategy in ("full_ft", "vpt_deep"):
+            rows = final[(final["task"] == task) & (final["strategy"] == strategy)]
+            saved = rows.sort_values("seed")["saved_weights"].dropna()
+            saved = saved[saved != ""]
+            if saved.empty:
+                raise StudyInputError(f"no saved {strategy} weights for '{task}': run the final "
+                                      f"stage again with --save-full-weights")
+            pair[strategy] = load_trained(saved.iloc[0], args.cache_dir)[0]
+        ft, vpt = pair["full_ft"], pair["vpt_deep"]
+        images, labels = (np.asarray(a[:args.samples]) for a in
+                          load_split(args.cache_dir, task, "test"))
+        normalize = Normalize.of(*normalization(vpt), "cpu")
+        x, y = normalize(torch.from_numpy(images)), torch.from_numpy(labels)
+        picked = attr.vpt_right_ft_wrong(ft, vpt, x, y, args.examples)
+        if len(picked) == 0:
+            continue
+        xs, ys = x[picked], y[picked]
+        black = normalize(torch.zeros_like(torch.from_numpy(images[:1])).expand(len(picked),
+                                                                              -1, -1, -1))
+        shown = images[picked.numpy()]
+        report.figure(attr.panels(shown, {"FT Grad-CAM": attr.gradcam(ft, xs, ys),
+                                          "VPT Grad-CAM": attr.gradcam(vpt, xs, ys)},
+                                  f"{task}: VPT right, FT wrong (Grad-CAM)"),
+                      f"figure8_gradcam_{task}")
+        report.figure(attr.panels(shown, {
+            "FT IG": attr.integrated_gradients(ft, xs, black, ys),
+            "VPT IG": attr.integrated_gradients(vpt, xs, black, ys)},
+            f"{task}: VPT right, FT wrong (Integrated Gradients)"), f"figure17_ig_{task}")
+        chosen += [{"task": task, "test_index": int(i), "label": int(labels[i])}
+                   for i in picked]
+    table = pd.DataFrame(chosen, columns=["task", "test_index", "label"])
+    report.table(table, "attribution_examples")
+    return f"{len(table)} test images where VPT is right and FT wrong, over " \
+           f"{table['task'].nunique()} tasks\n" + table.to_markdown(index=False)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,7 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", help="prepared task standing for the pretraining images "
                                             "(default for the demo: upstream)")
     parser.add_argument("--inception-weights", help="pytorch-fid Inception weights file")
-    parser.add_argument("--samples", type=int, default=1000, help="images per set for FID")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="images per set (fid) or test images searched (attributions)")
+    parser.add_argument("--examples", type=int, default=4, help="images per attribution figure")
     args = parser.parse_args(argv)
 
     from analysis.report import Report

@@ -10,7 +10,7 @@ from study.errors import StudyInputError
 TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
         "trial_id", "outcome", "error")
 PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
-          "train_size")
+          "train_size", "saved_weights")
 NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",
            "train_size")
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="retries of a failing trial before it is recorded FAILED")
             sub.add_argument("--format", choices=("markdown", "csv", "latex"),
                              default="markdown")
+            sub.add_argument("--save-full-weights", action="store_true", default=None,
+                             help="final stage: keep full weights of strategies that change the "
+                                  "backbone (for `analysis attributions`; large for ViT-B)")
     return parser
 
 
@@ -156,7 +159,8 @@ def main(argv=None) -> int:
             cmd_list()
             return 0
         from study.spec import get_study
-        spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds)
+        spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds,
+                         save_full_weights=getattr(args, "save_full_weights", None))
         if args.command == "plan":
             cmd_plan(spec)
             return 0

@@ -39,6 +39,8 @@ class StudySpec:
     tune_seed: int = 42
     prompt_dropout: float = 0.1
     eval_every: int = 1                       # evaluate every n epochs (and after the last)
+    save_full_weights: bool = False           # final stage: keep full weights of strategies that
+                                              # train everything (prompts and heads always kept)
     lora_rank: int = 8
     prior_base_lr: float = 0.001              # FT phase of FT-then-PT (on the "full" grid's optimiser)
     settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
@@ -82,7 +84,13 @@ class StudySpec:
             prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
             lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
             prior_recipe=self.recipe(prior.grid, self.prior_base_lr, 0.0) if prior else None,
-            cache_dir=cache_dir, threads=threads)
+            cache_dir=cache_dir, threads=threads, save=self._save(stage, chosen))
+
+    def _save(self, stage: str, strategy) -> str:
+        if stage != "final":
+            return ""
+        changes_backbone = strategy.trains("blocks.0.attn.qkv.weight") or strategy.prior
+        return ("all" if self.save_full_weights else "") if changes_backbone else "trainable"
 
     def tune_trials(self, **where) -> list[TrialConfig]:
         return [self.trial("tune", backbone, setting, task, strategy, lr, wd, self.tune_seed,

@@ -34,7 +34,8 @@ def demo(smoke: bool = False) -> StudySpec:
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
         backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
         batch_size=64, seeds=(42, 44), prompt_dropout=0.1, lora_rank=4, prior_base_lr=0.002,
-        upstream=DEMO_UPSTREAM, description="offline demo suite on a project-pretrained ViT")
+        upstream=DEMO_UPSTREAM, save_full_weights=True,
+        description="offline demo suite on a project-pretrained ViT")
     if smoke:
         spec = replace(spec, name="demo-smoke", tasks=("digits", "count"),
                        strategies=("full_ft", "vpt_deep", "linear"),

@@ -25,7 +25,7 @@ EPOCH_METRICS = ("lr", "diverged", "train_loss", "train_acc", "val_loss", "val_a
 SUMMARY_METRICS = ("trainable_params", "total_params", "tuned_percent", "images_per_second",
                    "wall_seconds", "final_train_loss", "final_val_acc", "final_val_loss",
                    "final_test_acc", "final_test_loss")
-SUMMARY_PARAMS = ("train_size", "eval_size", "device", "normalization", "node")
+SUMMARY_PARAMS = ("train_size", "eval_size", "device", "normalization", "node", "saved_weights")
 SUMMARY_TAGS = ("outcome",)
 
 

@@ -64,10 +64,13 @@ class TrialConfig:
     prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
     cache_dir: str = field(default="", compare=False)
     threads: int = field(default=1, compare=False)
+    save: str = field(default="", compare=False)   # "", "trainable" or "all": weights kept after
+
 
     @property
     def trial_id(self) -> str:
-        identity = {k: v for k, v in self.to_dict().items() if k not in ("cache_dir", "threads")}
+        identity = {k: v for k, v in self.to_dict().items()
+                    if k not in ("cache_dir", "threads", "save")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:

@@ -5,7 +5,9 @@ final summary (outcome, last-epoch accuracy, parameter counts, tuned %, wall tim
 through `report`; the summary is also returned."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +35,42 @@ def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bo
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
     return Split(torch.tensor(images, device=on) if resident else images,
                  torch.tensor(labels, device=on), name)
+
+
+def weights_path(cfg: TrialConfig) -> Path:
+    return Path(cfg.cache_dir) / "weights" / cfg.study / f"{cfg.trial_id}.safetensors"
+
+
+def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
+    """Keep the trained weights for later analyses: only what trained (prompts and head for
+    VPT), or everything with `save="all"`; the path goes into the summary."""
+    if not cfg.save:
+        return ""
+    from safetensors.torch import save_file
+    names = {n for n, p in model.named_parameters() if p.requires_grad or cfg.save == "all"}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if k in names or cfg.save == "all"}
+    path = weights_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    path.with_suffix(".json").write_text(json.dumps(cfg.to_dict()))
+    return str(path)
+
+
+def load_trained(path: str | Path, cache_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig]:
+    """Rebuild a trained model from `save_trained`'s file: the backbone with its pretrained
+    weights, every phase's adaptation, then the saved weights on top."""
+    from safetensors.torch import load_file
+    path = Path(path)
+    cfg = TrialConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
+    strategy = get_strategy(cfg.strategy)
+    model = create_backbone(cfg.backbone, get_task(cfg.task).num_classes, cache_dir)
+    for phase in ([get_strategy(strategy.prior)] if strategy.prior else []) + [strategy]:
+        model = phase.adapt(model, cfg)
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    if unexpected:
+        raise ValueError(f"{path} has weights the model lacks: {unexpected[:3]}")
+    return model.eval(), cfg
 
 
 def run_trial(cfg: TrialConfig, report: Report) -> dict:
@@ -67,6 +105,7 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
             break
         epoch += recipe.epochs
 
+    saved = save_trained(model, cfg) if result["outcome"] == "finished" else ""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     eval_name = eval_split.name
@@ -80,7 +119,7 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
         "train_size": len(train_split), "eval_size": len(eval_split),
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
-        "device": str(on), "normalization": f"mean={mean} std={std}",
+        "device": str(on), "normalization": f"mean={mean} std={std}", "saved_weights": saved,
     }
     report(summary)
     return model, summary

@@ -1,0 +1,77 @@
+"""Figures 8 / 17: where FT and VPT look, on test images that VPT classifies correctly and FT does
+not. Grad-CAM is captum's LayerGradCam on the last block's patch tokens reshaped to the patch grid
+(a pass-through module inserted by a forward hook exposes them as B x D x h x w); Integrated
+Gradients is captum's, from a black image, summed over colour channels. Models are rebuilt from
+the weights the final stage saved (prompts and head for VPT; full weights for FT when the study
+kept them)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from captum.attr import IntegratedGradients, LayerGradCam  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class _PatchGrid(nn.Module):
+    """Identity on B x D x h x w: the layer captum's Grad-CAM attributes to."""
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return grid
+
+
+def _expose_patch_grid(model: nn.Module) -> _PatchGrid:
+    grid_layer = _PatchGrid()
+    prefix, (h, w) = model.num_prefix_tokens, model.patch_embed.grid_size
+
+    def hook(_module, _inputs, tokens):
+        patches = tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+        patches = grid_layer(patches)
+        return torch.cat([tokens[:, :prefix], patches.flatten(2).transpose(1, 2)], dim=1)
+    model.blocks[-1].register_forward_hook(hook)
+    return grid_layer
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    layer = _expose_patch_grid(model)
+    maps = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+    maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return maps[:, 0].detach().numpy()
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, black: torch.Tensor,
+                         target: torch.Tensor) -> np.ndarray:
+    attributions = IntegratedGradients(model).attribute(x, baselines=black, target=target,
+                                                        n_steps=32)
+    return attributions.abs().sum(1).detach().numpy()
+
+
+def vpt_right_ft_wrong(ft: nn.Module, vpt: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                       limit: int) -> torch.Tensor:
+    with torch.no_grad():
+        ft_pred, vpt_pred = ft(x).argmax(1), vpt(x).argmax(1)
+    return torch.nonzero((vpt_pred == labels) & (ft_pred != labels)).flatten()[:limit]
+
+
+def panels(images: np.ndarray, rows: dict[str, np.ndarray], title: str):
+    """One row per image: input | one column per method."""
+    columns = ["input", *rows]
+    fig, axes = plt.subplots(len(images), len(columns), squeeze=False,
+                             figsize=(2.2 * len(columns), 2.2 * len(images)))
+    for i, image in enumerate(images):
+        axes[i, 0].imshow(image)
+        for j, name in enumerate(rows, start=1):
+            axes[i, j].imshow(image)
+            axes[i, j].imshow(rows[name][i], cmap="jet", alpha=0.5)
+        for j, name in enumerate(columns):
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(name, fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
