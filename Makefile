@@ -17,7 +17,9 @@ demo: $(STAMP)
 	$(PY) -m study run demo
 
 analysis: $(STAMP)
-	for verb in table wins fid quadrants curves; do $(PY) -m analysis $$verb demo || exit 1; done
+	for verb in table wins fid quadrants curves attributions; do \
+		$(PY) -m analysis $$verb demo || exit 1; done
+	$(PY) -m analysis advise demo --task photos
 
 smoke: $(STAMP)
 	$(PY) -m study run demo --smoke

@@ -12,6 +12,9 @@
   compare     the study's numbers next to the paper's, with the win pattern's agreement
   attributions  Figures 8/17: Grad-CAM and Integrated Gradients, input | FT | VPT, on test
               images VPT gets right and FT wrong (needs the final stage's saved weights)
+  advise      `advise [study] --task <slug | image folder> [--train-size N]`: VPT or FT for a
+              task by the paper's findings (FID to pretraining, disparity, data size), citing the
+              nearest tasks the study measured (needs the study's `fid` output)
 Figures go to --out (PNG and PDF), tables as CSV and markdown, and all of it is logged as
 artifacts of the study's `analysis` MLflow run."""
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 
 from study.errors import StudyInputError
 
-VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare", "attributions")
+VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare", "attributions",
+         "advise")
 SUFFIX = {"markdown": "md", "csv": "csv", "latex": "tex"}
 
 
@@ -173,7 +177,7 @@ def cmd_attributions(args, runs, report):
                                       f"stage again with --save-full-weights")
             pair[strategy] = load_trained(saved.iloc[0], args.cache_dir)[0]
         ft, vpt = pair["full_ft"], pair["vpt_deep"]
-        images, labels = (np.asarray(a[:args.samples]) for a in
+        images, labels = (np.array(a[:args.samples]) for a in
                           load_split(args.cache_dir, task, "test"))
         normalize = Normalize.of(*normalization(vpt), "cpu")
         x, y = normalize(torch.from_numpy(images)), torch.from_numpy(labels)
@@ -200,11 +204,88 @@ def cmd_attributions(args, runs, report):
            f"{table['task'].nunique()} tasks\n" + table.to_markdown(index=False)
 
 
+def _task_images(args):
+    """(images, group, train size) of a prepared task slug or an image folder."""
+    from PIL import Image
+    from tasks import TASKS, load_split
+    from tasks.splits import split_size
+    if args.task in TASKS:
+        spec = TASKS[args.task]
+        split = "train800" if "train800" in spec.splits else list(spec.splits)[0]
+        images = load_split(args.cache_dir, args.task, split)[0][:args.samples]
+        return images, spec.group, split_size(spec, split) or len(images)
+    folder = Path(args.task)
+    if not folder.is_dir():
+        raise StudyInputError(f"--task '{args.task}' is neither a task slug nor a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise StudyInputError(f"no .jpg or .png images under {folder}")
+    size = args.image_size
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size)))
+                       for p in files[:args.samples]])
+    return images, None, len(files)
+
+
+def cmd_advise(args, runs, report):
+    import pandas as pd
+    from analysis.advise import recommend
+    from analysis.plots import winners
+    if not args.task:
+        raise StudyInputError("advise needs --task <task slug or image folder>")
+    fids = Path(args.out) / "fid.csv"
+    if not fids.exists():
+        raise StudyInputError(f"{fids} does not exist: run `python -m analysis fid "
+                              f"{args.study}` first")
+    measured = pd.read_csv(fids)
+    column = "inception_fid" if "inception_fid" in measured else "backbone_fid"
+    measured = measured.rename(columns={column: "fid"})[["task", "group", "fid"]] \
+        .merge(winners(_final(runs)), on=["task", "group"])
+    group, train_size, value = None, args.train_size, args.fid
+    if value is None or train_size is None or args.disparity is None:
+        images, group, size = _task_images(args)
+        train_size = train_size or size
+        if value is None:
+            value = _fid_to_reference(args, runs, images, column)
+    disparity = args.disparity or ("high" if group == "structured" else "low" if group else None)
+    if disparity is None:
+        raise StudyInputError("say --disparity high|low for an image folder (high: the task's "
+                              "objective is unlike classification of objects, e.g. counting)")
+    advice = recommend(value, disparity, train_size, measured)
+    text = (f"task {args.task}: FID {value:.1f} ({column}), disparity {disparity}, "
+            f"{train_size} training images\nrecommendation: {advice['choice']} ({advice['reason']})"
+            f"\nevidence: {advice['evidence']}\n" + advice["nearest"].to_markdown(index=False))
+    report.text(text + "\n", f"advise_{Path(args.task).name}.md")
+    return text
+
+
+def _fid_to_reference(args, runs, images, column):
+    from analysis import fid as fid_lib
+    from study.spec import get_study
+    _, reference = _reference_images(args, runs)
+    if column == "inception_fid" and args.inception_weights:
+        features, kind = fid_lib.inception(args.inception_weights), "inception_fid"
+    elif args.study_spec:
+        backbone = get_study(args.study).backbones[0]
+        features, kind = fid_lib.backbone(backbone, args.cache_dir), f"backbone-{backbone.tag}"
+    else:
+        raise StudyInputError("cannot compute the task's FID here: pass --fid VALUE, or "
+                              "--inception-weights, or use a registered study")
+    images = np.stack([np.asarray(_resize_like(i, reference.shape[1])) for i in images])
+    return fid_lib.frechet(fid_lib.cached(features, kind, reference, args.cache_dir),
+                           fid_lib.cached(features, kind, images, args.cache_dir))
+
+
+def _resize_like(image, size):
+    from PIL import Image
+    return Image.fromarray(image).resize((size, size)) if image.shape[0] != size else image
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("verb", choices=VERBS)
-    parser.add_argument("study", help="the study's name (its MLflow experiment)")
+    parser.add_argument("study", nargs="?", default="demo",
+                        help="the study's name (its MLflow experiment; default demo)")
     parser.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     parser.add_argument("--out", help="output folder (default: analysis_out/<study>)")
@@ -215,6 +296,12 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=1000,
                         help="images per set (fid) or test images searched (attributions)")
     parser.add_argument("--examples", type=int, default=4, help="images per attribution figure")
+    parser.add_argument("--task", help="advise: a prepared task slug or an image folder")
+    parser.add_argument("--train-size", type=int, help="advise: training images available")
+    parser.add_argument("--disparity", choices=("high", "low"), help="advise: task disparity")
+    parser.add_argument("--fid", type=float, help="advise: the task's FID, if already known")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="advise: image size for a folder's images")
     args = parser.parse_args(argv)
 
     from analysis.report import Report

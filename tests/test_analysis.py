@@ -4,6 +4,8 @@ analysis run, and the numbers in its tables equal what the runs hold; FID matche
 for two Gaussians."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from analysis.__main__ import main as analysis_main
 from analysis.compare import paper_results
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
+from trainables.config import Recipe
 from trainables.trial import SUMMARY
 
 ACC = {("cifar100", "full_ft"): (60.0, 62.0), ("cifar100", "vpt_deep"): (75.0, 77.0),
@@ -152,3 +155,45 @@ def test_capacity_plots_accuracy_against_train_size(tmp_path):
     assert points.loc[("full_ft", 800), "test_acc"] == 70.0
     assert (out / "figure4_capacity.png").exists() and (out / "tables5_6.md").exists()
     assert "train size 400" in (out / "tables5_6.md").read_text()
+
+
+@pytest.mark.parametrize("extra, choice", [
+    (("--fid", "5", "--disparity", "low", "--train-size", "800"), "VPT"),     # close images
+    (("--fid", "80", "--disparity", "low", "--train-size", "800"), "FT"),     # far, low disparity
+    (("--fid", "80", "--disparity", "high", "--train-size", "800"), "VPT"),   # high disparity
+    (("--fid", "5", "--disparity", "low", "--train-size", "20000"), "FT"),    # much data
+])
+def test_advise_follows_the_papers_findings_and_cites_measured_tasks(store, extra, choice):
+    out = store[1] / "advise"
+    out.mkdir(exist_ok=True)
+    pd.DataFrame({"task": ["cifar100", "clevr_count"], "group": ["natural", "structured"],
+                  "backbone_fid": [10.0, 90.0]}).to_csv(out / "fid.csv", index=False)
+    code = analysis_main(["advise", "made", "--tracking-uri", store[0], "--out", str(out),
+                          "--task", "cifar100", *extra])
+    assert code == 0
+    text = (out / "advise_cifar100.md").read_text()
+    assert f"recommendation: {choice} (" in text
+    assert re.search(r"\| cifar100\s+\| natural\s+\|\s+10 \| VPT", text)   # nearest, its winner
+
+
+def test_attributions_from_saved_weights(cache_dir, tmp_path):
+    from trainables.trial import run_trial
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = StudyTracker("attr", uri)
+    recipes = {"full_ft": Recipe("adamw", 1e-7, 0.0, 1, 0, 64),       # barely trained: often wrong
+               "vpt_deep": Recipe("sgd", 2.0, 0.0, 3, 1, 64)}
+    for strategy, recipe in recipes.items():
+        cfg = tiny_trial(cache_dir, strategy, study="attr", stage="final", recipe=recipe,
+                         train_split="train800val200", eval_split="test",
+                         save="all" if strategy == "full_ft" else "trainable")
+        run = tracker.start(cfg)
+        run_trial(cfg, lambda metrics: tracker.record(run, metrics))
+        tracker.finish(run, "FINISHED")
+    out = tmp_path / "out"
+    code = analysis_main(["attributions", "attr", "--tracking-uri", uri, "--out", str(out),
+                          "--cache-dir", cache_dir, "--samples", "300", "--examples", "2"])
+    assert code == 0
+    examples = pd.read_csv(out / "attribution_examples.csv")
+    assert len(examples) == 2 and set(examples["task"]) == {"digits"}
+    for name in ("figure8_gradcam_digits", "figure17_ig_digits"):
+        assert (out / f"{name}.png").stat().st_size > 5_000 and (out / f"{name}.pdf").exists()
