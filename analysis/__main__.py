@@ -210,8 +210,8 @@ def _task_images(args):
     from tasks import TASKS, load_split
     from tasks.splits import split_size
     if args.task in TASKS:
-        spec = TASKS[args.task]
-        split = "train800" if "train800" in spec.splits else list(spec.splits)[0]
+        spec = TASKS[args.task]                  # the same images as the `fid` verb uses
+        split = "train800val200" if "train800val200" in spec.splits else list(spec.splits)[0]
         images = load_split(args.cache_dir, args.task, split)[0][:args.samples]
         return images, spec.group, split_size(spec, split) or len(images)
     folder = Path(args.task)

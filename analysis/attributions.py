@@ -1,6 +1,7 @@
 """Figures 8 / 17: where FT and VPT look, on test images that VPT classifies correctly and FT does
-not. Grad-CAM is captum's LayerGradCam on the last block's patch tokens reshaped to the patch grid
-(a pass-through module inserted by a forward hook exposes them as B x D x h x w); Integrated
+not. Grad-CAM is captum's LayerGradCam on the patch tokens entering the last block, reshaped to the
+patch grid (a pass-through module inserted by a forward pre-hook exposes them as B x D x h x w;
+the tokens leaving the last block do not reach the class token the head reads); Integrated
 Gradients is captum's, from a black image, summed over colour channels. Models are rebuilt from
 the weights the final stage saved (prompts and head for VPT; full weights for FT when the study
 kept them)."""
@@ -25,14 +26,18 @@ class _PatchGrid(nn.Module):
 
 
 def _expose_patch_grid(model: nn.Module) -> _PatchGrid:
+    """Route the patch tokens entering the last block through a grid-shaped pass-through layer
+    (the tokens leaving it no longer reach the class token the head reads)."""
     grid_layer = _PatchGrid()
     prefix, (h, w) = model.num_prefix_tokens, model.patch_embed.grid_size
 
-    def hook(_module, _inputs, tokens):
+    def hook(_module, args):
+        tokens = args[0]
         patches = tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
         patches = grid_layer(patches)
-        return torch.cat([tokens[:, :prefix], patches.flatten(2).transpose(1, 2)], dim=1)
-    model.blocks[-1].register_forward_hook(hook)
+        tokens = torch.cat([tokens[:, :prefix], patches.flatten(2).transpose(1, 2)], dim=1)
+        return (tokens, *args[1:])
+    model.blocks[-1].register_forward_pre_hook(hook)
     return grid_layer
 
 

@@ -197,3 +197,14 @@ def test_attributions_from_saved_weights(cache_dir, tmp_path):
     assert len(examples) == 2 and set(examples["task"]) == {"digits"}
     for name in ("figure8_gradcam_digits", "figure17_ig_digits"):
         assert (out / f"{name}.png").stat().st_size > 5_000 and (out / f"{name}.pdf").exists()
+
+
+def test_gradcam_maps_are_not_empty(cache_dir):
+    import torch
+    from analysis.attributions import gradcam
+    from trainables.backbones import create_backbone
+    torch.manual_seed(0)
+    model = create_backbone(TINY_VIT, num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    maps = gradcam(model, x, torch.tensor([1, 2]))
+    assert maps.shape == (2, 32, 32) and (maps > 0).any(axis=(1, 2)).all()

@@ -47,9 +47,9 @@ def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
     if not cfg.save:
         return ""
     from safetensors.torch import save_file
-    names = {n for n, p in model.named_parameters() if p.requires_grad or cfg.save == "all"}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if k in names or cfg.save == "all"}
+             if cfg.save == "all" or k in trained}
     path = weights_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
@@ -63,14 +63,20 @@ def load_trained(path: str | Path, cache_dir: str | Path) -> tuple[torch.nn.Modu
     from safetensors.torch import load_file
     path = Path(path)
     cfg = TrialConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
-    strategy = get_strategy(cfg.strategy)
     model = create_backbone(cfg.backbone, get_task(cfg.task).num_classes, cache_dir)
-    for phase in ([get_strategy(strategy.prior)] if strategy.prior else []) + [strategy]:
+    for phase, _ in phases(cfg):
         model = phase.adapt(model, cfg)
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if unexpected:
         raise ValueError(f"{path} has weights the model lacks: {unexpected[:3]}")
     return model.eval(), cfg
+
+
+def phases(cfg: TrialConfig):
+    """(strategy, recipe) trained in order: the strategy's prior first (FT-then-PT), then it."""
+    strategy = get_strategy(cfg.strategy)
+    prior = [(get_strategy(strategy.prior), cfg.prior_recipe)] if strategy.prior else []
+    return prior + [(strategy, cfg.recipe)]
 
 
 def run_trial(cfg: TrialConfig, report: Report) -> dict:
@@ -85,17 +91,15 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     on = device()
-    task, strategy = get_task(cfg.task), get_strategy(cfg.strategy)
+    task = get_task(cfg.task)
     train_split = load(cfg, cfg.train_split, "train", on, resident=True)
     eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident=False)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
     mean, std = normalization(model, cfg.backbone)
     normalize = Normalize.of(mean, std, on)
 
-    phases = [(get_strategy(strategy.prior), cfg.prior_recipe)] if strategy.prior else []
-    phases.append((strategy, cfg.recipe))
     epoch, result = 1, {}
-    for phase, recipe in phases:
+    for phase, recipe in phases(cfg):
         model = phase.adapt(model, cfg).to(on)
         for name, param in model.named_parameters():
             param.requires_grad_(phase.trains(name))
