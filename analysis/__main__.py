@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import StudyInputError
+from study.errors import StudyInputError, exit_status
 
 VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare", "attributions",
          "advise")
@@ -102,15 +102,20 @@ def cmd_fid(args, runs, report):
             + table.to_markdown(index=False))
 
 
-def cmd_quadrants(args, runs, report):
+def _measured_fid(args):
+    """The `fid` verb's table and the FID column to use (Inception's when present)."""
     import pandas as pd
-    from analysis.plots import quadrants, winners
     path = Path(args.out) / "fid.csv"
     if not path.exists():
         raise StudyInputError(f"{path} does not exist: run `python -m analysis fid "
                               f"{args.study}` first")
-    fid = pd.read_csv(path)
-    column = "inception_fid" if "inception_fid" in fid else "backbone_fid"
+    table = pd.read_csv(path)
+    return table, "inception_fid" if "inception_fid" in table else "backbone_fid"
+
+
+def cmd_quadrants(args, runs, report):
+    from analysis.plots import quadrants, winners
+    fid, column = _measured_fid(args)
     fig, counts, data = quadrants(fid, winners(_final(runs)), column)
     report.figure(fig, "figure3_fid_winners")
     report.table(counts, "figure1_quadrants")
@@ -227,17 +232,11 @@ def _task_images(args):
 
 
 def cmd_advise(args, runs, report):
-    import pandas as pd
     from analysis.advise import recommend
     from analysis.plots import winners
     if not args.task:
         raise StudyInputError("advise needs --task <task slug or image folder>")
-    fids = Path(args.out) / "fid.csv"
-    if not fids.exists():
-        raise StudyInputError(f"{fids} does not exist: run `python -m analysis fid "
-                              f"{args.study}` first")
-    measured = pd.read_csv(fids)
-    column = "inception_fid" if "inception_fid" in measured else "backbone_fid"
+    measured, column = _measured_fid(args)
     measured = measured.rename(columns={column: "fid"})[["task", "group", "fid"]] \
         .merge(winners(_final(runs)), on=["task", "group"])
     group, train_size, value = None, args.train_size, args.fid
@@ -311,7 +310,8 @@ def main(argv=None) -> int:
     args.tracking_uri = args.tracking_uri or tracking_uri()
     args.out = args.out or f"analysis_out/{args.study}"
     args.study_spec = args.study in all_studies()
-    try:
+
+    def run() -> None:
         runs = load_runs(args.study, args.tracking_uri)
         report = Report(args.study, args.tracking_uri, Path(args.out))
         print(globals()[f"cmd_{args.verb}"](args, runs, report))
@@ -319,10 +319,7 @@ def main(argv=None) -> int:
             run_id = report.log_to_mlflow()
             print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
                   f"{run_id}")
-    except StudyInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 anything else that escapes is a bug and keeps its traceback."""
 from __future__ import annotations
 
-from typing import Iterable
+import sys
+from typing import Callable, Iterable
 
 
 class StudyInputError(Exception):
@@ -16,3 +17,13 @@ class UnknownName(StudyInputError, KeyError):
 
     def __str__(self) -> str:          # KeyError would quote the message
         return self.args[0]
+
+
+def exit_status(command: Callable[[], None]) -> int:
+    """Run a command-line body: bad input becomes one line on stderr and exit status 2."""
+    try:
+        command()
+    except StudyInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from study.errors import StudyInputError
+from study.errors import StudyInputError, exit_status
 from tasks.cache import is_prepared, read_manifest
 from tasks.prepare import prepare
 from tasks.spec import SUITES, TASKS, get_task
@@ -31,31 +31,31 @@ def main(argv=None) -> int:
     for sub in (prep, listing):
         sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"))
     args = parser.parse_args(argv)
+    return exit_status(lambda: list_tasks(args.cache_dir) if args.command == "list"
+                       else prepare_target(args))
+
+
+def list_tasks(cache_dir: str) -> None:
+    print(f"{'task':<22} {'group':<12} {'cache':<9} sweep sizes the pool supports")
+    for slug, task in TASKS.items():
+        state = "prepared" if is_prepared(cache_dir, slug) else "-"
+        sizes = ",".join(map(str, supported_sweeps(task))) or "-"
+        print(f"{slug:<22} {task.group:<12} {state:<9} {sizes}")
+
+
+def prepare_target(args) -> None:
+    slugs = SUITES.get(args.target) or (get_task(args.target).slug,)
     try:
-        if args.command == "list":
-            print(f"{'task':<22} {'group':<12} {'cache':<9} sweep sizes the pool supports")
-            for slug, task in TASKS.items():
-                state = "prepared" if is_prepared(args.cache_dir, slug) else "-"
-                sizes = ",".join(map(str, supported_sweeps(task))) or "-"
-                print(f"{slug:<22} {task.group:<12} {state:<9} {sizes}")
-            return 0
-        slugs = SUITES.get(args.target) or (get_task(args.target).slug,)
-        try:
-            sweep = tuple(int(n) for n in args.sweep.split(",") if n)
-        except ValueError:
-            raise StudyInputError(f"--sweep takes sizes like 400,800, got '{args.sweep}'") from None
-        for index, slug in enumerate(slugs, 1):
-            wrote = prepare(get_task(slug), args.cache_dir, force=args.force,
-                            data_dir=args.data_dir, from_folder=args.from_folder,
-                            image_size=args.image_size, sweep=sweep, one_shot=args.one_shot,
-                            progress=True)
-            counts = {k: v["count"] for k, v in read_manifest(args.cache_dir, slug)["splits"].items()}
-            print(f"[{index}/{len(slugs)}] {slug}: {'prepared' if wrote else 'already prepared'} "
-                  f"{counts}")
-    except StudyInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        sweep = tuple(int(n) for n in args.sweep.split(",") if n)
+    except ValueError:
+        raise StudyInputError(f"--sweep takes sizes like 400,800, got '{args.sweep}'") from None
+    for index, slug in enumerate(slugs, 1):
+        wrote = prepare(get_task(slug), args.cache_dir, force=args.force, data_dir=args.data_dir,
+                        from_folder=args.from_folder, image_size=args.image_size, sweep=sweep,
+                        one_shot=args.one_shot, progress=True)
+        counts = {k: v["count"] for k, v in read_manifest(args.cache_dir, slug)["splits"].items()}
+        print(f"[{index}/{len(slugs)}] {slug}: {'prepared' if wrote else 'already prepared'} "
+              f"{counts}")
 
 
 if __name__ == "__main__":
