@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from study.errors import StudyInputError
-from trainables.backbones import create_backbone, normalization
+from trainables.backbones import create_backbone, input_size, normalization
 from trainables.config import BackboneSpec
 
 Features = Callable[[np.ndarray], np.ndarray]
@@ -58,8 +58,7 @@ def backbone(spec: BackboneSpec, cache_dir: str | Path) -> Features:
     """The backbone's pre-logit features (class token after the final norm, for a ViT)."""
     model = create_backbone(spec, num_classes=2, cache_dir=cache_dir).eval()
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization(model, spec))
-    size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-    size = dict(spec.overrides).get("img_size", size)
+    size = input_size(model, spec)
 
     @torch.no_grad()
     def features(images: np.ndarray) -> np.ndarray:

@@ -14,9 +14,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tasks import get_task
 from tasks.splits import split_size
-from trainables.backbones import create_backbone
+from trainables.backbones import input_size
 from trainables.config import TrialConfig
 from trainables.strategy import get_strategy
+from trainables.trial import build_model
 
 PEAK_FLOPS = 312e12            # NVIDIA A100 dense bf16
 UTILISATION = 0.4
@@ -30,13 +31,10 @@ def _flops(cfg: TrialConfig) -> tuple[float, float]:
     head's share is negligible)."""
     strategy = get_strategy(cfg.strategy)
     with torch.device("meta"):
-        model = create_backbone(replace(cfg.backbone, weights=None, hub_weights=False), 10)
-        model = strategy.adapt(model, cfg)
+        model = build_model(cfg, 10, pretrained=False)
         for name, param in model.named_parameters():
             param.requires_grad_(strategy.trains(name))
-        size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
-        for key, value in cfg.backbone.overrides:
-            size = value if key == "img_size" else size
+        size = input_size(model, cfg.backbone)
         x = torch.empty(1, 3, size, size)
         with FlopCounterMode(display=False) as forward:
             model(x)

@@ -4,7 +4,7 @@ that runs it and what it should produce. Per-stage trial configs are derived fro
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from search_spaces import SearchSpace, prompt_length
@@ -89,8 +89,9 @@ class StudySpec:
     def _save(self, stage: str, strategy) -> str:
         if stage != "final":
             return ""
-        changes_backbone = strategy.trains("blocks.0.attn.qkv.weight") or strategy.prior
-        return ("all" if self.save_full_weights else "") if changes_backbone else "trainable"
+        if not strategy.changes_backbone:
+            return "trainable"
+        return "all" if self.save_full_weights else ""
 
     def tune_trials(self, **where) -> list[TrialConfig]:
         return [self.trial("tune", backbone, setting, task, strategy, lr, wd, self.tune_seed,

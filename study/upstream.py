@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-
-import torch
 from dataclasses import replace
 from typing import Callable
+
+import torch
 
 from study.errors import StudyInputError
 from study.spec import StudySpec, Upstream
@@ -20,8 +20,7 @@ from tasks import get_task
 from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
 from trainables.config import BackboneSpec, TrialConfig
-from trainables.strategy import get_strategy
-from trainables.trial import train_model
+from trainables.trial import build_model, train_model
 
 
 def ensure_backbones(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
@@ -36,10 +35,9 @@ def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
     """Every strategy can adapt this architecture (built on the meta device: no memory)."""
     setting, task = spec.settings[0], spec.tasks[0]
     for strategy in spec.strategies:
-        cfg = spec.trial("tune", backbone, setting, task, strategy, 1.0, 0.0, 0)
         with torch.device("meta"):
-            model = create_backbone(replace(backbone, weights=None, hub_weights=False), 2)
-            get_strategy(strategy).adapt(model, cfg)
+            build_model(spec.trial("tune", backbone, setting, task, strategy, 1.0, 0.0, 0), 2,
+                        pretrained=False)
 
 
 def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,

@@ -26,7 +26,7 @@ from tasks import get_task
 from tests.conftest import TINY_VIT, tiny_trial
 from tests.test_study_integration import SPEC
 from trainables.backbones import create_backbone, save_weights
-from trainables.config import BackboneSpec, Recipe
+from trainables.config import Recipe
 from trainables.faults import ENV as FAULTS_ENV
 from trainables.trial import run_trial
 
@@ -108,11 +108,11 @@ def test_full_ft_at_the_paper_grid_top_diverges_and_is_never_selected(cache_dir)
     summary = run_trial(tiny_trial(cache_dir, "full_ft", recipe=top), lambda m: None)
     assert summary["outcome"] == "diverged"
     runs = pd.DataFrame([
-        dict(trial_id="a", start_time=1, backbone="b", setting="800", task="digits", strategy="full_ft", base_lr=50.0,
-             weight_decay=0.0, status="FINISHED", outcome=summary["outcome"],
+        dict(trial_id="a", start_time=1, base_lr=50.0, outcome=summary["outcome"],
              final_val_acc=summary["final_val_acc"]),
-        dict(trial_id="b", start_time=2, backbone="b", setting="800", task="digits", strategy="full_ft", base_lr=0.05,
-             weight_decay=0.0, status="FINISHED", outcome="finished", final_val_acc=11.0)])
+        dict(trial_id="b", start_time=2, base_lr=0.05, outcome="finished", final_val_acc=11.0)])
+    runs = runs.assign(backbone="b", setting="800", task="digits", strategy="full_ft",
+                       weight_decay=0.0, status="FINISHED")
     assert select_best(runs)["base_lr"].tolist() == [0.05]
 
 

@@ -91,6 +91,12 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
+def input_size(model: nn.Module, spec: BackboneSpec) -> int:
+    """The square input size: the spec's `img_size` override, else timm's config."""
+    default = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+    return dict(spec.overrides).get("img_size", default)
+
+
 def normalization(model: nn.Module, spec: BackboneSpec | None = None):
     """(mean, std) the backbone was pretrained with: the spec's, else timm's config's."""
     if spec is not None and spec.mean_std:

@@ -40,6 +40,12 @@ class Strategy:
     prompted: bool = False                      # takes the task's prompt length
     summary: str = ""
 
+    @property
+    def changes_backbone(self) -> bool:
+        """Whether the trained backbone differs from the pretrained one (all weights train, or
+        a prior phase trained them)."""
+        return self.trains is everything or self.prior is not None
+
 
 STRATEGIES: dict[str, Strategy] = {}
 

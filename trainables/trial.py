@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,25 @@ def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
     return str(path)
 
 
+def build_model(cfg: TrialConfig, num_classes: int, cache_dir: str | Path = "",
+                pretrained: bool = True) -> torch.nn.Module:
+    """The trial's architecture: the backbone (with its pretrained weights unless told not to)
+    after every phase's adaptation. Under `torch.device("meta")` it costs no memory."""
+    backbone = cfg.backbone if pretrained else replace(cfg.backbone, weights=None,
+                                                       hub_weights=False)
+    model = create_backbone(backbone, num_classes, cache_dir)
+    for phase, _ in phases(cfg):
+        model = phase.adapt(model, cfg)
+    return model
+
+
 def load_trained(path: str | Path, cache_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig]:
-    """Rebuild a trained model from `save_trained`'s file: the backbone with its pretrained
-    weights, every phase's adaptation, then the saved weights on top."""
+    """Rebuild a trained model from `save_trained`'s file: the pretrained, adapted architecture,
+    then the saved weights on top."""
     from safetensors.torch import load_file
     path = Path(path)
     cfg = TrialConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
-    model = create_backbone(cfg.backbone, get_task(cfg.task).num_classes, cache_dir)
-    for phase, _ in phases(cfg):
-        model = phase.adapt(model, cfg)
+    model = build_model(cfg, get_task(cfg.task).num_classes, cache_dir)
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     if unexpected:
         raise ValueError(f"{path} has weights the model lacks: {unexpected[:3]}")
