@@ -9,6 +9,7 @@ import signal
 import sys
 
 from study.errors import StudyInputError
+from trainables.config import PRECISIONS, Execution
 
 EPILOG = """examples:
   python -m study list
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                              help="retries of a failing trial before it is recorded FAILED")
             sub.add_argument("--format", choices=("markdown", "csv", "latex"),
                              default="markdown")
+            sub.add_argument("--precision", choices=PRECISIONS, default="auto",
+                             help="auto: bf16 autocast on a GPU, fp32 on the CPU (faster there "
+                                  "for small ViTs; see `python -m bench`)")
+            sub.add_argument("--compile", action="store_true",
+                             help="run training steps through torch.compile (pays a compile per "
+                                  "trial; worth it for long trials)")
             sub.add_argument("--save-full-weights", action="store_true", default=None,
                              help="final stage: keep full weights of strategies that change the "
                                   "backbone (for `analysis attributions`; large for ViT-B)")
@@ -134,8 +141,9 @@ def cmd_run(spec, args) -> int:
                        args.storage_path, args.max_failures)
     runner.preflight()
     try:
-        table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir),
-                          threads=max(1, int(args.cpus_per_trial)))
+        execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
+                              compile=args.compile, gpu_share=args.gpus_per_trial)
+        table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution)
     finally:
         runner.shutdown()
     print()

@@ -18,7 +18,7 @@ from tasks import get_task
 from tasks.cache import verify
 from tasks.splits import setting_splits, supports
 from tasks.prepare import prepare
-from trainables.config import TrialConfig
+from trainables.config import Execution, TrialConfig
 
 
 class Runner(Protocol):
@@ -48,7 +48,7 @@ def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, run
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
-              threads: int = 1, log: Callable[[str], None] = print) -> PaperTables:
+              execution: Execution = Execution(), log: Callable[[str], None] = print) -> PaperTables:
     started = time.perf_counter()
     closed = tracker.close_interrupted()
     if closed:
@@ -56,7 +56,7 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     prepare_tasks(spec, cache_dir, log)
     ensure_backbones(spec, cache_dir, tracker, log)
 
-    tune = spec.tune_trials(cache_dir=cache_dir, threads=threads)
+    tune = spec.tune_trials(cache_dir=cache_dir, execution=execution)
     run_stage("tune", tune, tracker, runner, log)
     ids = {c.trial_id for c in tune}
     tune_runs = load_runs(spec.name, tracker.uri, "tune")
@@ -71,7 +71,7 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
         log(f"[select] {row.backbone} @{row.setting} {row.task:>20} {row.strategy:<12} "
             f"base_lr={row.base_lr:g} wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
 
-    final = spec.final_trials(selected, cache_dir=cache_dir, threads=threads)
+    final = spec.final_trials(selected, cache_dir=cache_dir, execution=execution)
     run_stage("final", final, tracker, runner, log)
     final_ids = {c.trial_id for c in final}
     final_runs = load_runs(spec.name, tracker.uri, "final")

@@ -11,7 +11,7 @@ from search_spaces import SearchSpace, prompt_length
 from study.errors import StudyInputError, UnknownName
 from tasks import get_task
 from tasks.splits import setting_splits, supports
-from trainables.config import BackboneSpec, Recipe, TrialConfig
+from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.strategy import get_strategy
 
 FINAL_SEEDS = (42, 44, 82, 100, 800)
@@ -71,7 +71,7 @@ class StudySpec:
 
     def trial(self, stage: str, backbone: BackboneSpec, setting: str, task: str, strategy: str,
               base_lr: float, weight_decay: float, seed: int, cache_dir: str = "",
-              threads: int = 1) -> TrialConfig:
+              execution: Execution = Execution()) -> TrialConfig:
         chosen = get_strategy(strategy)
         tune, final = setting_splits(setting)
         train_split, eval_split = tune if stage == "tune" else final
@@ -84,7 +84,7 @@ class StudySpec:
             prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
             lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
             prior_recipe=self.recipe(prior.grid, self.prior_base_lr, 0.0) if prior else None,
-            cache_dir=cache_dir, threads=threads, save=self._save(stage, chosen))
+            cache_dir=cache_dir, execution=execution, save=self._save(stage, chosen))
 
     def _save(self, stage: str, strategy) -> str:
         if stage != "final":

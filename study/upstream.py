@@ -19,7 +19,7 @@ from study.tracking import StudyTracker
 from tasks import get_task
 from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
-from trainables.config import BackboneSpec, TrialConfig
+from trainables.config import BackboneSpec, Execution, TrialConfig
 from trainables.trial import build_model, train_model
 
 
@@ -57,7 +57,8 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
     cfg = TrialConfig(study=study, stage="pretrain", task=upstream.task, strategy="full_ft",
                       backbone=replace(backbone, weights=None), recipe=upstream.recipe,
                       seed=upstream.seed, train_split="train", eval_split="val",
-                      setting="upstream", cache_dir=cache_dir, threads=os.cpu_count() or 1)
+                      setting="upstream", cache_dir=cache_dir,
+                      execution=Execution(threads=os.cpu_count() or 1))
     log(f"backbone: pretraining {backbone.tag} on '{upstream.task}' "
         f"({upstream.recipe.epochs} epochs) -> {path}")
     run_id = tracker.start(cfg)

@@ -1,7 +1,8 @@
 """Typed, frozen configuration of one trial and of the backbone it starts from. A `TrialConfig`
 round-trips through a plain dict (what Ray Tune's param_space carries) and has a stable
-`trial_id`, a hash of everything that changes the result, which keys the trial's MLflow run
-and lets a rerun skip the trials it already finished."""
+`trial_id`, a hash of what the trial computes (not of how it runs: cache path, `Execution`,
+which weights to keep), which keys the trial's MLflow run and lets a rerun skip the trials it
+already finished."""
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +47,29 @@ class Recipe:
         return self.base_lr * self.batch_size / 256
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a trial runs on its worker: CPU threads, numeric precision ("auto" is bf16 autocast
+    on CUDA and fp32 on the CPU, where bf16 was slower for the demo ViT in `python -m bench`),
+    `torch.compile`, the share of one GPU it was given (its process may use no more of that GPU's
+    memory), and whether a probe that trains only the head does so on features computed once."""
+    threads: int = 1
+    precision: str = "auto"
+    compile: bool = False
+    gpu_share: float = 0.0
+    cache_features: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
+
+
+RUNS_NOT_RESULTS = ("cache_dir", "execution", "save")     # left out of a trial's identity
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     study: str
@@ -63,14 +87,13 @@ class TrialConfig:
     lora_rank: int = 0
     prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
     cache_dir: str = field(default="", compare=False)
-    threads: int = field(default=1, compare=False)
+    execution: Execution = field(default_factory=Execution, compare=False)
     save: str = field(default="", compare=False)   # "", "trainable" or "all": weights kept after
-
 
     @property
     def trial_id(self) -> str:
         identity = {k: v for k, v in self.to_dict().items()
-                    if k not in ("cache_dir", "threads", "save")}
+                    if k not in RUNS_NOT_RESULTS}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -85,4 +108,5 @@ class TrialConfig:
             backbone["mean_std"] = tuple(tuple(v) for v in backbone["mean_std"])
         prior = raw.pop("prior_recipe", None)
         return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),
-                   prior_recipe=Recipe(**prior) if prior else None, **raw)
+                   prior_recipe=Recipe(**prior) if prior else None,
+                   execution=Execution(**raw.pop("execution", {})), **raw)

@@ -1,9 +1,10 @@
-"""The training loop, shared by every strategy: epochs over device-resident uint8 images
-(normalised per batch on the device), linear warm-up then cosine decay per step, lr = base_lr *
-batch / 256, SGD (momentum 0.9) or AdamW from the recipe, per-epoch train and eval loss and
-accuracy sent through `report`. A non-finite loss stops training and returns "diverged". Modules
-whose parameters are all frozen run in eval mode, as the official VPT code keeps the frozen
-encoder, so only what trains (and prompt dropout) sees train-mode behaviour."""
+"""The training loop, shared by every strategy: epochs over device-resident inputs (uint8 images
+normalised per batch on the device, or features computed once), linear warm-up then cosine decay
+per step, lr = base_lr * batch / 256, SGD (momentum 0.9) or AdamW from the recipe (fused kernels
+on CUDA, foreach on the CPU), optional bf16 autocast and `torch.compile`, per-epoch train and eval
+loss and accuracy sent through `report`. A non-finite loss stops training and returns "diverged".
+Modules whose parameters are all frozen run in eval mode, as the official VPT code keeps the
+frozen encoder, so only what trains (and prompt dropout) sees train-mode behaviour."""
 from __future__ import annotations
 
 import math
@@ -19,11 +20,23 @@ from torch import nn
 from trainables.config import Recipe
 
 Report = Callable[[dict], None]
+Inputs = Callable[[torch.Tensor], torch.Tensor]      # stored batch -> model input
 
 OPTIMIZERS = {
-    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd, **kernel: torch.optim.SGD(
+        params, lr=lr, momentum=0.9, weight_decay=wd, **kernel),
+    "adamw": lambda params, lr, wd, **kernel: torch.optim.AdamW(
+        params, lr=lr, weight_decay=wd, **kernel),
 }
+
+
+def optimizer_for(params: list[torch.Tensor], recipe: Recipe) -> torch.optim.Optimizer:
+    kernel = {"fused": True} if params[0].is_cuda else {"foreach": True}
+    return OPTIMIZERS[recipe.optimizer](params, recipe.lr, recipe.weight_decay, **kernel)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 @dataclass(frozen=True)
@@ -81,22 +94,28 @@ def set_train_mode(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalize, batch_size: int = 256):
+def evaluate(model: nn.Module, split: Split, normalize: Inputs, batch_size: int = 256,
+             dtype: torch.dtype | None = None):
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
         images, y = split.batch(start, start + batch_size)
-        logits = model(normalize(images))
+        with autocast(y.device, dtype):
+            logits = model(normalize(images)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return loss_sum / len(split), 100.0 * correct / len(split)
 
 
-def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Normalize,
-          recipe: Recipe, seed: int, report: Report, first_epoch: int = 1) -> dict:
-    """Train the parameters that require grad; return the last epoch's numbers and outcome."""
+def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Inputs,
+          recipe: Recipe, seed: int, report: Report, first_epoch: int = 1,
+          dtype: torch.dtype | None = None, compile: bool = False) -> dict:
+    """Train the parameters that require grad; return the last epoch's numbers and outcome.
+    `dtype` (bf16) turns on autocast; `compile` runs the steps through `torch.compile`."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS[recipe.optimizer](params, recipe.lr, recipe.weight_decay)
+    optimizer = optimizer_for(params, recipe)
+    forward = torch.compile(model) if compile else model
+    device = train_split.labels.device
     steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
     total, warmup = recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -106,30 +125,32 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: No
     for epoch in range(first_epoch, first_epoch + recipe.epochs):
         set_train_mode(model)
         started = time.perf_counter()
-        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-        order = torch.randperm(len(train_split), generator=generator).to(train_split.labels.device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        order = torch.randperm(len(train_split), generator=generator).to(device)
         lr = optimizer.param_groups[0]["lr"]
-        for index in order.split(recipe.batch_size):
+        for index in order.split(recipe.batch_size):    # no host sync inside an epoch
             x, y = normalize(train_split.images[index]), train_split.labels[index]
-            logits = model(x)
+            with autocast(device, dtype):
+                logits = forward(x).float()
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                report({"epoch": epoch, "diverged": 1.0})
-                return {**last, "outcome": "diverged", "epoch": epoch}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            loss_sum += loss.detach().cpu() * len(y)
-            correct += (logits.argmax(1) == y).sum().cpu()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        train_loss = loss_sum.item() / len(train_split)
         last["train_seconds"] += time.perf_counter() - started
         last["train_images"] += len(train_split)
-        metrics = {"epoch": epoch, "lr": lr,
-                   "train_loss": loss_sum.item() / len(train_split),
+        if not math.isfinite(train_loss):
+            report({"epoch": epoch, "diverged": 1.0})
+            return {**last, "outcome": "diverged", "epoch": epoch}
+        metrics = {"epoch": epoch, "lr": lr, "train_loss": train_loss,
                    "train_acc": 100.0 * correct.item() / len(train_split)}
         final = epoch == first_epoch + recipe.epochs - 1
         if final or (epoch - first_epoch + 1) % recipe.eval_every == 0:
-            eval_loss, eval_acc = evaluate(model, eval_split, normalize)
+            eval_loss, eval_acc = evaluate(forward, eval_split, normalize, dtype=dtype)
             if not math.isfinite(eval_loss):
                 report({"epoch": epoch, "diverged": 1.0})
                 return {**last, "outcome": "diverged", "epoch": epoch}

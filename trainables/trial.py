@@ -1,10 +1,13 @@
-"""One trial from config to summary: load the task's cached splits once per process, put them on
-the device, build the timm backbone with its weights, then for the strategy's prior (if any) and
-the strategy itself: adapt the model, set `requires_grad` by name, train. Per-epoch metrics and a
-final summary (outcome, last-epoch accuracy, parameter counts, tuned %, wall time, images/s) leave
-through `report`; the summary is also returned."""
+"""One trial from config to summary: the task's training split is put on the device once per
+worker process (kept for the next trial a reused actor runs), the timm backbone is built with its
+weights, then for the strategy's prior (if any) and the strategy itself: adapt the model, set
+`requires_grad` by name, train. When only the classifier head trains, every image passes the
+frozen backbone once and the head trains on those features. Per-epoch metrics and a final summary
+(outcome, last-epoch accuracy, parameter counts, tuned %, wall time, images/s) leave through
+`report`; the summary is also returned."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import replace
@@ -15,9 +18,9 @@ import torch
 
 from tasks import get_task, load_split
 from trainables.backbones import create_backbone, normalization
-from trainables.config import TrialConfig
+from trainables.config import Execution, TrialConfig
 from trainables.faults import inject
-from trainables.loop import Normalize, Report, Split, train
+from trainables.loop import Inputs, Normalize, Report, Split, autocast, train
 from trainables.strategy import get_strategy
 
 SUMMARY = "summary"          # key marking the last report of a trial
@@ -27,15 +30,55 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def set_up(execution: Execution, seed: int) -> tuple[torch.device, torch.dtype | None]:
+    """Threads, seeds, this process's share of the GPU's memory; the device and autocast dtype."""
+    torch.set_num_threads(max(1, execution.threads))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    on = device()
+    if on.type == "cuda" and 0 < execution.gpu_share < 1:
+        torch.cuda.set_per_process_memory_fraction(execution.gpu_share)
+    bf16 = execution.precision == "bf16" or (execution.precision == "auto" and on.type == "cuda")
+    return on, torch.bfloat16 if bf16 else None
+
+
 def metric_prefix(split: str) -> str:
     return "val" if split.startswith("val") else "test" if split.startswith("test") else "eval"
 
 
-def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bool) -> Split:
-    """A split of the task's cache: copied to the device if `resident`, else memory-mapped."""
+@functools.lru_cache(maxsize=2)
+def resident(cache_dir: str, task: str, split: str, on: torch.device) -> tuple[torch.Tensor, ...]:
+    """A split's arrays copied to the device once per process."""
+    images, labels = load_split(cache_dir, task, split)
+    return torch.tensor(images, device=on), torch.tensor(labels, device=on)
+
+
+def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident_: bool) -> Split:
+    """A split of the task's cache: on the device if `resident_` (kept for later trials of this
+    process), else memory-mapped on the host and moved per batch."""
+    if resident_:
+        return Split(*resident(str(cfg.cache_dir), cfg.task, split, on), name)
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
-    return Split(torch.tensor(images, device=on) if resident else images,
-                 torch.tensor(labels, device=on), name)
+    return Split(images, torch.tensor(labels, device=on), name)
+
+
+def only_head_trains(model: torch.nn.Module) -> bool:
+    head = {id(p) for p in model.get_classifier().parameters()}
+    return all(id(p) in head for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def features(model: torch.nn.Module, split: Split, normalize: Inputs, dtype: torch.dtype | None,
+             batch_size: int = 256) -> Split:
+    """The frozen backbone's pre-logits features of every image, on the device, in fp32."""
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        images, labels = split.batch(start, start + batch_size)
+        with autocast(labels.device, dtype):
+            out.append(model.forward_head(model.forward_features(normalize(images)),
+                                          pre_logits=True).float())
+    return Split(torch.cat(out), split.labels, split.name)
 
 
 def weights_path(cfg: TrialConfig) -> Path:
@@ -98,13 +141,10 @@ def run_trial(cfg: TrialConfig, report: Report) -> dict:
 def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict]:
     started = time.perf_counter()
     inject(cfg)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    on = device()
+    on, dtype = set_up(cfg.execution, cfg.seed)
     task = get_task(cfg.task)
-    train_split = load(cfg, cfg.train_split, "train", on, resident=True)
-    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident=False)
+    train_split = load(cfg, cfg.train_split, "train", on, resident_=True)
+    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident_=False)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
     mean, std = normalization(model, cfg.backbone)
     normalize = Normalize.of(mean, std, on)
@@ -114,8 +154,16 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
         model = phase.adapt(model, cfg).to(on)
         for name, param in model.named_parameters():
             param.requires_grad_(phase.trains(name))
-        result = train(model, train_split, eval_split, normalize, recipe, cfg.seed, report,
-                       first_epoch=epoch)
+        extracted = time.perf_counter()
+        if cfg.execution.cache_features and only_head_trains(model):
+            trained, inputs = model.get_classifier(), torch.nn.Identity()
+            splits = [features(model, s, normalize, dtype) for s in (train_split, eval_split)]
+        else:
+            trained, inputs, splits = model, normalize, [train_split, eval_split]
+        extracted = time.perf_counter() - extracted
+        result = train(trained, *splits, inputs, recipe, cfg.seed, report, first_epoch=epoch,
+                       dtype=dtype, compile=cfg.execution.compile)
+        result["train_seconds"] += extracted
         if result["outcome"] != "finished":
             break
         epoch += recipe.epochs

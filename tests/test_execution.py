@@ -1,0 +1,82 @@
+"""How a trial runs, apart from what it computes: the head-only probe on features computed once
+matches training through the frozen backbone, bf16 autocast and torch.compile train to finite
+losses, the training split is put on the device once per process, and none of these settings
+change a trial's identity."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from tests.conftest import tiny_trial
+from trainables.config import Execution, Recipe, TrialConfig
+from trainables.trial import build_model, load, only_head_trains, run_trial
+from trainables.strategy import get_strategy
+
+PROBE = Recipe("sgd", 1.0, 0.0, epochs=3, warmup_epochs=1, batch_size=64)
+
+
+def test_the_probe_on_cached_features_matches_the_probe_through_the_backbone(cache_dir):
+    through, cached = [], []
+    slow = run_trial(tiny_trial(cache_dir, "linear", recipe=PROBE,
+                                execution=Execution(cache_features=False)), through.append)
+    fast = run_trial(tiny_trial(cache_dir, "linear", recipe=PROBE), cached.append)
+    assert slow["outcome"] == fast["outcome"] == "finished"
+    for a, b in zip(through[:-1], cached[:-1]):           # every epoch, not only the last
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert abs(a["val_acc"] - b["val_acc"]) <= 0.5    # one image of 200 may flip on a tie
+    assert slow["trainable_params"] == fast["trainable_params"]
+
+
+def test_only_the_linear_probe_takes_the_feature_path(cache_dir):
+    for name, expected in (("linear", True), ("vpt_deep", False), ("full_ft", False),
+                           ("lora", False)):
+        cfg = tiny_trial(cache_dir, name)
+        model = build_model(cfg, num_classes=10, pretrained=False)
+        for param_name, param in model.named_parameters():
+            param.requires_grad_(get_strategy(name).trains(param_name))
+        assert only_head_trains(model) is expected, name
+
+
+def test_bf16_autocast_trains_like_fp32(cache_dir):
+    recipe = Recipe("adamw", 0.004, 0.0, epochs=2, warmup_epochs=1, batch_size=64)
+    fp32, bf16 = (run_trial(tiny_trial(cache_dir, "full_ft", recipe=recipe,
+                                       execution=Execution(precision=p)), lambda r: None)
+                  for p in ("fp32", "bf16"))
+    assert math.isfinite(bf16["final_train_loss"])
+    assert bf16["final_train_loss"] == pytest.approx(fp32["final_train_loss"], rel=0.05)
+    assert bf16["final_train_loss"] != fp32["final_train_loss"]      # autocast did run
+
+
+@pytest.mark.slow
+def test_compiled_steps_match_eager_steps(cache_dir):
+    eager = run_trial(tiny_trial(cache_dir, "full_ft"), lambda r: None)
+    compiled = run_trial(tiny_trial(cache_dir, "full_ft", execution=Execution(compile=True)),
+                         lambda r: None)
+    assert compiled["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)
+
+
+def test_the_training_split_is_put_on_the_device_once_per_process(cache_dir):
+    cfg = tiny_trial(cache_dir)
+    first = load(cfg, cfg.train_split, "train", torch.device("cpu"), resident_=True)
+    again = load(replace(cfg, strategy="vpt_deep"), cfg.train_split, "train",
+                 torch.device("cpu"), resident_=True)
+    assert again.images is first.images and again.labels is first.labels
+    assert isinstance(first.images, torch.Tensor) and first.images.dtype == torch.uint8
+
+
+def test_execution_round_trips_and_stays_out_of_the_trial_identity(cache_dir):
+    cfg = tiny_trial(cache_dir)
+    other = replace(cfg, execution=Execution(threads=4, precision="bf16", compile=True,
+                                             gpu_share=0.25, cache_features=False))
+    assert TrialConfig.from_dict(other.to_dict()) == other
+    assert TrialConfig.from_dict(other.to_dict()).execution.gpu_share == 0.25
+    assert other.trial_id == cfg.trial_id
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        Execution(precision="fp8")
