@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--format", choices=("markdown", "csv", "latex"),
                              default="markdown")
             sub.add_argument("--precision", choices=PRECISIONS, default="auto",
-                             help="auto: bf16 autocast on a GPU, fp32 on the CPU (faster there "
-                                  "for small ViTs; see `python -m bench`)")
+                             help="auto: bf16 autocast on a GPU, and on a CPU with native bf16 "
+                                  "for models of 5M parameters or more (measured faster there "
+                                  "by `python -m bench`); fp32 otherwise")
             sub.add_argument("--compile", action="store_true",
                              help="run training steps through torch.compile (pays a compile per "
                                   "trial; worth it for long trials)")

@@ -26,7 +26,7 @@ METHOD = (f"FLOPs counted per step with torch.utils.flop_counter on the meta dev
 
 
 @functools.lru_cache(maxsize=None)
-def _flops(cfg: TrialConfig) -> tuple[float, float]:
+def flops_per_image(cfg: TrialConfig) -> tuple[float, float]:
     """(train step, eval forward) FLOPs per image for the trial's model (a 10-class head: the
     head's share is negligible)."""
     strategy = get_strategy(cfg.strategy)
@@ -59,7 +59,7 @@ class StageCost:
         recipes = [r for r in (cfg.prior_recipe, cfg.recipe) if r]
         key = replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="",
                       task="", train_split="", eval_split="", setting="")
-        train_flops, eval_flops = _flops(key)
+        train_flops, eval_flops = flops_per_image(key)
         train = (split_size(task, cfg.train_split) or 0) * sum(r.epochs for r in recipes)
         evals = sum(-(-r.epochs // r.eval_every) for r in recipes)
         evaluated = (split_size(task, cfg.eval_split) or 0) * evals

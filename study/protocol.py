@@ -22,7 +22,7 @@ from trainables.config import Execution, TrialConfig
 
 
 class Runner(Protocol):
-    def __call__(self, configs: list[TrialConfig], stage: str) -> None: ...
+    def __call__(self, configs: list[TrialConfig], stage: str) -> float: ...
 
 
 def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:

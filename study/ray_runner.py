@@ -1,7 +1,8 @@
 """The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid
-(a function trainable calling `trainables.trial.run_trial` with `tune.report`), with per-trial
-resources from the command line, `reuse_actors=True`, a local Ray by default or a cluster by
-address, and a Tune callback that hands every report to the study's MLflow tracker and prints
+(a function trainable calling `trainables.trial.run_trial`, or another function of the same
+signature, with `tune.report`), with per-trial resources from the command line,
+`reuse_actors=True`, a local Ray by default or a cluster by address, and a Tune callback that
+hands every report to the study's MLflow tracker (timing what that costs the driver) and prints
 progress (trials done / total, elapsed, ETA)."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")      # our own progress lines instead of Ray's
 import ray  # noqa: E402
@@ -20,17 +22,21 @@ from study.errors import StudyInputError
 from study.tracking import StudyTracker
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
+from trainables.loop import Report
+from trainables.trial import run_trial
+
+TrialFunction = Callable[[TrialConfig, Report], dict]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _trainable(config: dict) -> None:
-    from trainables.trial import SUMMARY, run_trial
+def _trainable(config: dict, trial: TrialFunction) -> None:
+    from trainables.trial import SUMMARY
     node = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict) -> None:        # the summary says which node ran the trial
         tune.report({**metrics, "node": node} if SUMMARY in metrics else metrics)
-    run_trial(TrialConfig.from_dict(config["trial"]), report=report)
+    trial(TrialConfig.from_dict(config["trial"]), report)
 
 
 def _error_text(trial) -> str:
@@ -55,19 +61,25 @@ class _TrackAndShowProgress(tune.Callback):
         self.run_ids: dict[str, str] = {}
         self.done = self.failed = 0
         self.started = time.perf_counter()
+        self.tracking_seconds = 0.0           # driver time spent writing to MLflow
 
     def _run(self, trial) -> str:
         """The MLflow run of the trial's current attempt, created when the attempt starts."""
         if trial.trial_id not in self.run_ids:
             cfg = TrialConfig.from_dict(trial.config["trial"])
+            began = time.perf_counter()
             self.run_ids[trial.trial_id] = self.tracker.start(cfg, ray_trial_id=trial.trial_id)
+            self.tracking_seconds += time.perf_counter() - began
         return self.run_ids[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.tracker.record(self._run(trial), result)
+        run_id = self._run(trial)
+        began = time.perf_counter()
+        self.tracker.record(run_id, result)
+        self.tracking_seconds += time.perf_counter() - began
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed attempt that Ray will retry: its run ends FAILED; the retry gets a new run."""
@@ -78,7 +90,10 @@ class _TrackAndShowProgress(tune.Callback):
                  f"{trial.config['trial']['strategy']} after a failure")
 
     def _ended(self, trial, status: str, error: str | None = None):
-        self.tracker.finish(self._run(trial), status, error)
+        run_id = self._run(trial)
+        began = time.perf_counter()
+        self.tracker.finish(run_id, status, error)
+        self.tracking_seconds += time.perf_counter() - began
         self.run_ids.pop(trial.trial_id, None)
         self.done += 1
         self.failed += status != "FINISHED"
@@ -110,6 +125,7 @@ class RayRunner:
     address: str | None = None
     storage_path: str = "ray_results"
     max_failures: int = 0
+    trial: TrialFunction = run_trial
 
     def preflight(self) -> None:
         """Refuse, before any trial starts, a storage path that cannot be written and a Ray
@@ -148,11 +164,12 @@ class RayRunner:
             raise StudyInputError(f"cannot join the Ray cluster at {self.address}: "
                                   f"{str(error).splitlines()[0]}") from None
 
-    def __call__(self, configs: list[TrialConfig], stage: str) -> None:
+    def __call__(self, configs: list[TrialConfig], stage: str) -> float:
+        """Run the trials; return the driver's seconds spent writing to MLflow."""
         self.start()
         progress = _TrackAndShowProgress(self.tracker, stage, len(configs))
-        trainable = tune.with_resources(_trainable, {"cpu": self.cpus_per_trial,
-                                                     "gpu": self.gpus_per_trial})
+        trainable = tune.with_resources(tune.with_parameters(_trainable, trial=self.trial),
+                                        {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
         name = f"{configs[0].study}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
         tuner = tune.Tuner(
             trainable,
@@ -166,6 +183,9 @@ class RayRunner:
             tuner.fit()
         finally:
             progress.close_open_runs()
+        progress.log(f"[{stage}] MLflow writes took {progress.tracking_seconds:.1f} s of driver "
+                     f"time ({1000 * progress.tracking_seconds / len(configs):.0f} ms per trial)")
+        return progress.tracking_seconds
 
     def shutdown(self) -> None:
         if ray.is_initialized():

@@ -1,7 +1,7 @@
 """MLflow tracking owned by the study, not by Ray's callback: one experiment per study, exactly one
 run per trial (tagged study, stage, task, group, strategy, backbone, seed, trial id), params at
-start, per-epoch metrics with step = epoch written in one `log_batch` call per epoch, the summary
-at the end, and an honest terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a
+start, per-epoch metrics with step = epoch gathered and written in one `log_batch` call at most
+every `flush_seconds` per trial (and with the summary), the summary at the end, and an honest terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a
 killed driver are closed as KILLED when the study starts again. The store defaults to
 `sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it."""
 from __future__ import annotations
@@ -25,7 +25,8 @@ EPOCH_METRICS = ("lr", "diverged", "train_loss", "train_acc", "val_loss", "val_a
 SUMMARY_METRICS = ("trainable_params", "total_params", "tuned_percent", "images_per_second",
                    "wall_seconds", "final_train_loss", "final_val_acc", "final_val_loss",
                    "final_test_acc", "final_test_loss")
-SUMMARY_PARAMS = ("train_size", "eval_size", "device", "normalization", "node", "saved_weights")
+SUMMARY_PARAMS = ("train_size", "eval_size", "device", "precision", "normalization", "node",
+                  "saved_weights")
 SUMMARY_TAGS = ("outcome",)
 
 
@@ -72,8 +73,11 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 class StudyTracker:
-    def __init__(self, study: str, uri: str | None = None):
+    def __init__(self, study: str, uri: str | None = None, flush_seconds: float = 2.0):
         self.uri = uri or tracking_uri()
+        self.flush_seconds = flush_seconds
+        self.pending: dict[str, list[Metric]] = {}       # run id -> epoch metrics not yet written
+        self.flushed: dict[str, float] = {}              # run id -> time of its last write
         check_reachable(self.uri)
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study)
@@ -84,6 +88,7 @@ class StudyTracker:
         run = self.client.create_run(self.experiment_id, tags={**trial_tags(cfg), **tags})
         self.client.log_batch(run.info.run_id, params=[
             Param(k, str(v)) for k, v in trial_params(cfg).items()])
+        self.flushed[run.info.run_id] = time.monotonic()
         return run.info.run_id
 
     def record(self, run_id: str, result: dict) -> None:
@@ -93,16 +98,27 @@ class StudyTracker:
             metrics = [Metric(k, float(result[k]), stamp, 0) for k in SUMMARY_METRICS
                        if k in result and math.isfinite(float(result[k]))]
             self.client.log_batch(
-                run_id, metrics=metrics,
+                run_id, metrics=self.pending.pop(run_id, []) + metrics,
                 params=[Param(k, str(result[k])) for k in SUMMARY_PARAMS if k in result],
                 tags=[RunTag(k, str(result[k])) for k in SUMMARY_TAGS if k in result])
         elif "epoch" in result:
             step = int(result["epoch"])
-            self.client.log_batch(run_id, metrics=[
-                Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS
-                if k in result and math.isfinite(float(result[k]))])
+            pending = self.pending.setdefault(run_id, [])
+            pending.extend(Metric(k, float(result[k]), stamp, step) for k in EPOCH_METRICS
+                           if k in result and math.isfinite(float(result[k])))
+            waited = time.monotonic() - self.flushed.get(run_id, 0.0)
+            if waited >= self.flush_seconds or len(pending) > 900:    # log_batch takes 1000
+                self.flush(run_id)
+
+    def flush(self, run_id: str) -> None:
+        metrics = self.pending.pop(run_id, [])
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+        self.flushed[run_id] = time.monotonic()
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        self.flush(run_id)
+        self.flushed.pop(run_id, None)
         if error:
             self.client.set_tag(run_id, "error", error[-4000:])
         self.client.set_terminated(run_id, status)

@@ -80,3 +80,14 @@ def test_execution_round_trips_and_stays_out_of_the_trial_identity(cache_dir):
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         Execution(precision="fp8")
+
+
+def test_auto_precision_is_fp32_for_small_models_on_the_cpu(cache_dir):
+    from trainables.trial import autocast_dtype
+    small = build_model(tiny_trial(cache_dir), 10, pretrained=False)
+    assert autocast_dtype(Execution(), torch.device("cpu"), small) is None
+    assert autocast_dtype(Execution(precision="bf16"), torch.device("cpu"), small) \
+        is torch.bfloat16
+    assert autocast_dtype(Execution(), torch.device("cuda"), small) is torch.bfloat16
+    summary = run_trial(tiny_trial(cache_dir, "linear"), lambda r: None)
+    assert summary["precision"] == "fp32"

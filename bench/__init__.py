@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` measures the project against a reference harness."""

@@ -1,0 +1,269 @@
+"""`python -m bench [--quick] [--sections ...]`: measure, side by side in one run, what the
+project's harness gains over the reference harness (bench/reference.py) and how close its
+training step runs to this machine's matmul peak, print each figure as it is measured, and add
+the figures (with the date, the machine and the command) to the top of bench/RESULTS.md. Every
+model is randomly initialised: speed does not depend on the weights."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+SECTIONS = ("grid", "epoch", "mfu", "probe", "driver")
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Figures:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        print(f"  {line}", flush=True)
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big each measurement is: the full run, or --quick (every code path, small)."""
+    grid_tasks: tuple[str, ...] = ("digits", "photos", "count")
+    grid_strategies: tuple[str, ...] = ("full_ft", "vpt_deep", "vpt_shallow", "linear",
+                                        "mixed", "ft_then_pt", "lora")
+    grid_epochs: int = 10
+    vit_s_images: int = 128
+    vit_b_batch: int = 8
+    probe_epochs: int = 100
+    driver_trials: int = 1000
+
+
+QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
+             grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def prepared_cache(work: Path, tasks) -> str:
+    from tasks import get_task
+    from tasks.prepare import prepare
+    cache = work / "cache"
+    for slug in tasks:
+        prepare(get_task(slug), cache)
+    return str(cache)
+
+
+def fresh(path: Path) -> Path:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    return path
+
+
+def grid(size: Size, work: Path, figures: Figures) -> None:
+    """The demo study's tune grid, run by the project and by the reference harness."""
+    from bench import reference
+    from bench.measure import DEMO
+    from study.ray_runner import RayRunner
+    from study.spec import get_study
+    from study.tracking import StudyTracker
+    from tasks import get_task
+    cache = prepared_cache(work, size.grid_tasks)
+    spec = replace(get_study("demo"), name="bench-grid", tasks=size.grid_tasks,
+                   strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
+                   warmup_epochs=min(2, size.grid_epochs - 1))
+    configs = spec.tune_trials(cache_dir=cache)
+    print(f"[grid] {len(configs)} trials of the demo grid ({', '.join(size.grid_tasks)}; "
+          f"{size.grid_epochs} epochs), project harness", flush=True)
+    tracker = StudyTracker(spec.name, f"sqlite:///{fresh(work / 'project.db')}")
+    runner = RayRunner(tracker, storage_path=str(fresh(work / "ray-project")))
+    began = time.perf_counter()
+    try:
+        logging = runner(configs, "tune")
+    finally:
+        runner.shutdown()
+    project = time.perf_counter() - began
+    runs = tracker.runs("tune", "FINISHED")
+    trial_seconds = sum(run.data.metrics["wall_seconds"] for run in runs)
+    if len(runs) != len(configs):
+        raise RuntimeError(f"project: {len(runs)} of {len(configs)} trials finished")
+
+    print("[grid] the same trials, reference harness", flush=True)
+    pngs = work / "pngs"
+    for task in size.grid_tasks:
+        for split in ("train800", "val200"):
+            reference.export_pngs(cache, task, split, pngs)
+    ref = reference.run_sweep(configs, pngs, {t: get_task(t).num_classes for t in size.grid_tasks},
+                              f"sqlite:///{fresh(work / 'reference.db')}",
+                              fresh(work / "ray-reference"))
+    figures.add(f"study grid wall time, project vs reference ({len(configs)} trials, demo ViT, "
+                f"1 CPU per trial): {ratio(ref['wall'], project)} (project {project:.0f} s, "
+                f"reference {ref['wall']:.0f} s)")
+    figures.add(f"MLflow logging share of trial time, project: "
+                f"{100 * logging / trial_seconds:.2f}% ({1000 * logging / len(configs):.0f} ms "
+                f"of driver time per trial)")
+    figures.add(f"MLflow logging share of trial time, reference (Ray's MLflowLoggerCallback): "
+                f"{100 * ref['logging'] / ref['trial']:.2f}% "
+                f"({1000 * ref['logging'] / len(configs):.0f} ms per trial)")
+    figures.add(f"MLflow driver time per trial, reference vs project: "
+                f"{ratio(ref['logging'], logging)}")
+
+
+def epoch(size: Size, work: Path, figures: Figures) -> None:
+    """Images/s of one training epoch, data included: project loop vs reference loop."""
+    from bench import reference
+    from bench.measure import DEMO, VIT_S, config, images, project_data_rate, project_epoch, \
+        reference_epoch
+    cache = prepared_cache(work, ("digits",))
+    for backbone, count, px in ((DEMO, 800, None), (VIT_S, size.vit_s_images, 224)):
+        pixels, labels = images(cache, "digits", count, px)
+        pngs = reference.export_pngs(cache, "digits", "train800", work / "pngs", size=px,
+                                     limit=count)
+        resolution = px or pixels.shape[1]
+        for strategy in ("full_ft", "vpt_deep"):
+            cfg = config(backbone, strategy, cache)
+            print(f"[epoch] {backbone.tag} {strategy}: {count} images at {resolution} px",
+                  flush=True)
+            ref, decoded = reference_epoch(cfg, pngs)
+            fp32 = project_epoch(cfg, pixels, labels, None)
+            bf16 = project_epoch(cfg, pixels, labels, torch.bfloat16)
+            best = max(fp32, bf16)
+            figures.add(f"epoch images/s, project vs reference, {backbone.tag} {strategy}: "
+                        f"{ratio(best, ref)} (project fp32 {fp32:.0f}, bf16 {bf16:.0f}; "
+                        f"reference fp32 {ref:.0f} img/s; its PNG decoding alone {decoded:.0f} "
+                        f"img/s = {100 * ref / decoded:.0f}% of its epoch)")
+            figures.add(f"bf16 autocast vs fp32, project, {backbone.tag} {strategy}: "
+                        f"{ratio(bf16, fp32)}")
+        figures.add(f"data path alone, project vs reference, {backbone.tag}: "
+                    f"{ratio(project_data_rate(pixels), decoded)} "
+                    f"({project_data_rate(pixels):.0f} vs {decoded:.0f} img/s)")
+
+
+def mfu(size: Size, work: Path, figures: Figures) -> None:
+    """Model FLOP/s of the training step as a share of the measured matmul peak."""
+    from bench.measure import DEMO, VIT_B, config, matmul_peak, step_utilisation
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    figures.add(f"measured 2048x2048 matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+                f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    for backbone, batch in ((DEMO, 64), (VIT_B, size.vit_b_batch)):
+        cfg = config(backbone, "full_ft", "")
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            achieved, seconds = step_utilisation(cfg, batch, dtype)
+            figures.add(f"MFU of the full_ft step, {backbone.tag} batch {batch}, {name}: "
+                        f"{100 * achieved / peaks[name]:.1f}% of the {name} matmul peak "
+                        f"({achieved / 1e9:.0f} GFLOP/s, {seconds * 1000:.0f} ms per step)")
+
+
+def probe(size: Size, work: Path, figures: Figures) -> None:
+    """The linear probe on features computed once vs through the frozen backbone each epoch."""
+    from bench.measure import linear_probe
+    cache = prepared_cache(work, ("digits",))
+    print(f"[probe] linear probe on digits, {size.probe_epochs} epochs", flush=True)
+    through = linear_probe(cache, "digits", size.probe_epochs, 42, cached=False)
+    cached = linear_probe(cache, "digits", size.probe_epochs, 42, cached=True)
+    other_seed = linear_probe(cache, "digits", size.probe_epochs, 44, cached=True)
+    figures.add(f"linear probe trial wall time, through the backbone vs cached features "
+                f"({size.probe_epochs} epochs): "
+                f"{ratio(through['wall_seconds'], cached['wall_seconds'])} "
+                f"({through['wall_seconds']:.1f} s vs {cached['wall_seconds']:.2f} s)")
+    figures.add(f"linear probe val accuracy: cached {cached['final_val_acc']:.1f}%, through the "
+                f"backbone {through['final_val_acc']:.1f}% (difference "
+                f"{abs(cached['final_val_acc'] - through['final_val_acc']):.1f} points; seed "
+                f"42 vs 44 differ by "
+                f"{abs(cached['final_val_acc'] - other_seed['final_val_acc']):.1f} points)")
+
+
+def driver(size: Size, work: Path, figures: Figures) -> None:
+    """Trials per second the Ray driver sustains, MLflow included, on trials that do nothing."""
+    from bench.measure import DEMO, config, trivial_trial
+    from study.ray_runner import RayRunner
+    from study.tracking import StudyTracker
+    configs = [replace(config(DEMO, "linear", ""), seed=seed) for seed in
+               range(size.driver_trials)]
+    print(f"[driver] {len(configs)} trivial trials", flush=True)
+    tracker = StudyTracker("bench-driver", f"sqlite:///{fresh(work / 'driver.db')}")
+    runner = RayRunner(tracker, storage_path=str(fresh(work / "ray-driver")),
+                       trial=trivial_trial)
+    began = time.perf_counter()
+    try:
+        logging = runner(configs, "bench")
+    finally:
+        runner.shutdown()
+    wall = time.perf_counter() - began
+    figures.add(f"Ray driver throughput on {len(configs)} trivial trials: "
+                f"{len(configs) / wall:.1f} trials/s ({1000 * wall / len(configs):.0f} ms per "
+                f"trial, Ray start included; MLflow {1000 * logging / len(configs):.0f} ms of it)")
+
+
+def write_results(path: Path, command: str, figures: Figures) -> None:
+    header = "# Benchmark results\n\nNewest first. Each section is one `python -m bench` run.\n"
+    old = path.read_text() if path.exists() else header
+    body = old[len(header):] if old.startswith(header) else "\n" + old
+    section = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} UTC: {machine()}\n\n"
+               f"Command: `{command}`\n\n" + "".join(f"- {line}\n" for line in figures.lines))
+    path.write_text(header + section + body)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
+               "mfu (FLOP utilisation), probe (linear probe on cached features), driver "
+               "(trivial trials per second). The full run takes about 15 minutes on 2 CPU cores.")
+    parser.add_argument("--quick", action="store_true",
+                        help="every measurement, small (about 3 minutes); figures are not "
+                             "meaningful")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--work-dir", default=str(HERE / "out"),
+                        help="scratch: caches, PNGs, MLflow stores (default bench/out)")
+    parser.add_argument("--results", help="file the figures go to (default bench/RESULTS.md; "
+                                           "bench/out/RESULTS-quick.md with --quick)")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        print(f"error: unknown section(s) {', '.join(unknown) or '(none given)'}; valid: "
+              f"{', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    work = Path(args.work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results or (work / "RESULTS-quick.md" if args.quick
+                                    else HERE / "RESULTS.md"))
+    size = QUICK if args.quick else Size()
+    torch.set_num_threads(os.cpu_count() or 1)
+    figures, began = Figures(), time.perf_counter()
+    for number, name in enumerate(sections, 1):
+        print(f"== {number}/{len(sections)} {name} (elapsed {time.perf_counter() - began:.0f} s)",
+              flush=True)
+        globals()[name](size, work, figures)
+    command = "python -m bench" + "".join(f" {a}" for a in (argv if argv is not None
+                                                            else sys.argv[1:]))
+    write_results(results, command, figures)
+    print(f"done in {time.perf_counter() - began:.0f} s; figures added to {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The project's side of each benchmark figure, measured in this process: the machine's matmul
+peak, one training epoch through the project's loop (device-resident uint8, normalised on the
+device) against the reference loop (PNG decoding DataLoader), the model FLOP utilisation of a
+training step, the linear probe on cached features against the probe through the backbone, and
+a trivial trial function for measuring the Ray driver's overhead per trial."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench import reference
+from study.cost import flops_per_image
+from study.studies import DEMO_BACKBONE
+from tasks import load_split
+from trainables.backbones import normalization
+from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
+from trainables.loop import Normalize, Split, optimizer_for, train
+from trainables.strategy import get_strategy
+from trainables.trial import SUMMARY, build_model, device, run_trial
+
+DEMO = replace(DEMO_BACKBONE, weights=None, label="demo-vit-32")   # speed does not need weights
+VIT_S = BackboneSpec("vit_small_patch16_224", label="vit-s16-224")
+VIT_B = BackboneSpec("vit_base_patch16_224", label="vit-b16-224")
+RECIPES = {"full": Recipe("adamw", 0.001, 0.0, epochs=1, warmup_epochs=0, batch_size=64),
+           "prompt": Recipe("sgd", 1.0, 0.0, epochs=1, warmup_epochs=0, batch_size=64)}
+
+
+def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "digits",
+           recipe: Recipe | None = None, prompt_length: int = 8, **changes) -> TrialConfig:
+    grid = get_strategy(strategy).grid
+    return TrialConfig(study="bench", stage="bench", task=task, strategy=strategy,
+                       backbone=backbone, recipe=recipe or RECIPES[grid], seed=0,
+                       train_split="train800", eval_split="val200",
+                       prompt_length=prompt_length if get_strategy(strategy).prompted else 0,
+                       cache_dir=cache_dir, **changes)
+
+
+def trainable_model(cfg: TrialConfig, num_classes: int = 10) -> torch.nn.Module:
+    model = build_model(cfg, num_classes, pretrained=False).to(device())
+    for name, param in model.named_parameters():
+        param.requires_grad_(get_strategy(cfg.strategy).trains(name))
+    return model
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """The best FLOP/s of an n x n matmul on this device in `dtype`."""
+    a = torch.randn(n, n, device=device(), dtype=dtype)
+    b = torch.randn(n, n, device=device(), dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        synchronize()
+        began = time.perf_counter()
+        a @ b
+        synchronize()
+        best = min(best, time.perf_counter() - began)
+    return 2 * n ** 3 / best
+
+
+def images(cache_dir: str, task: str, count: int, size: int | None) -> tuple[np.ndarray, ...]:
+    """The first `count` training images of a task, resized as `export_pngs` resizes them."""
+    pixels, labels = load_split(cache_dir, task, "train800")
+    pixels, labels = np.asarray(pixels[:count]), np.asarray(labels[:count])
+    if size:
+        pixels = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR))
+                           for p in pixels])
+    return pixels, labels
+
+
+def project_epoch(cfg: TrialConfig, pixels: np.ndarray, labels: np.ndarray,
+                  dtype: torch.dtype | None, epochs: int = 2) -> float:
+    """Images/s of the last of `epochs` training epochs through the project's loop."""
+    model = trainable_model(cfg)
+    on = device()
+    split = Split(torch.tensor(pixels, device=on), torch.tensor(labels, device=on), "train")
+    probe = Split(split.images[:8], split.labels[:8], "val")
+    mean, std = normalization(model, cfg.backbone)
+    seconds = []
+    for _ in range(epochs):
+        result = train(model, split, probe, Normalize.of(mean, std, on), cfg.recipe, 0,
+                       lambda r: None, dtype=dtype)
+        seconds.append(result["train_seconds"])
+    return len(labels) / seconds[-1]
+
+
+def reference_epoch(cfg: TrialConfig, pngs: Path, epochs: int = 2) -> tuple[float, float]:
+    """Images/s of the last of `epochs` reference epochs, and images/s of its data loading
+    alone (decoding and collating, no model)."""
+    model = trainable_model(cfg)
+    mean, std = normalization(model, cfg.backbone)
+    batches = reference.loader(pngs, mean, std, cfg.recipe.batch_size, shuffle=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = reference.OPTIMIZERS[cfg.recipe.optimizer](params, cfg.recipe.lr, 0.0)
+    for _ in range(epochs):
+        began = time.perf_counter()
+        _, _, seen = reference.train_epoch(model, batches, optimizer)
+        seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    decoded = sum(len(y) for _, y in batches)
+    return seen / seconds, decoded / (time.perf_counter() - began)
+
+
+def project_data_rate(pixels: np.ndarray, batch_size: int = 64) -> float:
+    """Images/s of the project's data path alone: index the resident uint8 tensor, normalise."""
+    on = device()
+    split = torch.tensor(pixels, device=on)
+    normalize = Normalize.of((0.5,) * 3, (0.5,) * 3, on)
+    synchronize()
+    began = time.perf_counter()
+    for index in torch.randperm(len(split), device=on).split(batch_size):
+        normalize(split[index])
+    synchronize()
+    return len(split) / (time.perf_counter() - began)
+
+
+def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
+                     steps: int = 3) -> tuple[float, float]:
+    """(model FLOP/s achieved by the training step, step seconds) at one batch."""
+    model = trainable_model(cfg)
+    size = model.patch_embed.img_size[0]
+    x = torch.randn(batch, 3, size, size, device=device())
+    y = torch.randint(0, 10, (batch,), device=device())
+    optimizer = optimizer_for([p for p in model.parameters() if p.requires_grad], cfg.recipe)
+    model.train()
+
+    def step():
+        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    step()
+    synchronize()
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize()
+    seconds = (time.perf_counter() - began) / steps
+    return flops_per_image(replace(cfg, cache_dir=""))[0] * batch / seconds, seconds
+
+
+def linear_probe(cache_dir: str, task: str, epochs: int, seed: int, cached: bool) -> dict:
+    """A demo-backbone linear-probe trial through the project's `run_trial`."""
+    recipe = Recipe("sgd", 1.0, 0.0, epochs=epochs, warmup_epochs=min(10, epochs // 10),
+                    batch_size=64)
+    cfg = replace(config(DEMO, "linear", cache_dir, task=task, recipe=recipe), seed=seed,
+                  execution=Execution(threads=torch.get_num_threads(), cache_features=cached))
+    return run_trial(cfg, lambda r: None)
+
+
+def trivial_trial(cfg: TrialConfig, report) -> dict:
+    """A trial that trains nothing: one epoch report and a summary, as a real trial sends."""
+    report({"epoch": 1, "lr": cfg.recipe.lr, "train_loss": 1.0, "train_acc": 50.0,
+            "val_loss": 1.0, "val_acc": 50.0})
+    summary = {SUMMARY: 1, "outcome": "finished", "final_val_acc": 50.0, "wall_seconds": 0.0}
+    report(summary)
+    return summary

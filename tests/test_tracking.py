@@ -1,0 +1,38 @@
+"""The study's MLflow writer: epoch metrics are gathered and written at most every
+`flush_seconds` per trial, and none is lost at the summary or when a run ends early."""
+from __future__ import annotations
+
+from study.tracking import StudyTracker
+from tests.conftest import tiny_trial
+from trainables.trial import SUMMARY
+
+
+def epochs_logged(tracker: StudyTracker, run_id: str) -> list[int]:
+    return [m.step for m in tracker.client.get_metric_history(run_id, "train_loss")]
+
+
+def test_epoch_metrics_wait_for_the_flush_interval_then_all_arrive(tmp_path, cache_dir):
+    tracker = StudyTracker("buffered", f"sqlite:///{tmp_path}/m.db", flush_seconds=3600)
+    run = tracker.start(tiny_trial(cache_dir))
+    for epoch in (1, 2, 3):
+        tracker.record(run, {"epoch": epoch, "train_loss": 1.0 / epoch})
+    assert epochs_logged(tracker, run) == []
+    tracker.record(run, {SUMMARY: 1, "outcome": "finished", "final_val_acc": 50.0})
+    assert epochs_logged(tracker, run) == [1, 2, 3]
+    assert tracker.client.get_run(run).data.metrics["final_val_acc"] == 50.0
+
+
+def test_a_run_ended_early_keeps_its_pending_epochs(tmp_path, cache_dir):
+    tracker = StudyTracker("killed", f"sqlite:///{tmp_path}/m.db", flush_seconds=3600)
+    run = tracker.start(tiny_trial(cache_dir))
+    tracker.record(run, {"epoch": 1, "train_loss": 0.5})
+    tracker.finish(run, "KILLED")
+    assert epochs_logged(tracker, run) == [1]
+    assert tracker.client.get_run(run).info.status == "KILLED"
+
+
+def test_with_no_interval_each_epoch_is_written_at_once(tmp_path, cache_dir):
+    tracker = StudyTracker("eager", f"sqlite:///{tmp_path}/m.db", flush_seconds=0)
+    run = tracker.start(tiny_trial(cache_dir))
+    tracker.record(run, {"epoch": 1, "train_loss": 0.5})
+    assert epochs_logged(tracker, run) == [1]
