@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo analysis test test-slow smoke install clean
+.PHONY: demo analysis test test-slow smoke bench install clean
 install: $(STAMP)
 
 $(STAMP): requirements.txt
@@ -23,6 +23,9 @@ analysis: $(STAMP)
 
 smoke: $(STAMP)
 	$(PY) -m study run demo --smoke
+
+bench: $(STAMP)
+	$(PY) -m bench
 
 test: $(STAMP)
 	$(PY) -m pytest

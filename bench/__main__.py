@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-SECTIONS = ("grid", "epoch", "mfu", "probe", "driver")
+SECTIONS = ("grid", "epoch", "mfu", "probe", "driver", "gpu")
+DENSE_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}     # datasheets, FLOP/s
 HERE = Path(__file__).resolve().parent
 
 
@@ -40,10 +41,11 @@ class Size:
     vit_b_batch: int = 8
     probe_epochs: int = 100
     driver_trials: int = 1000
+    gpu_batches: tuple[int, ...] = (64, 128)
 
 
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
-             grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20)
+             grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20, gpu_batches=(8,))
 
 
 def machine() -> str:
@@ -139,6 +141,7 @@ def epoch(size: Size, work: Path, figures: Figures) -> None:
         pngs = reference.export_pngs(cache, "digits", "train800", work / "pngs", size=px,
                                      limit=count)
         resolution = px or pixels.shape[1]
+        eager = {}
         for strategy in ("full_ft", "vpt_deep"):
             cfg = config(backbone, strategy, cache)
             print(f"[epoch] {backbone.tag} {strategy}: {count} images at {resolution} px",
@@ -146,16 +149,23 @@ def epoch(size: Size, work: Path, figures: Figures) -> None:
             ref, decoded = reference_epoch(cfg, pngs)
             fp32 = project_epoch(cfg, pixels, labels, None)
             bf16 = project_epoch(cfg, pixels, labels, torch.bfloat16)
-            best = max(fp32, bf16)
+            best, eager[strategy] = max(fp32, bf16), fp32
             figures.add(f"epoch images/s, project vs reference, {backbone.tag} {strategy}: "
                         f"{ratio(best, ref)} (project fp32 {fp32:.0f}, bf16 {bf16:.0f}; "
                         f"reference fp32 {ref:.0f} img/s; its PNG decoding alone {decoded:.0f} "
                         f"img/s = {100 * ref / decoded:.0f}% of its epoch)")
             figures.add(f"bf16 autocast vs fp32, project, {backbone.tag} {strategy}: "
                         f"{ratio(bf16, fp32)}")
+        if backbone is DEMO:
+            compiled = project_epoch(config(DEMO, "full_ft", cache), pixels, labels, None,
+                                     compile=True)
+            figures.add(f"torch.compile vs eager, project, {DEMO.tag} full_ft: "
+                        f"{ratio(compiled, eager['full_ft'])} ({compiled:.0f} vs "
+                        f"{eager['full_ft']:.0f} img/s after the "
+                        f"compiling epoch)")
+        data = project_data_rate(pixels)
         figures.add(f"data path alone, project vs reference, {backbone.tag}: "
-                    f"{ratio(project_data_rate(pixels), decoded)} "
-                    f"({project_data_rate(pixels):.0f} vs {decoded:.0f} img/s)")
+                    f"{ratio(data, decoded)} ({data:.0f} vs {decoded:.0f} img/s)")
 
 
 def mfu(size: Size, work: Path, figures: Figures) -> None:
@@ -214,6 +224,48 @@ def driver(size: Size, work: Path, figures: Figures) -> None:
                 f"trial, Ray start included; MLflow {1000 * logging / len(configs):.0f} ms of it)")
 
 
+def gpu(size: Size, work: Path, figures: Figures) -> None:
+    """On an NVIDIA GPU: ViT-B/16 at 224 in bf16, images/s and MFU of the full_ft and vpt_deep
+    (100 prompts) steps; the demo grid's throughput at 1, 2 and 4 trials per GPU."""
+    from bench.measure import DEMO, VIT_B, config, matmul_peak, step_utilisation
+    from study.ray_runner import RayRunner
+    from study.spec import get_study
+    from study.tracking import StudyTracker
+    from trainables.config import Execution
+    name = torch.cuda.get_device_name()
+    sheet = next((peak for key, peak in DENSE_BF16_PEAKS.items() if key in name), None)
+    measured = matmul_peak(torch.bfloat16, n=8192)
+    figures.add(f"{name}: measured 8192x8192 bf16 matmul {measured / 1e12:.0f} TFLOP/s"
+                + (f", datasheet dense bf16 {sheet / 1e12:.0f} TFLOP/s" if sheet else ""))
+    for strategy in ("full_ft", "vpt_deep"):
+        cfg = config(VIT_B, strategy, "", prompt_length=100)
+        for batch in size.gpu_batches:
+            achieved, seconds = step_utilisation(cfg, batch, torch.bfloat16, steps=10)
+            figures.add(f"{VIT_B.tag} {strategy} bf16 batch {batch}: {batch / seconds:.0f} img/s, "
+                        f"MFU {100 * achieved / (sheet or measured):.1f}% of the "
+                        f"{'datasheet' if sheet else 'measured'} bf16 peak "
+                        f"({achieved / 1e12:.0f} TFLOP/s)")
+    cache = prepared_cache(work, size.grid_tasks)
+    spec = replace(get_study("demo"), name="bench-gpu", tasks=size.grid_tasks,
+                   strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
+                   warmup_epochs=min(2, size.grid_epochs - 1))
+    rates = {}
+    for per_gpu in (1, 2, 4):
+        configs = spec.tune_trials(cache_dir=cache, execution=Execution(gpu_share=1 / per_gpu))
+        tracker = StudyTracker(spec.name, f"sqlite:///{fresh(work / f'gpu-{per_gpu}.db')}")
+        runner = RayRunner(tracker, gpus_per_trial=1 / per_gpu,
+                           storage_path=str(fresh(work / f"ray-gpu-{per_gpu}")))
+        began = time.perf_counter()
+        try:
+            runner(configs, "tune")
+        finally:
+            runner.shutdown()
+        rates[per_gpu] = len(configs) / (time.perf_counter() - began)
+        figures.add(f"demo grid on one GPU, {per_gpu} trial(s) at a time: "
+                    f"{3600 * rates[per_gpu]:.0f} trials/hour "
+                    f"({ratio(rates[per_gpu], rates[1])} of one at a time)")
+
+
 def write_results(path: Path, command: str, figures: Figures) -> None:
     header = "# Benchmark results\n\nNewest first. Each section is one `python -m bench` run.\n"
     old = path.read_text() if path.exists() else header
@@ -229,22 +281,28 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
                "mfu (FLOP utilisation), probe (linear probe on cached features), driver "
-               "(trivial trials per second). The full run takes about 15 minutes on 2 CPU cores.")
+               "(trivial trials per second), gpu (ViT-B/16 bf16 images/s and MFU, trials packed "
+               "per GPU; only with CUDA). The full run takes about 15 minutes on 2 CPU cores.")
     parser.add_argument("--quick", action="store_true",
                         help="every measurement, small (about 3 minutes); figures are not "
                              "meaningful")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    default = ",".join(s for s in SECTIONS if s != "gpu" or torch.cuda.is_available())
+    parser.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS)} "
+                                           f"(default: {default})")
     parser.add_argument("--work-dir", default=str(HERE / "out"),
                         help="scratch: caches, PNGs, MLflow stores (default bench/out)")
     parser.add_argument("--results", help="file the figures go to (default bench/RESULTS.md; "
                                            "bench/out/RESULTS-quick.md with --quick)")
     args = parser.parse_args(argv)
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    sections = [s.strip() for s in (args.sections or default).split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown or not sections:
         print(f"error: unknown section(s) {', '.join(unknown) or '(none given)'}; valid: "
               f"{', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    if "gpu" in sections and not torch.cuda.is_available():
+        print("error: the gpu section needs an NVIDIA GPU and this machine has none",
+              file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     work = Path(args.work_dir).resolve()

@@ -78,8 +78,9 @@ def images(cache_dir: str, task: str, count: int, size: int | None) -> tuple[np.
 
 
 def project_epoch(cfg: TrialConfig, pixels: np.ndarray, labels: np.ndarray,
-                  dtype: torch.dtype | None, epochs: int = 2) -> float:
-    """Images/s of the last of `epochs` training epochs through the project's loop."""
+                  dtype: torch.dtype | None, epochs: int = 2, compile: bool = False) -> float:
+    """Images/s of the last of `epochs` training epochs through the project's loop (a
+    compiled model is compiled once, in the first)."""
     model = trainable_model(cfg)
     on = device()
     split = Split(torch.tensor(pixels, device=on), torch.tensor(labels, device=on), "train")
@@ -88,7 +89,7 @@ def project_epoch(cfg: TrialConfig, pixels: np.ndarray, labels: np.ndarray,
     seconds = []
     for _ in range(epochs):
         result = train(model, split, probe, Normalize.of(mean, std, on), cfg.recipe, 0,
-                       lambda r: None, dtype=dtype)
+                       lambda r: None, dtype=dtype, compile=compile)
         seconds.append(result["train_seconds"])
     return len(labels) / seconds[-1]
 

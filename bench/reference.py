@@ -127,8 +127,10 @@ def reference_trial(config: dict) -> None:
 
 
 class _TimedMLflowLogger(MLflowLoggerCallback):
-    """Ray's callback, unchanged, with the driver time of its calls added up."""
+    """Ray's callback, unchanged, with the driver time of its calls added up (and a progress
+    line per finished trial)."""
     seconds = 0.0
+    ended = 0
 
     def _timed(self, method, *args):
         began = time.perf_counter()
@@ -143,6 +145,8 @@ class _TimedMLflowLogger(MLflowLoggerCallback):
 
     def log_trial_end(self, trial, failed=False):
         self._timed(super().log_trial_end, trial, failed)
+        type(self).ended += 1
+        print(f"[reference] {type(self).ended} trials done", flush=True)
 
 
 def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int],
@@ -151,7 +155,7 @@ def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int
     began = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT}})
-    _TimedMLflowLogger.seconds = 0.0
+    _TimedMLflowLogger.seconds, _TimedMLflowLogger.ended = 0.0, 0
     try:
         space = [{"trial": c.to_dict(), "pngs": str(pngs), "num_classes": num_classes[c.task]}
                  for c in configs]
