@@ -91,3 +91,27 @@ def test_auto_precision_is_fp32_for_small_models_on_the_cpu(cache_dir):
     assert autocast_dtype(Execution(), torch.device("cuda"), small) is torch.bfloat16
     summary = run_trial(tiny_trial(cache_dir, "linear"), lambda r: None)
     assert summary["precision"] == "fp32"
+
+
+def test_the_tune_stage_shares_ft_then_pt_s_prior_and_replaying_it_changes_nothing(
+        cache_dir, tmp_path):
+    import os
+    fresh_cache = tmp_path / "cache"
+    fresh_cache.mkdir()
+    os.symlink(os.path.join(cache_dir, "tasks"), fresh_cache / "tasks")
+    first = tiny_trial(str(fresh_cache), "ft_then_pt")
+    second = replace(first, recipe=replace(first.recipe, base_lr=0.25))
+    own = []                             # `second` trains its own FT phase, ...
+    solo = run_trial(second, own.append)
+    for kept in fresh_cache.joinpath("priors").iterdir():
+        kept.unlink()
+    run_trial(first, lambda r: None)     # ... then replays the one `first` kept
+    assert len(list(fresh_cache.joinpath("priors").glob("*.safetensors"))) == 1
+    replayed = []
+    shared = run_trial(second, replayed.append)
+    assert [r for r in replayed if "epoch" in r] == [r for r in own if "epoch" in r]
+    assert shared["final_val_acc"] == solo["final_val_acc"]
+    assert shared["final_train_loss"] == pytest.approx(solo["final_train_loss"], rel=1e-6)
+    final = replace(first, stage="final", eval_split="test", train_split="train800val200")
+    run_trial(final, lambda r: None)
+    assert len(list(fresh_cache.joinpath("priors").glob("*.safetensors"))) == 1

@@ -1,10 +1,11 @@
 """One trial from config to summary: the task's training split is put on the device once per
 worker process (kept for the next trial a reused actor runs), the timm backbone is built with its
-weights, then for the strategy's prior (if any) and the strategy itself: adapt the model, set
-`requires_grad` by name, train. When only the classifier head trains, every image passes the
-frozen backbone once and the head trains on those features. Per-epoch metrics and a final summary
-(outcome, last-epoch accuracy, parameter counts, tuned %, wall time, images/s) leave through
-`report`; the summary is also returned."""
+weights, then for the strategy's prior (if any; in the tune stage trained once per task and shared,
+see `trainables.priors`) and the strategy itself: adapt the model, set `requires_grad` by name,
+train. When only the classifier head trains, every image passes the frozen backbone once and the
+head trains on those features. Per-epoch metrics and a final summary (outcome, last-epoch
+accuracy, parameter counts, tuned %, wall time, images/s) leave through `report`; the summary is
+also returned."""
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,9 @@ import torch
 
 from tasks import get_task, load_split
 from trainables.backbones import create_backbone, normalization
-from trainables.config import Execution, TrialConfig
+from trainables.config import Execution, Recipe, TrialConfig
 from trainables.faults import inject
+from trainables.priors import keep, prior_path, replay, shares_prior
 from trainables.loop import Inputs, Normalize, Report, Split, autocast, train
 from trainables.strategy import get_strategy
 
@@ -148,6 +150,23 @@ def phases(cfg: TrialConfig):
     return prior + [(strategy, cfg.recipe)]
 
 
+def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
+                normalize: Normalize, recipe: Recipe, cfg: TrialConfig,
+                dtype: torch.dtype | None, report: Report, first_epoch: int) -> dict:
+    """Train one phase; a model whose head alone trains does so on features computed once."""
+    extracted = time.perf_counter()
+    if cfg.execution.cache_features and only_head_trains(model):
+        trained, inputs = model.get_classifier(), torch.nn.Identity()
+        splits = [features(model, s, normalize, dtype) for s in (train_split, eval_split)]
+    else:
+        trained, inputs, splits = model, normalize, [train_split, eval_split]
+    extracted = time.perf_counter() - extracted
+    result = train(trained, *splits, inputs, recipe, cfg.seed, report, first_epoch=first_epoch,
+                   dtype=dtype, compile=cfg.execution.compile)
+    result["train_seconds"] += extracted
+    return result
+
+
 def run_trial(cfg: TrialConfig, report: Report) -> dict:
     """Train one trial; its summary is the last report and the return value."""
     return train_model(cfg, report)[1]
@@ -166,20 +185,21 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     dtype = autocast_dtype(cfg.execution, on, model)
 
     epoch, result = 1, {}
-    for phase, recipe in phases(cfg):
+    ordered = phases(cfg)
+    for index, (phase, recipe) in enumerate(ordered):
         model = phase.adapt(model, cfg).to(on)
         for name, param in model.named_parameters():
             param.requires_grad_(phase.trains(name))
-        extracted = time.perf_counter()
-        if cfg.execution.cache_features and only_head_trains(model):
-            trained, inputs = model.get_classifier(), torch.nn.Identity()
-            splits = [features(model, s, normalize, dtype) for s in (train_split, eval_split)]
-        else:
-            trained, inputs, splits = model, normalize, [train_split, eval_split]
-        extracted = time.perf_counter() - extracted
-        result = train(trained, *splits, inputs, recipe, cfg.seed, report, first_epoch=epoch,
-                       dtype=dtype, compile=cfg.execution.compile)
-        result["train_seconds"] += extracted
+        shared = index < len(ordered) - 1 and shares_prior(cfg)
+        path = prior_path(cfg, phase.name, recipe, dtype) if shared else None
+        result = replay(path, model, report) if shared else None
+        if result is None:
+            reports = []
+            result = train_phase(model, train_split, eval_split, normalize, recipe, cfg, dtype,
+                                 lambda metrics: (reports.append(metrics), report(metrics)),
+                                 first_epoch=epoch)
+            if shared and result["outcome"] == "finished":
+                keep(path, model, reports, result)
         if result["outcome"] != "finished":
             break
         epoch += recipe.epochs
@@ -198,7 +218,8 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
         "train_size": len(train_split), "eval_size": len(eval_split),
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
-        "device": str(on), "precision": "bf16" if dtype else "fp32", "normalization": f"mean={mean} std={std}", "saved_weights": saved,
+        "device": str(on), "precision": "bf16" if dtype else "fp32",
+        "normalization": f"mean={mean} std={std}", "saved_weights": saved,
     }
     report(summary)
     return model, summary

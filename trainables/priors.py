@@ -1,0 +1,52 @@
+"""A prior phase shared across trials. FT-then-PT first finetunes the whole network with one fixed
+recipe, so in the tune stage every prompt lr and weight decay of a task repeats the same
+computation (same backbone, data, recipe, seed and precision). The first trial to train it keeps
+the trained weights and the phase's per-epoch reports under <cache>/priors/ (written atomically);
+later trials in any process or node sharing the cache load the weights and replay the reports
+instead of training again. Final-stage trials differ in seed and train their own."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from trainables.config import Recipe, TrialConfig
+from trainables.loop import Report
+
+
+def shares_prior(cfg: TrialConfig) -> bool:
+    return cfg.stage == "tune" and cfg.prior_recipe is not None
+
+
+def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype | None) -> Path:
+    identity = {"phase": phase, "recipe": recipe.__dict__, "precision": str(dtype),
+                **{k: v for k, v in cfg.to_dict().items()
+                   if k in ("task", "backbone", "train_split", "eval_split", "seed")}}
+    key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.cache_dir) / "priors" / f"{cfg.task}-{phase}-{key}.safetensors"
+
+
+def replay(path: Path, model: torch.nn.Module, report: Report) -> dict | None:
+    """Load a kept prior into `model` and send its reports again; None if there is none."""
+    if not (path.exists() and path.with_suffix(".json").exists()):
+        return None
+    kept = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict(load_file(str(path), device=str(next(model.parameters()).device)))
+    for metrics in kept["reports"]:
+        report(metrics)
+    return {**kept["result"], "train_seconds": 0.0, "train_images": 0, "replayed": True}
+
+
+def keep(path: Path, model: torch.nn.Module, reports: list[dict], result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(partial))
+    os.replace(partial, path)
+    card = path.with_suffix(f".json.{os.getpid()}")
+    card.write_text(json.dumps({"reports": reports, "result": result}))
+    os.replace(card, path.with_suffix(".json"))
