@@ -94,10 +94,16 @@ class StudySpec:
         return "all" if self.save_full_weights else ""
 
     def tune_trials(self, **where) -> list[TrialConfig]:
-        return [self.trial("tune", backbone, setting, task, strategy, lr, wd, self.tune_seed,
-                           **where)
-                for backbone, setting, task, strategy in self.cells()
-                for lr, wd in self.search_space.grid_for(get_strategy(strategy).grid).points()]
+        """The grid of every cell. Grid points after the first of a strategy with a prior are
+        queued last, so that they replay the prior the first one trained (trainables.priors)."""
+        leaders, followers = [], []
+        for backbone, setting, task, strategy in self.cells():
+            points = self.search_space.grid_for(get_strategy(strategy).grid).points()
+            for index, (lr, wd) in enumerate(points):
+                queue = followers if index and get_strategy(strategy).prior else leaders
+                queue.append(self.trial("tune", backbone, setting, task, strategy, lr, wd,
+                                        self.tune_seed, **where))
+        return leaders + followers
 
     def final_trials(self, selected, **where) -> list[TrialConfig]:
         """Every seed of each selected (backbone, setting, task, strategy) row."""

@@ -67,8 +67,8 @@ def test_a_quick_run_measures_every_figure(tmp_path):
                    capture_output=True, text=True)
     lines = [line for line in results.read_text().splitlines() if line.startswith("- ")]
     ratios = [line for line in lines if re.search(r": \d+\.\d\dx", line)]
-    assert len(lines) == 21 and len(ratios) >= 12
+    assert len(ratios) >= 12
     for needle in ("study grid wall time", "MLflow logging share", "epoch images/s",
-                   "MFU of the full_ft step", "linear probe trial wall time",
+                   "MFU of the full_ft step", "linear probe trial wall time", "torch.compile vs eager",
                    "Ray driver throughput"):
         assert any(needle in line for line in lines), needle

@@ -115,3 +115,9 @@ def test_the_tune_stage_shares_ft_then_pt_s_prior_and_replaying_it_changes_nothi
     final = replace(first, stage="final", eval_split="test", train_split="train800val200")
     run_trial(final, lambda r: None)
     assert len(list(fresh_cache.joinpath("priors").glob("*.safetensors"))) == 1
+
+
+def test_attention_runs_through_pytorch_s_fused_sdpa(cache_dir):
+    for name in ("full_ft", "vpt_deep", "lora"):
+        model = build_model(tiny_trial(cache_dir, name), 10, pretrained=False)
+        assert all(block.attn.fused_attn for block in model.blocks), name

@@ -83,3 +83,14 @@ def test_every_study_plans_without_data_or_weights(name, capsys):
     assert study_main(["plan", name, "--smoke"]) == 0
     out = capsys.readouterr().out
     assert "stage tune" in out and "GPU-hours" in out
+
+
+def test_grid_points_that_replay_a_prior_are_queued_after_the_one_that_trains_it():
+    trials = get_study("demo").tune_trials()
+    ft_then_pt = [i for i, c in enumerate(trials) if c.strategy == "ft_then_pt"]
+    first_of_task = {}
+    for i in ft_then_pt:
+        first_of_task.setdefault(trials[i].task, i)
+    followers = [i for i in ft_then_pt if i not in first_of_task.values()]
+    assert followers == list(range(len(trials) - len(followers), len(trials)))
+    assert max(first_of_task.values()) < min(followers)
