@@ -69,6 +69,6 @@ def test_a_quick_run_measures_every_figure(tmp_path):
     ratios = [line for line in lines if re.search(r": \d+\.\d\dx", line)]
     assert len(ratios) >= 12
     for needle in ("study grid wall time", "MLflow logging share", "epoch images/s",
-                   "MFU of the full_ft step", "linear probe trial wall time", "torch.compile vs eager",
-                   "Ray driver throughput"):
+                   "torch.compile vs eager", "MFU of the full_ft step",
+                   "linear probe trial wall time", "Ray driver throughput"):
         assert any(needle in line for line in lines), needle

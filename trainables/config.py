@@ -54,9 +54,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class Execution:
     """How a trial runs on its worker: CPU threads, numeric precision ("auto" is bf16 autocast
     on CUDA, and on a CPU with native bf16 for models of 5M parameters or more: see
-    `trainables.trial.autocast_dtype`),
-    `torch.compile`, the share of one GPU it was given (its process may use no more of that GPU's
-    memory), and whether a probe that trains only the head does so on features computed once."""
+    `trainables.trial.autocast_dtype`), `torch.compile`, the share of one GPU it was given (its
+    process may use no more of that GPU's memory), and whether a probe that trains only the
+    head does so on features computed once."""
     threads: int = 1
     precision: str = "auto"
     compile: bool = False
