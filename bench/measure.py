@@ -19,7 +19,7 @@ from study.studies import DEMO_BACKBONE
 from tasks import load_split
 from trainables.backbones import normalization
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
-from trainables.loop import Normalize, Split, optimizer_for, train
+from trainables.loop import OPTIMIZERS, Normalize, Split, optimizer_for, train
 from trainables.strategy import get_strategy
 from trainables.trial import SUMMARY, build_model, device, run_trial
 
@@ -101,7 +101,7 @@ def reference_epoch(cfg: TrialConfig, pngs: Path, epochs: int = 2) -> tuple[floa
     mean, std = normalization(model, cfg.backbone)
     batches = reference.loader(pngs, mean, std, cfg.recipe.batch_size, shuffle=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = reference.OPTIMIZERS[cfg.recipe.optimizer](params, cfg.recipe.lr, 0.0)
+    optimizer = OPTIMIZERS[cfg.recipe.optimizer](params, cfg.recipe.lr, 0.0)
     for _ in range(epochs):
         began = time.perf_counter()
         _, _, seen = reference.train_epoch(model, batches, optimizer)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from trainables.backbones import resolve_weights
 from trainables.config import Recipe, TrialConfig
 from trainables.loop import Report
 
@@ -23,7 +24,11 @@ def shares_prior(cfg: TrialConfig) -> bool:
 
 
 def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype | None) -> Path:
+    """Where the prior lives, named by everything it depends on (a replaced weights file too)."""
+    weights = resolve_weights(cfg.backbone, cfg.cache_dir) if cfg.backbone.weights else None
+    stamp = (weights.stat().st_size, weights.stat().st_mtime_ns) if weights else None
     identity = {"phase": phase, "recipe": recipe.__dict__, "precision": str(dtype),
+                "weights_file": stamp,
                 **{k: v for k, v in cfg.to_dict().items()
                    if k in ("task", "backbone", "train_split", "eval_split", "seed")}}
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
