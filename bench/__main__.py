@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-SECTIONS = ("grid", "epoch", "mfu", "probe", "driver", "gpu")
 DENSE_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}     # datasheets, FLOP/s
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +44,8 @@ class Size:
 
 
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
-             grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20, gpu_batches=(8,))
+             grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20,
+             gpu_batches=(8,))
 
 
 def machine() -> str:
@@ -266,6 +266,10 @@ def gpu(size: Size, work: Path, figures: Figures) -> None:
                     f"({ratio(rates[per_gpu], rates[1])} of one at a time)")
 
 
+MEASURES = {"grid": grid, "epoch": epoch, "mfu": mfu, "probe": probe, "driver": driver,
+            "gpu": gpu}
+
+
 def write_results(path: Path, command: str, figures: Figures) -> None:
     header = "# Benchmark results\n\nNewest first. Each section is one `python -m bench` run.\n"
     old = path.read_text() if path.exists() else header
@@ -282,12 +286,12 @@ def main(argv=None) -> int:
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
                "mfu (FLOP utilisation), probe (linear probe on cached features), driver "
                "(trivial trials per second), gpu (ViT-B/16 bf16 images/s and MFU, trials packed "
-               "per GPU; only with CUDA). The full run takes about 15 minutes on 2 CPU cores.")
+               "per GPU; only with CUDA). The full run takes about 13 minutes on 2 CPU cores.")
     parser.add_argument("--quick", action="store_true",
-                        help="every measurement, small (about 3 minutes); figures are not "
+                        help="every measurement, small (about 2 minutes); figures are not "
                              "meaningful")
-    default = ",".join(s for s in SECTIONS if s != "gpu" or torch.cuda.is_available())
-    parser.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS)} "
+    default = ",".join(s for s in MEASURES if s != "gpu" or torch.cuda.is_available())
+    parser.add_argument("--sections", help=f"comma-separated subset of {','.join(MEASURES)} "
                                            f"(default: {default})")
     parser.add_argument("--work-dir", default=str(HERE / "out"),
                         help="scratch: caches, PNGs, MLflow stores (default bench/out)")
@@ -295,10 +299,10 @@ def main(argv=None) -> int:
                                            "bench/out/RESULTS-quick.md with --quick)")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in (args.sections or default).split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
+    unknown = sorted(set(sections) - set(MEASURES))
     if unknown or not sections:
         print(f"error: unknown section(s) {', '.join(unknown) or '(none given)'}; valid: "
-              f"{', '.join(SECTIONS)}", file=sys.stderr)
+              f"{', '.join(MEASURES)}", file=sys.stderr)
         return 2
     if "gpu" in sections and not torch.cuda.is_available():
         print("error: the gpu section needs an NVIDIA GPU and this machine has none",
@@ -315,7 +319,7 @@ def main(argv=None) -> int:
     for number, name in enumerate(sections, 1):
         print(f"== {number}/{len(sections)} {name} (elapsed {time.perf_counter() - began:.0f} s)",
               flush=True)
-        globals()[name](size, work, figures)
+        MEASURES[name](size, work, figures)
     command = "python -m bench" + "".join(f" {a}" for a in (argv if argv is not None
                                                             else sys.argv[1:]))
     write_results(results, command, figures)

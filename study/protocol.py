@@ -48,7 +48,8 @@ def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, run
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
-              execution: Execution = Execution(), log: Callable[[str], None] = print) -> PaperTables:
+              execution: Execution = Execution(),
+              log: Callable[[str], None] = print) -> PaperTables:
     started = time.perf_counter()
     closed = tracker.close_interrupted()
     if closed:

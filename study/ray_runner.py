@@ -23,7 +23,7 @@ from study.tracking import StudyTracker
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
 from trainables.loop import Report
-from trainables.trial import run_trial
+from trainables.trial import SUMMARY, run_trial
 
 TrialFunction = Callable[[TrialConfig, Report], dict]
 
@@ -31,7 +31,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainable(config: dict, trial: TrialFunction) -> None:
-    from trainables.trial import SUMMARY
     node = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict) -> None:        # the summary says which node ran the trial

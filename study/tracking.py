@@ -1,8 +1,9 @@
 """MLflow tracking owned by the study, not by Ray's callback: one experiment per study, exactly one
 run per trial (tagged study, stage, task, group, strategy, backbone, seed, trial id), params at
 start, per-epoch metrics with step = epoch gathered and written in one `log_batch` call at most
-every `flush_seconds` per trial (and with the summary), the summary at the end, and an honest terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a
-killed driver are closed as KILLED when the study starts again. The store defaults to
+every `flush_seconds` per trial (and with the summary), the summary at the end, and an honest
+terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a killed driver are closed as
+KILLED when the study starts again. The store defaults to
 `sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it."""
 from __future__ import annotations
 
