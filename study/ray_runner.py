@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")      # our own progress lines instead of Ray's
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is the record, not
+                                                                  # per-trial CSV/JSON/TB files
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 

@@ -97,14 +97,16 @@ def set_train_mode(module: nn.Module) -> None:
 def evaluate(model: nn.Module, split: Split, normalize: Inputs, batch_size: int = 256,
              dtype: torch.dtype | None = None):
     model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(split), batch_size):
+    device = split.labels.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for start in range(0, len(split), batch_size):        # no host sync until the end
         images, y = split.batch(start, start + batch_size)
-        with autocast(y.device, dtype):
+        with autocast(device, dtype):
             logits = model(normalize(images)).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return loss_sum / len(split), 100.0 * correct / len(split)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(split), 100.0 * correct.item() / len(split)
 
 
 def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Inputs,
