@@ -31,13 +31,13 @@ RECIPES = {"full": Recipe("adamw", 0.001, 0.0, epochs=1, warmup_epochs=0, batch_
 
 
 def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "digits",
-           recipe: Recipe | None = None, prompt_length: int = 8, **changes) -> TrialConfig:
+           recipe: Recipe | None = None, prompt_length: int = 8) -> TrialConfig:
     grid = get_strategy(strategy).grid
     return TrialConfig(study="bench", stage="bench", task=task, strategy=strategy,
                        backbone=backbone, recipe=recipe or RECIPES[grid], seed=0,
                        train_split="train800", eval_split="val200",
                        prompt_length=prompt_length if get_strategy(strategy).prompted else 0,
-                       cache_dir=cache_dir, **changes)
+                       cache_dir=cache_dir)
 
 
 def trainable_model(cfg: TrialConfig, num_classes: int = 10) -> torch.nn.Module:
