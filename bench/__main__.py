@@ -81,29 +81,40 @@ def fresh(path: Path) -> Path:
     return path
 
 
+def demo_grid(size: Size, name: str):
+    """The demo study cut to the size's tasks, strategies and epochs, on the untrained demo ViT."""
+    from bench.measure import DEMO
+    from study.spec import get_study
+    return replace(get_study("demo"), name=name, tasks=size.grid_tasks,
+                   strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
+                   warmup_epochs=min(2, size.grid_epochs - 1))
+
+
+def run_project(configs, study: str, stage: str, work: Path, label: str, **runner):
+    """Run trials through the project's Ray runner into a fresh MLflow store; return the
+    tracker, the wall seconds (Ray's start included) and the driver's MLflow seconds."""
+    from study.ray_runner import RayRunner
+    from study.tracking import StudyTracker
+    tracker = StudyTracker(study, f"sqlite:///{fresh(work / f'{label}.db')}")
+    ray_runner = RayRunner(tracker, storage_path=str(fresh(work / f"ray-{label}")), **runner)
+    began = time.perf_counter()
+    try:
+        logging = ray_runner(configs, stage)
+    finally:
+        ray_runner.shutdown()
+    return tracker, time.perf_counter() - began, logging
+
+
 def grid(size: Size, work: Path, figures: Figures) -> None:
     """The demo study's tune grid, run by the project and by the reference harness."""
     from bench import reference
-    from bench.measure import DEMO
-    from study.ray_runner import RayRunner
-    from study.spec import get_study
-    from study.tracking import StudyTracker
     from tasks import get_task
     cache = prepared_cache(work, size.grid_tasks)
-    spec = replace(get_study("demo"), name="bench-grid", tasks=size.grid_tasks,
-                   strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
-                   warmup_epochs=min(2, size.grid_epochs - 1))
+    spec = demo_grid(size, "bench-grid")
     configs = spec.tune_trials(cache_dir=cache)
     print(f"[grid] {len(configs)} trials of the demo grid ({', '.join(size.grid_tasks)}; "
           f"{size.grid_epochs} epochs), project harness", flush=True)
-    tracker = StudyTracker(spec.name, f"sqlite:///{fresh(work / 'project.db')}")
-    runner = RayRunner(tracker, storage_path=str(fresh(work / "ray-project")))
-    began = time.perf_counter()
-    try:
-        logging = runner(configs, "tune")
-    finally:
-        runner.shutdown()
-    project = time.perf_counter() - began
+    tracker, project, logging = run_project(configs, spec.name, "tune", work, "project")
     runs = tracker.runs("tune", "FINISHED")
     trial_seconds = sum(run.data.metrics["wall_seconds"] for run in runs)
     if len(runs) != len(configs):
@@ -205,20 +216,11 @@ def probe(size: Size, work: Path, figures: Figures) -> None:
 def driver(size: Size, work: Path, figures: Figures) -> None:
     """Trials per second the Ray driver sustains, MLflow included, on trials that do nothing."""
     from bench.measure import DEMO, config, trivial_trial
-    from study.ray_runner import RayRunner
-    from study.tracking import StudyTracker
     configs = [replace(config(DEMO, "linear", ""), seed=seed) for seed in
                range(size.driver_trials)]
     print(f"[driver] {len(configs)} trivial trials", flush=True)
-    tracker = StudyTracker("bench-driver", f"sqlite:///{fresh(work / 'driver.db')}")
-    runner = RayRunner(tracker, storage_path=str(fresh(work / "ray-driver")),
-                       trial=trivial_trial)
-    began = time.perf_counter()
-    try:
-        logging = runner(configs, "bench")
-    finally:
-        runner.shutdown()
-    wall = time.perf_counter() - began
+    _, wall, logging = run_project(configs, "bench-driver", "bench", work, "driver",
+                                   trial=trivial_trial)
     figures.add(f"Ray driver throughput on {len(configs)} trivial trials: "
                 f"{len(configs) / wall:.1f} trials/s ({1000 * wall / len(configs):.0f} ms per "
                 f"trial, Ray start included; MLflow {1000 * logging / len(configs):.0f} ms of it)")
@@ -227,10 +229,7 @@ def driver(size: Size, work: Path, figures: Figures) -> None:
 def gpu(size: Size, work: Path, figures: Figures) -> None:
     """On an NVIDIA GPU: ViT-B/16 at 224 in bf16, images/s and MFU of the full_ft and vpt_deep
     (100 prompts) steps; the demo grid's throughput at 1, 2 and 4 trials per GPU."""
-    from bench.measure import DEMO, VIT_B, config, matmul_peak, step_utilisation
-    from study.ray_runner import RayRunner
-    from study.spec import get_study
-    from study.tracking import StudyTracker
+    from bench.measure import VIT_B, config, matmul_peak, step_utilisation
     from trainables.config import Execution
     name = torch.cuda.get_device_name()
     sheet = next((peak for key, peak in DENSE_BF16_PEAKS.items() if key in name), None)
@@ -246,21 +245,13 @@ def gpu(size: Size, work: Path, figures: Figures) -> None:
                         f"{'datasheet' if sheet else 'measured'} bf16 peak "
                         f"({achieved / 1e12:.0f} TFLOP/s)")
     cache = prepared_cache(work, size.grid_tasks)
-    spec = replace(get_study("demo"), name="bench-gpu", tasks=size.grid_tasks,
-                   strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
-                   warmup_epochs=min(2, size.grid_epochs - 1))
+    spec = demo_grid(size, "bench-gpu")
     rates = {}
     for per_gpu in (1, 2, 4):
         configs = spec.tune_trials(cache_dir=cache, execution=Execution(gpu_share=1 / per_gpu))
-        tracker = StudyTracker(spec.name, f"sqlite:///{fresh(work / f'gpu-{per_gpu}.db')}")
-        runner = RayRunner(tracker, gpus_per_trial=1 / per_gpu,
-                           storage_path=str(fresh(work / f"ray-gpu-{per_gpu}")))
-        began = time.perf_counter()
-        try:
-            runner(configs, "tune")
-        finally:
-            runner.shutdown()
-        rates[per_gpu] = len(configs) / (time.perf_counter() - began)
+        _, wall, _ = run_project(configs, spec.name, "tune", work, f"gpu-{per_gpu}",
+                                 gpus_per_trial=1 / per_gpu)
+        rates[per_gpu] = len(configs) / wall
         figures.add(f"demo grid on one GPU, {per_gpu} trial(s) at a time: "
                     f"{3600 * rates[per_gpu]:.0f} trials/hour "
                     f"({ratio(rates[per_gpu], rates[1])} of one at a time)")

@@ -64,23 +64,27 @@ class _TrackAndShowProgress(tune.Callback):
         self.started = time.perf_counter()
         self.tracking_seconds = 0.0           # driver time spent writing to MLflow
 
+    def _tracked(self, write, *args, **kwargs):
+        """Call the tracker, adding its time to the driver's MLflow seconds."""
+        began = time.perf_counter()
+        try:
+            return write(*args, **kwargs)
+        finally:
+            self.tracking_seconds += time.perf_counter() - began
+
     def _run(self, trial) -> str:
         """The MLflow run of the trial's current attempt, created when the attempt starts."""
         if trial.trial_id not in self.run_ids:
             cfg = TrialConfig.from_dict(trial.config["trial"])
-            began = time.perf_counter()
-            self.run_ids[trial.trial_id] = self.tracker.start(cfg, ray_trial_id=trial.trial_id)
-            self.tracking_seconds += time.perf_counter() - began
+            self.run_ids[trial.trial_id] = self._tracked(self.tracker.start, cfg,
+                                                         ray_trial_id=trial.trial_id)
         return self.run_ids[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self._run(trial)
-        began = time.perf_counter()
-        self.tracker.record(run_id, result)
-        self.tracking_seconds += time.perf_counter() - began
+        self._tracked(self.tracker.record, self._run(trial), result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed attempt that Ray will retry: its run ends FAILED; the retry gets a new run."""
@@ -91,10 +95,7 @@ class _TrackAndShowProgress(tune.Callback):
                  f"{trial.config['trial']['strategy']} after a failure")
 
     def _ended(self, trial, status: str, error: str | None = None):
-        run_id = self._run(trial)
-        began = time.perf_counter()
-        self.tracker.finish(run_id, status, error)
-        self.tracking_seconds += time.perf_counter() - began
+        self._tracked(self.tracker.finish, self._run(trial), status, error)
         self.run_ids.pop(trial.trial_id, None)
         self.done += 1
         self.failed += status != "FINISHED"

@@ -61,9 +61,9 @@ def test_compiled_steps_match_eager_steps(cache_dir):
 
 def test_the_training_split_is_put_on_the_device_once_per_process(cache_dir):
     cfg = tiny_trial(cache_dir)
-    first = load(cfg, cfg.train_split, "train", torch.device("cpu"), resident_=True)
+    first = load(cfg, cfg.train_split, "train", torch.device("cpu"), resident=True)
     again = load(replace(cfg, strategy="vpt_deep"), cfg.train_split, "train",
-                 torch.device("cpu"), resident_=True)
+                 torch.device("cpu"), resident=True)
     assert again.images is first.images and again.labels is first.labels
     assert isinstance(first.images, torch.Tensor) and first.images.dtype == torch.uint8
 

@@ -64,17 +64,17 @@ def metric_prefix(split: str) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def resident(cache_dir: str, task: str, split: str, on: torch.device) -> tuple[torch.Tensor, ...]:
+def on_device(cache_dir: str, task: str, split: str, on: torch.device) -> tuple[torch.Tensor, ...]:
     """A split's arrays copied to the device once per process."""
     images, labels = load_split(cache_dir, task, split)
     return torch.tensor(images, device=on), torch.tensor(labels, device=on)
 
 
-def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident_: bool) -> Split:
-    """A split of the task's cache: on the device if `resident_` (kept for later trials of this
+def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bool) -> Split:
+    """A split of the task's cache: on the device if `resident` (kept for later trials of this
     process), else memory-mapped on the host and moved per batch."""
-    if resident_:
-        return Split(*resident(str(cfg.cache_dir), cfg.task, split, on), name)
+    if resident:
+        return Split(*on_device(str(cfg.cache_dir), cfg.task, split, on), name)
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
     return Split(images, torch.tensor(labels, device=on), name)
 
@@ -177,8 +177,8 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     inject(cfg)
     on = set_up(cfg.execution, cfg.seed)
     task = get_task(cfg.task)
-    train_split = load(cfg, cfg.train_split, "train", on, resident_=True)
-    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident_=False)
+    train_split = load(cfg, cfg.train_split, "train", on, resident=True)
+    eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident=False)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
     mean, std = normalization(model, cfg.backbone)
     normalize = Normalize.of(mean, std, on)
