@@ -1,7 +1,9 @@
-"""Search spaces as data: lr x weight-decay grids with their optimiser, grouped into a
-`SearchSpace` that maps each strategy's grid key ("full", "prompt", "lora") to a grid, and the
-per-task VPT prompt lengths (the paper's Tables 16-18, shipped as `data/prompt_lengths.csv`, plus
-the demo suite's). Base lrs are scaled by batch / 256 in the loop."""
+"""Search spaces as data: lr x weight-decay grids, each with its optimiser (and, where a protocol
+sets them per grid, batch size and warm-up), grouped into a `SearchSpace` that maps each
+strategy's grid key ("full", "prompt", "mixed", "lora") to a grid and carries the per-task VPT
+prompt lengths. The paper has two readings (../README.md, `python -m study explain paper`):
+`PAPER`, the protocol its code ran (ChengHan111/VPT-or-FT, i.e. KMnP/vpt plus Mixed), and
+`PAPER_AS_WRITTEN`, its text. Base lrs are scaled by batch / 256 in the loop."""
 from __future__ import annotations
 
 import csv
@@ -13,13 +15,17 @@ from typing import Mapping
 
 from study.errors import StudyInputError
 
+DATA = Path(__file__).parent / "data"
+
 
 @dataclass(frozen=True)
 class Grid:
     name: str
-    optimizer: str                      # "sgd" | "adamw"
+    optimizer: str                      # a name in trainables.optimizers.OPTIMIZERS
     base_lrs: tuple[float, ...]
     weight_decays: tuple[float, ...]
+    batch_size: int | None = None       # None: the study's
+    warmup_epochs: int | None = None    # None: the study's
 
     def __post_init__(self):
         if not self.base_lrs or not self.weight_decays:
@@ -30,9 +36,17 @@ class Grid:
 
 
 @dataclass(frozen=True)
+class PromptLengths:
+    name: str
+    lengths: Mapping[str, int]
+    source: str                         # where the numbers come from
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     name: str
     grids: Mapping[str, Grid]
+    prompt_lengths: PromptLengths
 
     def grid_for(self, key: str) -> Grid:
         try:
@@ -40,50 +54,60 @@ class SearchSpace:
         except KeyError:
             raise StudyInputError(f"search space '{self.name}' has no '{key}' grid") from None
 
+    def prompt_length(self, task: str) -> int:
+        try:
+            return self.prompt_lengths.lengths[task]
+        except KeyError:
+            raise StudyInputError(f"search space '{self.name}' has no prompt length for task "
+                                  f"'{task}'") from None
+
+
+def _lengths(file: str) -> Mapping[str, int]:
+    with open(DATA / file, newline="") as f:
+        return MappingProxyType({row["task"]: int(row["prompt_length"])
+                                 for row in csv.DictReader(f) if row["task"] != "mean"})
+
+
+# VPT's per-task lengths, recovered from the paper's own Tuned / Total rows (P:137,159 and Tables
+# 10-15, 19): tuned = 9216 * P + 769 * C for deep prompts on ViT-B/16 with a C-class head fits one
+# P per task; the paper's code says it "strictly followed the ones in VPT" (VPT-or-FT README:125).
+VPT_LENGTHS = PromptLengths("vpt", _lengths("prompt_lengths_as_run.csv"),
+                            "VPT's lengths, as the paper's Tuned/Total rows (P:137,159,620) fit")
+# Tables 16-18 (P:596-610), which the text cites from E2VPT [37] (P:512); 15 of 19 differ.
+TABLES_16_18 = PromptLengths("tables_16_18", _lengths("prompt_lengths.csv"),
+                             "the paper's Tables 16-18 (P:512,596-610)")
+DEMO_LENGTHS = PromptLengths("demo", MappingProxyType(
+    {"photos": 4, "photo_regions": 8, "digits": 8, "microscopy": 4, "count": 8,
+     "sprite_location": 8, "sprite_orientation": 8}), "chosen for the 32 px demo ViT")
 
 PAPER_WEIGHT_DECAYS = (0.01, 0.001, 0.0001, 0.0)
-# The seed paper's single grid (SGD, momentum 0.9) for every strategy.
-PAPER_SGD = Grid("paper_sgd", "sgd", (50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05),
-                 PAPER_WEIGHT_DECAYS)
-# The official VPT code's full-finetuning grid (AdamW, 5 warm-up epochs in that code).
-VPT_OFFICIAL_FT = Grid("vpt_official_ft", "adamw", (0.005, 0.001, 0.0005, 0.0001),
-                       PAPER_WEIGHT_DECAYS)
+# The paper's SGD grid (P:79; VPT-or-FT tune_vtab.py:247-253 "prompt"), momentum 0.9, batch 64
+# and 10 warm-up epochs (configs/base-prompt.yaml; README.md:142-143).
+PAPER_SGD = Grid("paper_sgd", "vpt_sgd", (50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05),
+                 PAPER_WEIGHT_DECAYS, batch_size=64, warmup_epochs=10)
+# Full finetuning as the paper's code runs it (`--train-type finetune`, tune_vtab.py:219-221;
+# configs/base-finetune.yaml: AdamW, 5 warm-up epochs; README.md:141: batch 128).
+VPT_OFFICIAL_FT = Grid("vpt_official_ft", "vpt_adamw", (0.001, 0.0001, 0.0005, 0.005),
+                       PAPER_WEIGHT_DECAYS, batch_size=128, warmup_epochs=5)
 LORA_ADAMW = Grid("lora_adamw", "adamw", (0.005, 0.001, 0.0005, 0.0001), PAPER_WEIGHT_DECAYS)
 
 PAPER = SearchSpace("paper", MappingProxyType(
-    {"full": PAPER_SGD, "prompt": PAPER_SGD, "lora": PAPER_SGD}))
-OFFICIAL = SearchSpace("vpt_official", MappingProxyType(
-    {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "lora": LORA_ADAMW}))
+    {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": LORA_ADAMW}),
+    VPT_LENGTHS)
+PAPER_AS_WRITTEN = SearchSpace("paper_as_written", MappingProxyType(
+    {"full": PAPER_SGD, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": PAPER_SGD}),
+    TABLES_16_18)
 # The demo's small grid: two or three lrs per family, no weight decay, for the 32 px demo ViT.
+_DEMO_FULL = Grid("demo_full", "adamw", (0.004, 0.001), (0.0,))
 DEMO = SearchSpace("demo", MappingProxyType({
-    "full": Grid("demo_full", "adamw", (0.004, 0.001), (0.0,)),
+    "full": _DEMO_FULL, "mixed": _DEMO_FULL,
     "prompt": Grid("demo_prompt", "sgd", (5.0, 1.0, 0.25), (0.0,)),
     "lora": Grid("demo_lora", "adamw", (0.02, 0.005), (0.0,)),
-}))
-SMOKE = SearchSpace("smoke", MappingProxyType({
-    "full": Grid("smoke_full", "adamw", (0.002,), (0.0,)),
+}), DEMO_LENGTHS)
+_SMOKE_FULL = Grid("smoke_full", "adamw", (0.002,), (0.0,))
+SMOKE_GRIDS: Mapping[str, Grid] = MappingProxyType({
+    "full": _SMOKE_FULL, "mixed": _SMOKE_FULL,
     "prompt": Grid("smoke_prompt", "sgd", (2.5,), (0.0,)),
     "lora": Grid("smoke_lora", "adamw", (0.01,), (0.0,)),
-}))
-
-
-def _paper_prompt_lengths() -> dict[str, int]:
-    with open(Path(__file__).parent / "data" / "prompt_lengths.csv", newline="") as f:
-        return {row["task"]: int(row["prompt_length"]) for row in csv.DictReader(f)
-                if row["task"] != "mean"}
-
-
-DEMO_PROMPT_LENGTHS = {"photos": 4, "photo_regions": 8, "digits": 8, "microscopy": 4,
-                       "count": 8, "sprite_location": 8, "sprite_orientation": 8}
-FGVC_PROMPT_LENGTH = 10          # not published in the paper for FGVC; one choice for all five
-PROMPT_LENGTHS: Mapping[str, int] = MappingProxyType(
-    {**_paper_prompt_lengths(), **DEMO_PROMPT_LENGTHS,
-     **{task: FGVC_PROMPT_LENGTH for task in ("cub200", "nabirds", "oxford_flowers",
-                                              "stanford_dogs", "stanford_cars")}})
-
-
-def prompt_length(task: str) -> int:
-    try:
-        return PROMPT_LENGTHS[task]
-    except KeyError:
-        raise StudyInputError(f"no prompt length for task '{task}'") from None
+})
+SMOKE = SearchSpace("smoke", SMOKE_GRIDS, DEMO_LENGTHS)

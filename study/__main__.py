@@ -111,25 +111,36 @@ def cmd_plan(spec) -> None:
     from trainables.strategy import get_strategy
     print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies x "
           f"{len(spec.backbones)} backbone(s) x settings {', '.join(spec.settings)}; "
-          f"search space {spec.search_space.name}, {spec.epochs} epochs (batch "
-          f"{spec.batch_size}), seeds {', '.join(map(str, spec.seeds))}")
+          f"search space {spec.search_space.name}, {spec.epochs} epochs, seeds "
+          f"{', '.join(map(str, spec.seeds))} (every setting and its source: "
+          f"`python -m study explain {spec.name}`)")
     for backbone in spec.backbones:
         print(f"  backbone {backbone.tag}: timm {backbone.name}"
               + (f", weights {backbone.weights}" if backbone.weights else ""))
     for s in spec.strategies:
         grid = spec.search_space.grid_for(get_strategy(s).grid)
-        print(f"  {s:<12} grid {grid.name} ({grid.optimizer}): base lr {grid.base_lrs} x "
-              f"wd {grid.weight_decays}")
-    stages = {"tune": spec.tune_trials(),
-              "final": [spec.trial("final", b, setting, t, s, 1.0, 0.0, seed)
-                        for b, setting, t, s in spec.cells() for seed in spec.seeds]}
+        recipe = spec.recipe(get_strategy(s).grid, 0.0, 0.0)
+        print(f"  {s:<12} grid {grid.name} ({grid.optimizer}, batch {recipe.batch_size}, "
+              f"warm-up {recipe.warmup_epochs}): base lr {grid.base_lrs} x wd "
+              f"{grid.weight_decays}")
+    assumed = spec.first_points()          # the price of a trial does not depend on its lr
+    stages = {"tune": spec.tune_trials() + spec.tune_trials(assumed),
+              "final": spec.final_trials(assumed)}
+    costs = {stage: StageCost() for stage in stages}
     for stage, configs in stages.items():
-        cost = StageCost()
         for cfg in configs:
-            cost.add(cfg)
+            costs[stage].add(cfg)
+        cost = costs[stage].total
         print(f"stage {stage:<5}: {cost.trials:>6} trials, {cost.train_images:>14,} training "
               f"images x epochs, {cost.eval_images:>14,} evaluated images, "
               f"~{cost.gpu_hours:,.1f} GPU-hours")
+    print(f"per task: {'task':<22} {'tune trials':>11} {'tune GPU-h':>10} {'final GPU-h':>11}")
+    for task in spec.tasks:
+        tune, final = costs["tune"].by_task.get(task), costs["final"].by_task.get(task)
+        if tune or final:
+            tune, final = tune or StageCost().total, final or StageCost().total
+            print(f"          {task:<22} {tune.trials:>11} {tune.gpu_hours:>10.2f} "
+                  f"{final.gpu_hours:>11.2f}")
     print(f"GPU-hours: an estimate from {METHOD}")
 
 

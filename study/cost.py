@@ -1,13 +1,16 @@
-"""What a study costs before it runs: per stage, trials, training images x epochs, evaluation
-images, and an estimated number of GPU-hours. The FLOPs of one training step and one evaluation
-forward pass are counted exactly, per (backbone, strategy, prompt length, classes), with
-`torch.utils.flop_counter` on a model built on the meta device (no memory, no weights); the hours
-assume a stated fraction of a stated accelerator's dense bf16 peak. It is an estimate, not a
-measurement: bench/ measures throughput."""
+"""What a study costs before it runs: per stage and per task, trials, training images x epochs,
+evaluation images, and an estimated number of GPU-hours. The FLOPs of one training step and one
+evaluation forward pass are counted exactly, per phase of a trial (FT-then-PT's FT phase as full
+finetuning, its prompt phase as prompt tuning) and per (backbone, strategy, prompt length), with
+`torch.utils.flop_counter` on a model built on the meta device (no memory, no weights). A prior
+phase that the tune stage trains once per task and replays (`trainables.priors`) is counted once.
+The hours assume a stated fraction of a stated accelerator's dense bf16 peak. It is an estimate,
+not a measurement: bench/ measures throughput."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -16,8 +19,8 @@ from tasks import get_task
 from tasks.splits import split_size
 from trainables.backbones import input_size
 from trainables.config import TrialConfig
-from trainables.strategy import get_strategy
-from trainables.trial import build_model
+from trainables.priors import shares_prior
+from trainables.trial import build_model, phases
 
 PEAK_FLOPS = 312e12            # NVIDIA A100 dense bf16
 UTILISATION = 0.4
@@ -26,12 +29,13 @@ METHOD = (f"FLOPs counted per step with torch.utils.flop_counter on the meta dev
 
 
 @functools.lru_cache(maxsize=None)
-def flops_per_image(cfg: TrialConfig) -> tuple[float, float]:
-    """(train step, eval forward) FLOPs per image for the trial's model (a 10-class head: the
-    head's share is negligible)."""
-    strategy = get_strategy(cfg.strategy)
+def flops_per_image(cfg: TrialConfig, phase: int) -> tuple[float, float]:
+    """(train step, eval forward) FLOPs per image of the trial's model in one phase: adapted up
+    to that phase and trained as its strategy trains (a 10-class head: its share is
+    negligible)."""
+    strategy = phases(cfg)[phase][0]
     with torch.device("meta"):
-        model = build_model(cfg, 10, pretrained=False)
+        model = build_model(cfg, 10, pretrained=False, phase=phase)
         for name, param in model.named_parameters():
             param.requires_grad_(strategy.trains(name))
         size = input_size(model, cfg.backbone)
@@ -44,7 +48,7 @@ def flops_per_image(cfg: TrialConfig) -> tuple[float, float]:
 
 
 @dataclass
-class StageCost:
+class Cost:
     trials: int = 0
     train_images: int = 0        # images x epochs
     eval_images: int = 0
@@ -54,16 +58,33 @@ class StageCost:
     def gpu_hours(self) -> float:
         return self.flops / (PEAK_FLOPS * UTILISATION) / 3600
 
+
+@dataclass
+class StageCost:
+    total: Cost = field(default_factory=Cost)
+    by_task: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
+    shared: set = field(default_factory=set)        # prior phases already counted
+
     def add(self, cfg: TrialConfig) -> None:
         task = get_task(cfg.task)
-        recipes = [r for r in (cfg.prior_recipe, cfg.recipe) if r]
         key = replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="",
                       task="", train_split="", eval_split="", setting="")
-        train_flops, eval_flops = flops_per_image(key)
-        train = (split_size(task, cfg.train_split) or 0) * sum(r.epochs for r in recipes)
-        evals = sum(-(-r.epochs // r.eval_every) for r in recipes)
-        evaluated = (split_size(task, cfg.eval_split) or 0) * evals
-        self.trials += 1
-        self.train_images += train
-        self.eval_images += evaluated
-        self.flops += train * train_flops + evaluated * eval_flops
+        ordered = phases(cfg)
+        costs = (self.total, self.by_task[cfg.task])
+        for cost in costs:
+            cost.trials += 1
+        for index, (_, recipe) in enumerate(ordered):
+            if index < len(ordered) - 1 and shares_prior(cfg):
+                identity = (cfg.task, cfg.backbone, cfg.train_split, cfg.eval_split, cfg.seed,
+                            recipe)
+                if identity in self.shared:
+                    continue
+                self.shared.add(identity)
+            train_flops, eval_flops = flops_per_image(key, index)
+            train = (split_size(task, cfg.train_split) or 0) * recipe.epochs
+            evaluated = (split_size(task, cfg.eval_split) or 0) * -(-recipe.epochs //
+                                                                     recipe.eval_every)
+            for cost in costs:
+                cost.train_images += train
+                cost.eval_images += evaluated
+                cost.flops += train * train_flops + evaluated * eval_flops

@@ -1,8 +1,10 @@
 """The paper's protocol as one function: prepare what the study needs, stage `tune` (the lr x wd
 grid, one seed, train800 -> val200), selection from the MLflow runs (analysis.selection), stage
-`final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Each stage
-runs only the trials that MLflow does not already hold as FINISHED, so rerunning the same command
-after an interruption continues where it stopped. The runner (Ray Tune) is passed in."""
+`final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Strategies
+that start from a prior (FT-then-PT) are tuned after the others, from their prior's selected
+recipe. Each stage runs only the trials that MLflow does not already hold as FINISHED, so
+rerunning the same command after an interruption continues where it stopped. The runner (Ray
+Tune) is passed in."""
 from __future__ import annotations
 
 import time
@@ -11,7 +13,7 @@ from typing import Callable, Protocol
 from analysis.runs import load_runs
 from analysis.selection import CELL, select_best
 from analysis.table import PaperTables, paper_tables
-from study.spec import StudySpec
+from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones
 from tasks import get_task
@@ -38,18 +40,30 @@ def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -
 
 
 def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,
-              log: Callable[[str], None]) -> None:
+              log: Callable[[str], None], label: str = "") -> None:
     done = tracker.finished_trial_ids(stage)
     todo = [c for c in configs if c.trial_id not in done]
-    log(f"[{stage}] {len(configs)} trials: {len(configs) - len(todo)} already finished, "
+    log(f"[{stage}{label}] {len(configs)} trials: {len(configs) - len(todo)} already finished, "
         f"{len(todo)} to run")
     if todo:
         runner(todo, stage)
 
 
+def selection(spec: StudySpec, tracker: StudyTracker, configs: list[TrialConfig]) -> Selection:
+    """The selected (base lr, weight decay) of every cell that has a usable tune run."""
+    ids = {c.trial_id for c in configs}
+    runs = load_runs(spec.name, tracker.uri, "tune")
+    best = select_best(runs[runs["trial_id"].isin(ids)])
+    return {cell: (row.base_lr, row.weight_decay)
+            for cell, row in zip(best[list(CELL)].itertuples(index=False, name=None),
+                                 best.itertuples())}
+
+
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
               execution: Execution = Execution(),
               log: Callable[[str], None] = print) -> PaperTables:
+    """Tune the strategies trained from the pretrained backbone, select; tune those that start
+    from a selected prior (FT-then-PT from the task's FT recipe), select; then the final stage."""
     started = time.perf_counter()
     closed = tracker.close_interrupted()
     if closed:
@@ -57,22 +71,26 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     prepare_tasks(spec, cache_dir, log)
     ensure_backbones(spec, cache_dir, tracker, log)
 
-    tune = spec.tune_trials(cache_dir=cache_dir, execution=execution)
+    where = {"cache_dir": cache_dir, "execution": execution}
+    tune = spec.tune_trials(**where)
     run_stage("tune", tune, tracker, runner, log)
-    ids = {c.trial_id for c in tune}
-    tune_runs = load_runs(spec.name, tracker.uri, "tune")
-    tune_runs = tune_runs[tune_runs["trial_id"].isin(ids)]
-    selected = select_best(tune_runs)
-    cells = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()}
-    missing = cells - set(selected[list(CELL)].itertuples(index=False, name=None))
+    selected = selection(spec, tracker, tune)
+    after_prior = spec.tune_trials(selected, **where)
+    if after_prior:
+        run_stage("tune", after_prior, tracker, runner, log, label=" from selected priors")
+        tune += after_prior
+        selected = selection(spec, tracker, tune)
+    missing = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()} - set(selected)
     if missing:
-        log(f"[select] no usable tune run (all failed or diverged) for: "
+        log(f"[select] no usable tune run (all failed or diverged, or no selected prior) for: "
             f"{', '.join('/'.join(cell) for cell in sorted(missing))}")
-    for row in selected.itertuples():
+    tune_runs = load_runs(spec.name, tracker.uri, "tune")
+    tune_runs = tune_runs[tune_runs["trial_id"].isin({c.trial_id for c in tune})]
+    for row in select_best(tune_runs).itertuples():
         log(f"[select] {row.backbone} @{row.setting} {row.task:>20} {row.strategy:<12} "
             f"base_lr={row.base_lr:g} wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
 
-    final = spec.final_trials(selected, cache_dir=cache_dir, execution=execution)
+    final = spec.final_trials(selected, **where)
     run_stage("final", final, tracker, runner, log)
     final_ids = {c.trial_id for c in final}
     final_runs = load_runs(spec.name, tracker.uri, "final")

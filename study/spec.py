@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
-from search_spaces import SearchSpace, prompt_length
+from search_spaces import SearchSpace
 from study.errors import StudyInputError, UnknownName
 from tasks import get_task
 from tasks.splits import setting_splits, supports
@@ -15,6 +15,8 @@ from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.strategy import get_strategy
 
 FINAL_SEEDS = (42, 44, 82, 100, 800)
+Cell = tuple[str, str, str, str]                  # (backbone tag, setting, task, strategy)
+Selection = Mapping[Cell, tuple[float, float]]    # cell -> selected (base lr, weight decay)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class StudySpec:
     save_full_weights: bool = False           # final stage: keep full weights of strategies that
                                               # train everything (prompts and heads always kept)
     lora_rank: int = 8
-    prior_base_lr: float = 0.001              # FT phase of FT-then-PT (on the "full" grid's optimiser)
+    schedule: str = "step"                    # lr schedule (trainables.optimizers.SCHEDULES)
     settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
     upstream: Upstream | None = None
     description: str = ""
@@ -51,7 +53,11 @@ class StudySpec:
         for task in self.tasks:
             get_task(task)
         for strategy in self.strategies:
-            self.search_space.grid_for(get_strategy(strategy).grid)
+            chosen = get_strategy(strategy)
+            self.search_space.grid_for(chosen.grid)
+            if chosen.prior and chosen.prior not in self.strategies:
+                raise StudyInputError(f"study '{self.name}': {strategy} starts from {chosen.prior}"
+                                      f"'s selected recipe, so {chosen.prior} must be in it too")
         for setting in self.settings:
             setting_splits(setting)
         if not self.tasks or not self.strategies or not self.seeds or not self.backbones:
@@ -65,26 +71,37 @@ class StudySpec:
                 if supports(get_task(task), setting) for strategy in self.strategies]
 
     def recipe(self, grid_key: str, base_lr: float, weight_decay: float) -> Recipe:
-        optimizer = self.search_space.grid_for(grid_key).optimizer
-        return Recipe(optimizer, base_lr, weight_decay, self.epochs, self.warmup_epochs,
-                      self.batch_size, self.eval_every)
+        grid = self.search_space.grid_for(grid_key)
+        warmup = self.warmup_epochs if grid.warmup_epochs is None else grid.warmup_epochs
+        return Recipe(grid.optimizer, base_lr, weight_decay, self.epochs, warmup,
+                      grid.batch_size or self.batch_size, self.eval_every, self.schedule)
 
     def trial(self, stage: str, backbone: BackboneSpec, setting: str, task: str, strategy: str,
-              base_lr: float, weight_decay: float, seed: int, cache_dir: str = "",
-              execution: Execution = Execution()) -> TrialConfig:
+              base_lr: float, weight_decay: float, seed: int, prior: Recipe | None = None,
+              cache_dir: str = "", execution: Execution = Execution()) -> TrialConfig:
+        """One trial of a cell at a grid point; `prior` is the recipe of the strategy's prior
+        phase (FT-then-PT's FT: full_ft's selected recipe for the same task)."""
         chosen = get_strategy(strategy)
         tune, final = setting_splits(setting)
         train_split, eval_split = tune if stage == "tune" else final
-        prior = get_strategy(chosen.prior) if chosen.prior else None
         return TrialConfig(
             study=self.name, stage=stage, task=task, strategy=strategy, backbone=backbone,
             recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
             train_split=train_split, eval_split=eval_split, setting=setting,
-            prompt_length=prompt_length(task) if chosen.prompted else 0,
+            prompt_length=self.search_space.prompt_length(task) if chosen.prompted else 0,
             prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
             lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
-            prior_recipe=self.recipe(prior.grid, self.prior_base_lr, 0.0) if prior else None,
-            cache_dir=cache_dir, execution=execution, save=self._save(stage, chosen))
+            prior_recipe=prior, cache_dir=cache_dir, execution=execution,
+            save=self._save(stage, chosen))
+
+    def prior_recipe(self, backbone: BackboneSpec, setting: str, task: str, strategy: str,
+                     selected: Selection) -> Recipe | None:
+        """The recipe selected for the strategy's prior in the same task (None without one)."""
+        prior = get_strategy(strategy).prior
+        if prior is None:
+            return None
+        base_lr, weight_decay = selected[(backbone.tag, setting, task, prior)]
+        return self.recipe(get_strategy(prior).grid, base_lr, weight_decay)
 
     def _save(self, stage: str, strategy) -> str:
         if stage != "final":
@@ -93,24 +110,45 @@ class StudySpec:
             return "trainable"
         return "all" if self.save_full_weights else ""
 
-    def tune_trials(self, **where) -> list[TrialConfig]:
-        """The grid of every cell. Grid points after the first of a strategy with a prior are
-        queued last, so that they replay the prior the first one trained (trainables.priors)."""
+    def tune_trials(self, selected: Selection | None = None, **where) -> list[TrialConfig]:
+        """The grid of every cell. Without `selected`: the strategies trained from the
+        pretrained backbone. With the selection they produced: the strategies that start from a
+        prior's selected recipe (cells whose prior has no selection are left out); grid points
+        after a cell's first are queued last, so that they replay the prior the first one
+        trained (trainables.priors)."""
         leaders, followers = [], []
         for backbone, setting, task, strategy in self.cells():
-            points = self.search_space.grid_for(get_strategy(strategy).grid).points()
+            chosen = get_strategy(strategy)
+            if (selected is None) != (chosen.prior is None) or (
+                    chosen.prior and (backbone.tag, setting, task, chosen.prior) not in selected):
+                continue
+            prior = self.prior_recipe(backbone, setting, task, strategy, selected or {})
+            points = self.search_space.grid_for(chosen.grid).points()
             for index, (lr, wd) in enumerate(points):
-                queue = followers if index and get_strategy(strategy).prior else leaders
+                queue = followers if index and prior else leaders
                 queue.append(self.trial("tune", backbone, setting, task, strategy, lr, wd,
-                                        self.tune_seed, **where))
+                                        self.tune_seed, prior, **where))
         return leaders + followers
 
-    def final_trials(self, selected, **where) -> list[TrialConfig]:
-        """Every seed of each selected (backbone, setting, task, strategy) row."""
+    def final_trials(self, selected: Selection, **where) -> list[TrialConfig]:
+        """Every seed of each selected cell (whose prior, if it has one, is selected too)."""
         backbones = {backbone.tag: backbone for backbone in self.backbones}
-        return [self.trial("final", backbones[row.backbone], row.setting, row.task, row.strategy,
-                           row.base_lr, row.weight_decay, seed, **where)
-                for row in selected.itertuples() for seed in self.seeds]
+        trials = []
+        for (tag, setting, task, strategy), (lr, wd) in selected.items():
+            prior = get_strategy(strategy).prior
+            if prior and (tag, setting, task, prior) not in selected:
+                continue
+            backbone = backbones[tag]
+            recipe = self.prior_recipe(backbone, setting, task, strategy, selected)
+            trials += [self.trial("final", backbone, setting, task, strategy, lr, wd, seed,
+                                  recipe, **where) for seed in self.seeds]
+        return trials
+
+    def first_points(self) -> Selection:
+        """Each cell's first grid point, as a selection: what `study plan` prices."""
+        return {(b.tag, setting, task, strategy):
+                self.search_space.grid_for(get_strategy(strategy).grid).points()[0]
+                for b, setting, task, strategy in self.cells()}
 
 
 STUDIES: dict[str, Callable[..., StudySpec]] = {}

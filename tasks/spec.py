@@ -76,7 +76,7 @@ _VTAB1K = (
           pool="train[:63000]"),
     _vtab("dmlab", "dmlab", "structured", 6, "dmlab:2.0.1", "validation[:200]"),
     _vtab("kitti_distance", 'kitti(task="closest_vehicle_distance")', "structured", 4,
-          "kitti:3.*.*", "validation[:200]", label="kitti_distance"),
+          "kitti:3.2.0", "validation[:200]", label="kitti_distance"),       # VPT's version
     _vtab("dsprites_location",
           'dsprites(predicted_attribute="label_x_position",num_classes=16)', "structured", 16,
           "dsprites:2.*.*", "train[80%:+200]", test="train[90%:]", label="dsprites_location",

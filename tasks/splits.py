@@ -82,8 +82,8 @@ def supports(task: TaskSpec, setting: str) -> bool:
     (train, _), _ = setting_splits(setting)
     if train in task.splits:
         return True
-    if setting == "1shot":
-        return task.source.startswith("tfds:") and bool(task.pool)
+    if setting == "1shot":                      # sampled inside train800 / val200
+        return task.source.startswith("tfds:") and "train800" in task.splits
     return setting.isdigit() and int(setting) in supported_sweeps(task)
 
 

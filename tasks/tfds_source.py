@@ -3,10 +3,15 @@ google-research/task_adaptation: its builders, split strings (percent splits res
 builder's split sizes, `a%:+n` meaning n examples from a%), label functions (CLEVR count - 3 and
 distance bins, KITTI closest-vehicle bins, dSprites position // 2 and orientation bins, smallNORB
 azimuth / elevation) and preprocessing (grey to RGB, dSprites x 255, bilinear resize to the
-backbone's input size without antialiasing, as `tf.image.resize`). Reads through
-`tfds.data_source`, which needs no TensorFlow but an ArrayRecord-format build."""
+backbone's input size without antialiasing, as `tf.image.resize`). A data-size sweep adds seeded
+4:1 samples of the task's pool and never replaces the canonical splits (its 800 row is VTAB-1k's
+train800 / val200); one-shot splits are sampled inside train800 / val200 as the paper's code does.
+The manifest records what every split holds and the builder version asked for and used. Reads
+through `tfds.data_source`, which needs no TensorFlow but an ArrayRecord-format build."""
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -94,6 +99,17 @@ def how_to_build(task: TaskSpec, data_dir: str) -> str:
                    f"{data_dir} --out_file_format array_record`")
 
 
+def _builder(tfds, name: str, requested: str, data_dir: str | None):
+    """The builder at the version the task names where the installed TFDS has it, else TFDS's
+    default version (the manifest records both)."""
+    if requested:
+        try:
+            return tfds.builder(f"{name}:{requested}", data_dir=data_dir)
+        except (AssertionError, ValueError):
+            pass
+    return tfds.builder(name, data_dir=data_dir)
+
+
 Parts = list[tuple[str, np.ndarray]]          # (source split, example indices)
 
 
@@ -101,24 +117,24 @@ def _ranges(expression: str, sizes: Mapping[str, int]) -> Parts:
     return [(name, np.arange(a, b)) for name, a, b in resolve_split(expression, sizes)]
 
 
-def _one_shot(source, pool: tuple[str, int, int], label: Callable, classes: int,
-              seed: int = 0) -> tuple[Parts, Parts]:
-    """One image per class for train and one for val: the first two of each class in a seeded
-    order of the pool."""
-    name, start, stop = pool
-    picked: dict[int, list[int]] = {}
-    for index in start + np.random.default_rng([seed, 1]).permutation(stop - start):
-        found = picked.setdefault(label(source[int(index)]), [])
-        if len(found) < 2:
-            found.append(int(index))
-        if len(picked) == classes and all(len(v) == 2 for v in picked.values()):
-            break
-    missing = [c for c in range(classes) if len(picked.get(c, [])) < 2]
-    if missing:
-        raise StudyInputError(f"one-shot: classes {missing[:5]} have fewer than 2 examples")
-    order = sorted(picked)
-    return ([(name, np.array([picked[c][0] for c in order]))],
-            [(name, np.array([picked[c][1] for c in order]))])
+def even_sample(parts: Parts, labels: list[int], per_class: int) -> Parts:
+    """VPT-or-FT's one-shot sampling (`DATA.EVEN_SEPARETE`, src/data/datasets/tf_dataset.py:
+    99-135): `random.seed(0)`, then for each class in order of first appearance,
+    `random.sample` of `per_class` of its examples (all of them if it has fewer). A class absent
+    from the split gets none."""
+    rng = random.Random(0)
+    by_class: dict[int, list[tuple[str, int]]] = {}
+    examples = [(name, int(i)) for name, indices in parts for i in indices]
+    for example, label in zip(examples, labels):
+        by_class.setdefault(label, []).append(example)
+    picked = [e for members in by_class.values()
+              for e in rng.sample(members, min(len(members), per_class))]
+    return [(name, np.array([i for _, i in run]))
+            for name, run in itertools.groupby(picked, key=lambda e: e[0])]
+
+
+ONE_SHOT_FROM = {ONE_SHOT[0]: ("train800", 1), ONE_SHOT[1]: ("val200", 1),
+                 ONE_SHOT[2]: ("train800val200", 2)}
 
 
 def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | Path,
@@ -133,7 +149,7 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
     name, requested = builder_name(task)
     where = str(data_dir) if data_dir else None
     try:
-        builder = tfds.builder(name, data_dir=where)
+        builder = _builder(tfds, name, requested, where)
         sizes = dict(split_sizes or {split: info.num_examples
                                      for split, info in builder.info.splits.items()})
     except Exception as error:                 # noqa: BLE001 (TFDS raises many kinds)
@@ -153,20 +169,34 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
         return sources[split]
 
     label = LABELS[task.label]
+    strings = dict(splits or task.splits)
     plan: dict[str, Parts] = {split: _ranges(expression, sizes)
-                              for split, expression in (splits or task.splits).items()}
-    pool = resolve_split(task.pool, sizes)[0] if (sweep or one_shot) else None
+                              for split, expression in strings.items()}
+    holds = dict(strings)                        # split -> what it holds, for the manifest
+    pool = resolve_split(task.pool, sizes)[0] if sweep else None
     supported = []
     for train_size in sweep:
+        names = sweep_split_names(train_size)
+        if names[0] in strings:                  # the canonical splits (VTAB-1k's 800) stay
+            supported.append(train_size)
+            continue
         sample = sweep_indices(pool, train_size)
         if sample:
-            train_name, val_name, both = sweep_split_names(train_size)
-            plan[train_name], plan[val_name] = [(sample[0], sample[1])], [(sample[0], sample[2])]
-            plan[both] = plan[train_name] + plan[val_name]
+            plan[names[0]], plan[names[1]] = [(sample[0], sample[1])], [(sample[0], sample[2])]
+            plan[names[2]] = plan[names[0]] + plan[names[1]]
+            for split, count in zip(names, (train_size, train_size // 4, None)):
+                holds[split] = (f"{count} of" if count else "train and val of") + \
+                    f" a seeded 4:1 sample of {task.pool} (seed [0, {train_size}])"
             supported.append(train_size)
     if one_shot:
-        train, val = _one_shot(source(pool[0]), pool, label, task.num_classes)
-        plan.update(dict(zip(ONE_SHOT, (train, val, train + val))))
+        for split, (inside, per_class) in ONE_SHOT_FROM.items():
+            if inside not in plan:
+                raise StudyInputError(f"one-shot splits are sampled inside {inside}, which "
+                                      f"this preparation does not write")
+            labels = [label(source(name)[int(i)]) for name, idx in plan[inside] for i in idx]
+            plan[split] = even_sample(plan[inside], labels, per_class)
+            holds[split] = (f"{per_class} per class of {inside} ({strings.get(inside, inside)}),"
+                            f" random.seed(0) in split order, as VPT-or-FT's EVEN_SEPARETE")
 
     folder = task_dir(cache_dir, task.slug)
     entries = {}
@@ -188,7 +218,7 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
                                      chunks(), task.num_classes)
     info = {"source": task.source, "tfds_builder": name,
             "tfds_version": str(builder.info.version), "requested_version": requested,
-            "split_strings": dict(splits or task.splits), "pool": task.pool,
+            "splits_hold": holds, "pool": task.pool,
             "sweep_sizes": supported, "one_shot": one_shot, "image_size": image_size,
             "interpolation": INTERPOLATION, "encoding": "lossless uint8 (decoded from TFDS)"}
     return write_manifest(cache_dir, task.slug, task.num_classes, entries, info)

@@ -16,7 +16,8 @@ from tasks.cache import read_manifest, task_dir
 from tasks.folder_source import prepare_folder
 from tasks.spec import ONE_SHOT, SOURCE_SIZES, sweep_split_names
 from tasks.splits import resolve_split, supported_sweeps
-from tasks.tfds_source import LABELS, builder_name, clevr_distance, kitti_distance, prepare_tfds
+from tasks.tfds_source import (LABELS, builder_name, clevr_distance, even_sample, kitti_distance,
+                               prepare_tfds)
 
 TFDS_TASKS = [slug for slug in (*SUITES["vtab1k"], *SUITES["fgvc"])
               if TASKS[slug].source.startswith("tfds:")]
@@ -135,22 +136,68 @@ def test_a_corrupted_tfds_cache_is_refused(tmp_path):
         load_split(tmp_path, "svhn", "x")
 
 
-def test_sweep_and_one_shot_splits(tmp_path):
-    task = TASKS["svhn"]                     # pool train[:90%], 10 classes
-    with tfds.testing.mock_data(num_examples=400, policy=tfds.testing.MockPolicy.USE_CODE):
-        prepare_tfds(task, None, tmp_path, image_size=8, splits={"test": "test[:4]"},
-                     split_sizes={"train": 400, "test": 400}, sweep=(40, 400), one_shot=True,
-                     progress=False)
-    manifest = read_manifest(tmp_path, "svhn")
-    assert manifest["sweep_sizes"] == [40]              # 400 + 100 do not fit in 360
-    train, val, both = sweep_split_names(40)
-    assert (train, val, both) == ("train40", "val10", "train40val10")
-    counts = {s: manifest["splits"][s]["count"] for s in (train, val, both, *ONE_SHOT)}
-    assert counts == {"train40": 40, "val10": 10, "train40val10": 50, "train1shot": 10,
-                      "val1shot": 10, "train1shotval1shot": 20}
+def _prepare_svhn(cache, **kwargs):
+    """svhn from 2,000 mock examples: train800 = train[:800], val200 = train[1800:2000], pool
+    train[:1800]."""
+    splits = {**TASKS["svhn"].splits, "test": "test[:4]"}
+    with tfds.testing.mock_data(num_examples=2000, policy=tfds.testing.MockPolicy.USE_CODE):
+        prepare_tfds(TASKS["svhn"], None, cache, image_size=8, splits=splits,
+                     split_sizes={"train": 2000, "test": 2000}, progress=False, **kwargs)
+    return read_manifest(cache, "svhn")
+
+
+def test_a_size_sweep_never_touches_the_canonical_splits(tmp_path):
+    plain = _prepare_svhn(tmp_path / "plain")
+    swept = _prepare_svhn(tmp_path / "swept", sweep=(400, 800))
+    for split in ("train800", "val200", "train800val200"):
+        assert swept["splits"][split]["images"]["sha256"] == \
+            plain["splits"][split]["images"]["sha256"]
+        assert swept["splits"][split]["labels"]["sha256"] == \
+            plain["splits"][split]["labels"]["sha256"]
+        assert swept["splits_hold"][split] == TASKS["svhn"].splits[split]
+    assert swept["sweep_sizes"] == [400, 800]
+    assert "seeded 4:1 sample of train[:90%]" in swept["splits_hold"]["train400"]
+    counts = {s: swept["splits"][s]["count"] for s in sweep_split_names(400)}
+    assert counts == {"train400": 400, "val100": 100, "train400val100": 500}
+    assert set(swept["splits"]) == set(swept["splits_hold"])       # every split is described
+    assert supported_sweeps(TASKS["caltech101"]) == (400, 800)     # as the paper's Table 5
+
+
+def _official_even_separate(labels, per_class):
+    """VPT-or-FT src/data/datasets/tf_dataset.py:104-132, verbatim but for the images (their
+    positions stand in for them)."""
+    import collections
+    import random
+    random.seed(0)
+    class_id_to_images = collections.defaultdict(list)
+    for position, target in enumerate(labels):
+        class_id_to_images[target].append(position)
+    picked = []
+    for class_id, images in class_id_to_images.items():
+        picked += random.sample(images, min(len(images), per_class))
+    return picked
+
+
+@pytest.mark.parametrize("per_class", [1, 2])
+def test_one_shot_sampling_is_the_paper_codes(per_class):
+    labels = np.random.default_rng(3).integers(0, 7, 60).tolist()
+    parts = [("train", np.arange(100, 130)), ("validation", np.arange(0, 30))]
+    positions = [("train", i) for i in range(100, 130)] + [("validation", i) for i in range(30)]
+    ours = [(name, int(i)) for name, idx in even_sample(parts, labels, per_class) for i in idx]
+    assert ours == [positions[p] for p in _official_even_separate(labels, per_class)]
+
+
+def test_one_shot_splits_lie_inside_train800_and_val200(tmp_path):
+    manifest = _prepare_svhn(tmp_path, one_shot=True)
+    counts = {s: manifest["splits"][s]["count"] for s in ONE_SHOT}
+    assert counts == {"train1shot": 10, "val1shot": 10, "train1shotval1shot": 20}
     labels = load_split(tmp_path, "svhn", "train1shot")[1]
     assert sorted(labels.tolist()) == list(range(10))    # one image per class
-    assert supported_sweeps(TASKS["caltech101"]) == (400, 800)     # as the paper's Table 5
+    for split, inside in zip(ONE_SHOT, ("train800", "val200", "train800val200")):
+        images = load_split(tmp_path, "svhn", split)[0]
+        pool = {bytes(image) for image in load_split(tmp_path, "svhn", inside)[0]}
+        assert all(bytes(image) in pool for image in images)
+        assert inside in manifest["splits_hold"][split]
 
 
 def test_exported_folder_import_records_the_jpeg_reencoding(tmp_path):

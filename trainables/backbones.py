@@ -2,10 +2,12 @@
 (safetensors, a torch state dict loaded with `weights_only=True`, or the original ViT `.npz`) loads
 into the architecture, the classifier head excluded, after timm's own checkpoint converter for that
 architecture (official Swin, MAE, MoCo v3 checkpoints); a file for another architecture is refused
-with the mismatching keys named. Input normalisation is read from the model's pretrained config
-so that every run can record it."""
+with the mismatching keys named. The classifier head is initialised as timm does or as the official
+VPT code does, and a ViT can be given the official config's dropout. Input normalisation is the
+spec's, else read from the model's pretrained config, so that every run can record it."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -26,7 +28,33 @@ def create_backbone(spec: BackboneSpec, num_classes: int, cache_dir: str | Path 
                               **dict(spec.overrides))
     if spec.weights:
         load_weights(model, resolve_weights(spec, cache_dir), spec.key_prefix)
+    HEAD_INITS[spec.head_init](model.get_classifier())
+    if spec.dropout:
+        set_vit_dropout(model, spec.dropout)
     return model
+
+
+def vpt_head_init(head: nn.Linear) -> None:
+    """The official VPT head (src/models/mlp.py:52-57, `special_bias=True` at
+    src/models/vit_models.py:213): Kaiming-normal weight (fan_out), bias -log(99)."""
+    nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
+    nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))
+
+
+HEAD_INITS = {"timm": lambda head: None, "vpt": vpt_head_init}
+
+
+def set_vit_dropout(vit: nn.Module, p: float) -> None:
+    """The official ViT-B/16 config's dropout (VPT src/configs/vit_configs.py:35, `dropout_rate`
+    0.1; attention dropout 0): after the position embedding (`Embeddings.dropout`) and after each
+    MLP layer (`Mlp.dropout`, twice), i.e. timm's `pos_drop` and every block's `mlp.drop1/drop2`;
+    none on attention or before the head."""
+    if not hasattr(vit, "blocks") or not hasattr(vit, "pos_drop"):
+        raise StudyInputError(f"model dropout is defined for ViT backbones; "
+                              f"{type(vit).__name__} is not one")
+    vit.pos_drop.p = p
+    for block in vit.blocks:
+        block.mlp.drop1.p = block.mlp.drop2.p = p
 
 
 def resolve_weights(spec: BackboneSpec, cache_dir: str | Path) -> Path:

@@ -23,6 +23,8 @@ class BackboneSpec:
     label: str = ""                   # short name for tables and tags
     key_prefix: str = ""              # keep only weights under this prefix, stripped (MoCo v3)
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None   # else timm's config
+    dropout: float = 0.0              # ViT dropout on the embeddings and MLP outputs (`backbones`)
+    head_init: str = "timm"           # "timm" or "vpt" (the official VPT head: `backbones`)
     obtain: str = field(default="", compare=False)   # where to get the weights file
 
     @property
@@ -32,15 +34,17 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How parameters are optimised: optimiser family, base lr (scaled by batch / 256), weight
-    decay, epochs with linear warm-up then cosine decay."""
-    optimizer: str
+    """How parameters are optimised: optimiser by name, base lr (scaled by batch / 256), weight
+    decay, epochs with warm-up then cosine decay, stepped per step or per epoch (the optimisers
+    and schedules are `trainables.optimizers`)."""
+    optimizer: str                    # "sgd" | "adamw" | "vpt_sgd" | "vpt_adamw"
     base_lr: float
     weight_decay: float
     epochs: int
     warmup_epochs: int
     batch_size: int
     eval_every: int = 1               # evaluate every n epochs (and always after the last)
+    schedule: str = "step"            # "step" | "vpt_epoch"
 
     @property
     def lr(self) -> float:

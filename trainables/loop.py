@@ -1,10 +1,10 @@
 """The training loop, shared by every strategy: epochs over device-resident inputs (uint8 images
-normalised per batch on the device, or features computed once), linear warm-up then cosine decay
-per step, lr = base_lr * batch / 256, SGD (momentum 0.9) or AdamW from the recipe (fused kernels
-on CUDA, foreach on the CPU), optional bf16 autocast and `torch.compile`, per-epoch train and eval
-loss and accuracy sent through `report`. A non-finite loss stops training and returns "diverged".
-Modules whose parameters are all frozen run in eval mode, as the official VPT code keeps the
-frozen encoder, so only what trains (and prompt dropout) sees train-mode behaviour."""
+normalised per batch on the device, or features computed once), the recipe's optimiser and lr
+schedule (`trainables.optimizers`), lr = base_lr * batch / 256, optional bf16 autocast and
+`torch.compile`, per-epoch train and eval loss and accuracy sent through `report`. A non-finite
+loss stops training and returns "diverged". Modules whose parameters are all frozen run in eval
+mode, as the official VPT code keeps the frozen encoder, so only what trains (and prompt dropout)
+sees train-mode behaviour."""
 from __future__ import annotations
 
 import math
@@ -18,22 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import Recipe
+from trainables.optimizers import make_optimizer, make_schedule
 
 Report = Callable[[dict], None]
 Inputs = Callable[[torch.Tensor], torch.Tensor]      # stored batch -> model input
-
-OPTIMIZERS = {
-    "sgd": lambda params, lr, wd, **kernel: torch.optim.SGD(
-        params, lr=lr, momentum=0.9, weight_decay=wd, **kernel),
-    "adamw": lambda params, lr, wd, **kernel: torch.optim.AdamW(
-        params, lr=lr, weight_decay=wd, **kernel),
-}
-
-
-def optimizer_for(params: list[torch.Tensor], recipe: Recipe) -> torch.optim.Optimizer:
-    kernel = {"fused": True} if params[0].is_cuda else {"foreach": True}
-    return OPTIMIZERS[recipe.optimizer](params, recipe.lr, recipe.weight_decay, **kernel)
-
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
@@ -75,22 +63,20 @@ class Normalize:
         return (x - self.mean) / self.std
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def set_train_mode(module: nn.Module) -> None:
-    """Train mode where something trains; eval mode for every fully frozen submodule."""
-    params = list(module.parameters(recurse=True))
-    if params and not any(p.requires_grad for p in params):
+    """Train mode for a module whose parameters all train (with its dropout and drop-path), eval
+    mode for one whose parameters are all frozen or that has none; a module that partly trains
+    decides child by child. So a frozen backbone's dropouts stay off wherever they sit, as the
+    official VPT code keeps its frozen encoder in eval mode; prompt dropout acts."""
+    trains = [p.requires_grad for p in module.parameters()]
+    if not any(trains):
         module.eval()
-        return
-    module.train(True)
-    for child in module.children():
-        set_train_mode(child)
+    elif all(trains):
+        module.train(True)
+    else:
+        module.train(True)
+        for child in module.children():
+            set_train_mode(child)
 
 
 @torch.no_grad()
@@ -114,14 +100,11 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
           dtype: torch.dtype | None = None, compile: bool = False) -> dict:
     """Train the parameters that require grad; return the last epoch's numbers and outcome.
     `dtype` (bf16) turns on autocast; `compile` runs the steps through `torch.compile`."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optimizer_for(params, recipe)
+    optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                               recipe)
     forward = torch.compile(model) if compile else model
     device = train_split.labels.device
-    steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
-    total, warmup = recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, total))
+    schedule = make_schedule(optimizer, recipe, math.ceil(len(train_split) / recipe.batch_size))
     generator = torch.Generator().manual_seed(seed)
     last = {"outcome": "finished", "train_seconds": 0.0, "train_images": 0}
     for epoch in range(first_epoch, first_epoch + recipe.epochs):

@@ -3,13 +3,16 @@ forking timm: a `prompt` submodule holds the embeddings and forward pre-hooks on
 them in place. Shallow: P prompts are inserted between the class token and the patch tokens after
 the position embedding. Deep: before every later block, that slice is replaced by the layer's own
 prompts. Init is Xavier-uniform with bound sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout
-acts on the prompts only. Prompts are counted as prefix tokens so that any non-class-token pooling
+acts on the prompts only: the backbone's own dropout and drop-path are turned off, since the
+official prompted ViT runs its encoder in eval mode whatever trains (VPT
+src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens so that any non-class-token pooling
 skips them; the head still reads the class token after the final norm."""
 from __future__ import annotations
 
 import math
 
 import torch
+from timm.layers import DropPath
 from torch import nn
 
 from study.errors import StudyInputError
@@ -40,6 +43,15 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.M
     if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
         raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
                               f"the patch tokens); {type(vit).__name__} is not one")
+    if getattr(vit, "dynamic_img_size", False):
+        raise StudyInputError("visual prompts need a fixed input size: with dynamic_img_size "
+                              "timm resamples the position embedding past num_prefix_tokens, "
+                              "which would count the prompts")
+    for module in vit.modules():     # the official prompted ViT keeps its encoder in eval mode
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        elif isinstance(module, DropPath):
+            module.drop_prob = 0.0
     blocks = list(vit.blocks)
     patch = vit.patch_embed.patch_size
     vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,

@@ -33,7 +33,7 @@ def everything(name: str) -> bool:
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    grid: str                                   # "full" | "prompt" | "lora": key of a SearchSpace
+    grid: str                       # "full" | "prompt" | "mixed" | "lora": a SearchSpace key
     trains: Callable[[str], bool]
     adapt: Callable[[nn.Module, TrialConfig], nn.Module] = keep
     prior: str | None = None

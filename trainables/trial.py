@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,14 +120,15 @@ def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
 
 
 def build_model(cfg: TrialConfig, num_classes: int, cache_dir: str | Path = "",
-                pretrained: bool = True) -> torch.nn.Module:
+                pretrained: bool = True, phase: int | None = None) -> torch.nn.Module:
     """The trial's architecture: the backbone (with its pretrained weights unless told not to)
-    after every phase's adaptation. Under `torch.device("meta")` it costs no memory."""
+    after every phase's adaptation (or the phases up to `phase`). Under `torch.device("meta")` it
+    costs no memory."""
     backbone = cfg.backbone if pretrained else replace(cfg.backbone, weights=None,
                                                        hub_weights=False)
     model = create_backbone(backbone, num_classes, cache_dir)
-    for phase, _ in phases(cfg):
-        model = phase.adapt(model, cfg)
+    for strategy, _ in phases(cfg)[:None if phase is None else phase + 1]:
+        model = strategy.adapt(model, cfg)
     return model
 
 
@@ -156,7 +158,9 @@ def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
     """Train one phase; a model whose head alone trains does so on features computed once."""
     extracted = time.perf_counter()
     if cfg.execution.cache_features and only_head_trains(model):
-        trained, inputs = model.get_classifier(), torch.nn.Identity()
+        # named as in the model ("head.*"), so that optimisers see which tensor is the head's bias
+        trained = torch.nn.Sequential(OrderedDict(head=model.get_classifier()))
+        inputs = torch.nn.Identity()
         splits = [features(model, s, normalize, dtype) for s in (train_split, eval_split)]
     else:
         trained, inputs, splits = model, normalize, [train_split, eval_split]
@@ -188,6 +192,7 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     ordered = phases(cfg)
     for index, (phase, recipe) in enumerate(ordered):
         model = phase.adapt(model, cfg).to(on)
+        model.zero_grad(set_to_none=True)       # no gradient of an earlier phase survives
         for name, param in model.named_parameters():
             param.requires_grad_(phase.trains(name))
         shared = index < len(ordered) - 1 and shares_prior(cfg)

@@ -1,4 +1,5 @@
-"""Mixed: deep prompts are added and the whole network trains with them (the paper's Mixed)."""
+"""Mixed: deep prompts are added and the whole network trains with them (the paper's Mixed), tuned
+on its own grid key: the paper's code runs it as a prompt run (`--train-type prompt`, SGD grid)."""
 from trainables.prompts import add_prompts
 from trainables.strategy import Strategy, everything, register
 
@@ -7,5 +8,5 @@ def adapt(model, cfg):
     return add_prompts(model, cfg.prompt_length, deep=True, dropout=cfg.prompt_dropout)
 
 
-STRATEGY = register(Strategy("mixed", grid="full", trains=everything, adapt=adapt, prompted=True,
+STRATEGY = register(Strategy("mixed", grid="mixed", trains=everything, adapt=adapt, prompted=True,
                              summary="deep prompts + all weights train"))
