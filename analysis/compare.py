@@ -1,6 +1,6 @@
 """The study's numbers next to the paper's (analysis/data/results.csv, the paper's tables): per
-(strategy, task) our mean test accuracy, the paper's, and the difference, and per group whether
-the winner against full finetuning agrees."""
+(strategy, task) our mean test accuracy with the study (preset) it came from, the paper's, and
+the difference, and per group whether the winner against full finetuning agrees."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +20,8 @@ def paper_results(table_numbers=(1, 2, 19)) -> pd.DataFrame:
 
 def compare(final_runs: pd.DataFrame, tables=(1, 2, 19)) -> pd.DataFrame:
     done = counted(final_runs).dropna(subset=["final_test_acc"])
-    ours = done.groupby(["strategy", "task"])["final_test_acc"].mean().rename("ours").reset_index()
+    ours = (done.groupby(["study", "strategy", "task"])["final_test_acc"].mean().rename("ours")
+            .reset_index())
     ours["paper_strategy"] = ours["strategy"].map(lambda s: PAPER_NAMES.get(s, s))
     paper = paper_results(tables).rename(columns={"strategy": "paper_strategy",
                                                   "accuracy": "paper"})
@@ -28,7 +29,7 @@ def compare(final_runs: pd.DataFrame, tables=(1, 2, 19)) -> pd.DataFrame:
                         on=["paper_strategy", "task"], how="inner")
     merged["difference"] = (merged["ours"] - merged["paper"]).round(2)
     merged["ours"] = merged["ours"].round(2)
-    return merged[["table", "group", "task", "strategy", "ours", "paper", "difference"]]
+    return merged[["table", "group", "task", "strategy", "study", "ours", "paper", "difference"]]
 
 
 def winner_agreement(comparison: pd.DataFrame, baseline: str = "full_ft") -> pd.DataFrame:

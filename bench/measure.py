@@ -19,9 +19,10 @@ from study.studies import DEMO_BACKBONE
 from tasks import load_split
 from trainables.backbones import normalization
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
-from trainables.loop import OPTIMIZERS, Normalize, Split, optimizer_for, train
+from trainables.loop import Normalize, Split, train
+from trainables.optimizers import make_optimizer
 from trainables.strategy import get_strategy
-from trainables.trial import SUMMARY, build_model, device, run_trial
+from trainables.trial import SUMMARY, build_model, device, phases, run_trial
 
 DEMO = replace(DEMO_BACKBONE, weights=None, label="demo-vit-32")   # speed does not need weights
 VIT_S = BackboneSpec("vit_small_patch16_224", label="vit-s16-224")
@@ -100,8 +101,8 @@ def reference_epoch(cfg: TrialConfig, pngs: Path, epochs: int = 2) -> tuple[floa
     model = trainable_model(cfg)
     mean, std = normalization(model, cfg.backbone)
     batches = reference.loader(pngs, mean, std, cfg.recipe.batch_size, shuffle=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS[cfg.recipe.optimizer](params, cfg.recipe.lr, 0.0)
+    optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                               replace(cfg.recipe, weight_decay=0.0))
     for _ in range(epochs):
         began = time.perf_counter()
         _, _, seen = reference.train_epoch(model, batches, optimizer)
@@ -131,7 +132,8 @@ def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
     size = model.patch_embed.img_size[0]
     x = torch.randn(batch, 3, size, size, device=device())
     y = torch.randint(0, 10, (batch,), device=device())
-    optimizer = optimizer_for([p for p in model.parameters() if p.requires_grad], cfg.recipe)
+    optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                               cfg.recipe)
     model.train()
 
     def step():
@@ -147,7 +149,8 @@ def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
         step()
     synchronize()
     seconds = (time.perf_counter() - began) / steps
-    return flops_per_image(replace(cfg, cache_dir=""))[0] * batch / seconds, seconds
+    last_phase = len(phases(cfg)) - 1
+    return flops_per_image(replace(cfg, cache_dir=""), last_phase)[0] * batch / seconds, seconds
 
 
 def linear_probe(cache_dir: str, task: str, epochs: int, seed: int, cached: bool) -> dict:

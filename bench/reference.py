@@ -23,7 +23,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from tasks import load_split
 from trainables.backbones import create_backbone, normalization
 from trainables.config import TrialConfig
-from trainables.loop import OPTIMIZERS, lr_factor
+from trainables.optimizers import make_optimizer, make_schedule
 from trainables.trial import phases
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
@@ -114,11 +114,10 @@ def reference_trial(config: dict) -> None:
         model = phase.adapt(model, cfg)
         for name, param in model.named_parameters():
             param.requires_grad_(phase.trains(name))
-        optimizer = OPTIMIZERS[recipe.optimizer](
-            [p for p in model.parameters() if p.requires_grad], recipe.lr, recipe.weight_decay)
-        steps = math.ceil(len(train.dataset) / recipe.batch_size)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-            s, recipe.warmup_epochs * steps, recipe.epochs * steps))
+        optimizer = make_optimizer(
+            [(n, p) for n, p in model.named_parameters() if p.requires_grad], recipe)
+        schedule = make_schedule(optimizer, recipe, math.ceil(len(train.dataset) /
+                                                              recipe.batch_size))
         for _ in range(recipe.epochs):
             epoch += 1
             lr = optimizer.param_groups[0]["lr"]

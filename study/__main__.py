@@ -1,4 +1,4 @@
-"""Command line: `python -m study list | plan <study> | run <study>`. Bad input (an unknown name,
+"""Command line: `python -m study list | plan <study> | explain <study> | run <study>`. Bad input (an unknown name,
 a malformed flag) prints one line and exits with status 2, before anything starts."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from trainables.config import PRECISIONS, Execution
 EPILOG = """examples:
   python -m study list
   python -m study plan demo
+  python -m study explain paper             # every setting of a preset and its source
   python -m study run demo --smoke          # about a minute
   python -m study run demo                  # the offline demo study (make demo)
   python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
@@ -57,12 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "hyperparameter study recorded in MLflow.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     commands.add_parser("list", help="list studies, tasks and strategies")
-    for name, helptext in (("plan", "print trials and cost per stage; runs nothing"),
+    for name, helptext in (("plan", "print trials and cost per stage and task; runs nothing"),
+                           ("explain", "print the protocol card: every setting, its value and "
+                                       "its source (paper line or official code file:line)"),
                            ("run", "run tune -> select -> final and print the table")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("study", help="a study name from `python -m study list`")
         sub.add_argument("--smoke", action="store_true", help="a tiny version (about a minute)")
         sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
+        if name == "explain":
+            sub.add_argument("--format", choices=("markdown", "csv"), default="markdown")
         if name == "run":
             sub.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
             sub.add_argument("--gpus-per-trial", type=_positive(float, allow_zero=True),
@@ -183,6 +188,10 @@ def main(argv=None) -> int:
                          save_full_weights=getattr(args, "save_full_weights", None))
         if args.command == "plan":
             cmd_plan(spec)
+            return 0
+        if args.command == "explain":
+            from study.card import render
+            print(render(spec, args.format), end="")
             return 0
         return cmd_run(spec, args)
     except StudyInputError as error:

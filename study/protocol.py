@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 from analysis.runs import load_runs
 from analysis.selection import CELL, select_best
 from analysis.table import PaperTables, paper_tables
+from study import card
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones
@@ -70,6 +71,8 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
         log(f"mlflow: closed {closed} run(s) left RUNNING by an interrupted driver as KILLED")
     prepare_tasks(spec, cache_dir, log)
     ensure_backbones(spec, cache_dir, tracker, log)
+    tracker.log_card({"protocol_card.md": card.render(spec), "protocol_card.csv":
+                      card.render(spec, "csv")})
 
     where = {"cache_dir": cache_dir, "execution": execution}
     tune = spec.tune_trials(**where)

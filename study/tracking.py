@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -35,6 +36,14 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite store live beside its database file (as `mlflow server` keeps
+    ./mlartifacts), not in the working directory; a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -50,14 +59,19 @@ def trial_params(cfg: TrialConfig) -> dict[str, object]:
     r = cfg.recipe
     params = {"base_lr": r.base_lr, "lr": r.lr, "weight_decay": r.weight_decay,
               "batch_size": r.batch_size, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs,
-              "optimizer": r.optimizer, "prompt_length": cfg.prompt_length,
+              "optimizer": r.optimizer, "schedule": r.schedule,
+              "prompt_length": cfg.prompt_length,
               "prompt_dropout": cfg.prompt_dropout, "lora_rank": cfg.lora_rank,
               "train_split": cfg.train_split, "eval_split": cfg.eval_split,
               "backbone_name": cfg.backbone.name, "backbone_weights": cfg.backbone.weights or "",
-              "backbone_overrides": dict(cfg.backbone.overrides)}
+              "backbone_overrides": dict(cfg.backbone.overrides),
+              "backbone_dropout": cfg.backbone.dropout, "head_init": cfg.backbone.head_init}
     if cfg.prior_recipe:
         params.update(prior_optimizer=cfg.prior_recipe.optimizer,
-                      prior_base_lr=cfg.prior_recipe.base_lr, prior_epochs=cfg.prior_recipe.epochs)
+                      prior_base_lr=cfg.prior_recipe.base_lr,
+                      prior_weight_decay=cfg.prior_recipe.weight_decay,
+                      prior_batch_size=cfg.prior_recipe.batch_size,
+                      prior_epochs=cfg.prior_recipe.epochs)
     return params
 
 
@@ -82,8 +96,27 @@ class StudyTracker:
         check_reachable(self.uri)
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study)
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(study))
+        self.experiment_id = (experiment.experiment_id if experiment else
+                              self.client.create_experiment(study, artifact_root(self.uri)))
+
+    def log_card(self, files: dict[str, str]) -> str:
+        """The study's protocol card (`study.card`): the experiment's description, which the
+        MLflow UI shows on the experiment's page, and artifacts of one run tagged
+        stage=protocol."""
+        self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content",
+                                       files["protocol_card.md"])
+        runs = self.client.search_runs([self.experiment_id], "tags.stage = 'protocol'")
+        run_id = runs[0].info.run_id if runs else self.client.create_run(
+            self.experiment_id, tags={"stage": "protocol", "mlflow.runName": "protocol card",
+                                      "study": self.client.get_experiment(
+                                          self.experiment_id).name}).info.run_id
+        with tempfile.TemporaryDirectory() as folder:
+            for name, text in files.items():
+                (Path(folder) / name).write_text(text)
+                self.client.log_artifact(run_id, str(Path(folder) / name))
+        if not runs:
+            self.client.set_terminated(run_id, "FINISHED")
+        return run_id
 
     def start(self, cfg: TrialConfig, **tags: str) -> str:
         run = self.client.create_run(self.experiment_id, tags={**trial_tags(cfg), **tags})

@@ -14,7 +14,8 @@ from bench import reference
 from bench.__main__ import Figures, write_results
 from bench.measure import DEMO, config, trainable_model
 from tasks import load_split
-from trainables.loop import OPTIMIZERS
+from trainables.config import Recipe
+from trainables.optimizers import make_optimizer
 
 
 def test_the_reference_decodes_the_cached_images(cache_dir, tmp_path):
@@ -34,7 +35,8 @@ def test_the_reference_loop_trains(cache_dir, tmp_path):
     folder = reference.export_pngs(cache_dir, "digits", "train800", tmp_path, limit=128)
     model = trainable_model(config(DEMO, "full_ft", cache_dir))
     batches = reference.loader(folder, (0.5,) * 3, (0.5,) * 3, 32, shuffle=True)
-    optimizer = OPTIMIZERS["adamw"](list(model.parameters()), 0.001, 0.0)
+    optimizer = make_optimizer(list(model.named_parameters()),
+                               Recipe("adamw", 0.001 * 256 / 32, 0.0, 1, 0, batch_size=32))
     first, _, seen = reference.train_epoch(model, batches, optimizer)
     for _ in range(3):
         last, _, _ = reference.train_epoch(model, batches, optimizer)

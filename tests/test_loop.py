@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import tiny_trial
 from trainables.config import Recipe
-from trainables.loop import lr_factor
+from trainables.optimizers import step_warmup_cosine as lr_factor
 from trainables.trial import SUMMARY, run_trial
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces import PAPER_SGD
+from search_spaces import PAPER_SGD, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.__main__ import main as study_main
 from study.spec import FINAL_SEEDS, all_studies, get_study
 
@@ -38,16 +38,22 @@ def test_paper_preset_is_tables_1_and_2():
     rows = paper_rows(1, 2)
     assert set(spec.tasks) == {r["task"] for r in rows}
     assert set(spec.strategies) == {STRATEGY[r["strategy"]] for r in rows}
-    assert (spec.epochs, spec.warmup_epochs, spec.batch_size) == (100, 10, 64)
+    assert (spec.epochs, spec.schedule) == (100, "vpt_epoch")
     assert spec.seeds == FINAL_SEEDS == (42, 44, 82, 100, 800)
-    grid = spec.search_space.grid_for("prompt")
-    assert (grid.base_lrs, grid.weight_decays, grid.optimizer) == \
-        (PAPER_SGD.base_lrs, PAPER_SGD.weight_decays, "sgd")
-    lengths = paper_prompt_lengths()
+    for key in ("prompt", "mixed"):
+        assert spec.search_space.grid_for(key) == PAPER_SGD
+    assert spec.search_space.grid_for("full") == VPT_OFFICIAL_FT
     for cfg in spec.tune_trials():
         if cfg.strategy == "vpt_deep":
-            assert cfg.prompt_length == lengths[cfg.task]
-    assert len(spec.tune_trials()) == 19 * 4 * 40
+            assert cfg.prompt_length == VPT_LENGTHS.lengths[cfg.task]
+    assert len(spec.tune_trials()) == 19 * (16 + 40 + 40)      # FT-then-PT after FT's selection
+
+
+def test_paper_as_written_reads_the_text():
+    spec = get_study("paper-as-written")
+    assert {spec.search_space.grid_for(k) for k in ("full", "prompt", "mixed")} == {PAPER_SGD}
+    lengths = paper_prompt_lengths()
+    assert all(spec.search_space.prompt_length(t) == lengths[t] for t in spec.tasks)
 
 
 def test_paper_scale_covers_tables_5_and_6():
@@ -86,7 +92,8 @@ def test_every_study_plans_without_data_or_weights(name, capsys):
 
 
 def test_grid_points_that_replay_a_prior_are_queued_after_the_one_that_trains_it():
-    trials = get_study("demo").tune_trials()
+    spec = get_study("demo")
+    trials = spec.tune_trials(spec.first_points())
     ft_then_pt = [i for i, c in enumerate(trials) if c.strategy == "ft_then_pt"]
     first_of_task = {}
     for i in ft_then_pt:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search_spaces import Grid, SearchSpace
+from search_spaces import DEMO_LENGTHS, Grid, SearchSpace
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.spec import StudySpec
@@ -19,7 +19,7 @@ from tests.conftest import TINY_VIT
 SPACE = SearchSpace("it", MappingProxyType({
     "full": Grid("it_full", "adamw", (0.002,), (0.0,)),
     "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
-}))
+}), DEMO_LENGTHS)
 SPEC = StudySpec(name="integration", tasks=("digits", "count"),
                  strategies=("full_ft", "vpt_deep", "linear"), backbones=(TINY_VIT,),
                  search_space=SPACE, epochs=2, warmup_epochs=1, seeds=(42, 44),
@@ -40,8 +40,11 @@ def study(tmp_path_factory, cache_dir):
         again = run_study(SPEC, runner, tracker, cache_dir, log=second_log.append).single
     finally:
         runner.shutdown()
-    runs = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)
-    return dict(table=table, again=again, runs=runs, client=MlflowClient(uri),
+    every = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)
+    runs = [r for r in every if r.data.tags["stage"] in ("tune", "final")]
+    cards = [r for r in every if r.data.tags["stage"] == "protocol"]
+    return dict(table=table, again=again, runs=runs, cards=cards, client=MlflowClient(uri),
+                experiment=tracker.experiment_id,
                 first_log=first_log, second_log=second_log)
 
 
@@ -53,6 +56,15 @@ def test_exactly_one_finished_run_per_trial(study):
     assert len(set(ids)) == len(ids)
     stages = pd.Series([r.data.tags["stage"] for r in runs]).value_counts()
     assert stages["tune"] == TUNE_TRIALS and stages["final"] == FINAL_TRIALS
+
+
+def test_the_protocol_card_is_the_experiments_description_and_an_artifact(study):
+    assert len(study["cards"]) == 1                    # logged again by the rerun, same run
+    client = study["client"]
+    note = client.get_experiment(study["experiment"]).tags["mlflow.note.content"]
+    assert note.startswith("# Protocol card: integration") and "| optimizer | full_ft |" in note
+    names = {a.path for a in client.list_artifacts(study["cards"][0].info.run_id)}
+    assert names == {"protocol_card.md", "protocol_card.csv"}
 
 
 def test_runs_carry_tags_params_and_per_epoch_metrics(study):

@@ -1,0 +1,305 @@
+"""The paper presets against the code that produced the paper's numbers (ChengHan111/VPT-or-FT,
+i.e. KMnP/vpt's solver, data and model code): the official optimisers step for step, the
+per-epoch schedule, VPT's prompt lengths through the paper's own Tuned/Total rows, the head init,
+dropout only where the official model trains in train mode, FT-then-PT from the task's selected FT
+recipe, the cost of a shared prior, and the protocol card pinned to the preset."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from search_spaces import PAPER_SGD, TABLES_16_18, VPT_LENGTHS, VPT_OFFICIAL_FT
+from study.card import rows
+from study.cost import StageCost, flops_per_image
+from study.errors import StudyInputError
+from study.spec import get_study
+from tasks import get_task
+from tests.conftest import tiny_trial
+from trainables.backbones import create_backbone
+from trainables.config import BackboneSpec, Recipe
+from trainables.loop import set_train_mode
+from trainables.optimizers import VptAdamW, make_optimizer, make_schedule
+from trainables.prompts import add_prompts
+from trainables.strategy import get_strategy
+from trainables.trial import build_model, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = BackboneSpec("vit_tiny_patch16_224", overrides=(("img_size", 32), ("patch_size", 8),
+                                                      ("embed_dim", 32), ("depth", 2),
+                                                      ("num_heads", 2)),
+                    dropout=0.1, head_init="vpt")
+
+
+class OfficialAdamW(torch.optim.Optimizer):
+    """VPT src/solver/optimizer.py:139-214 verbatim, but for torch's newer argument order in
+    `add_`, `addcmul_` and `addcdiv_` (the old positional forms are gone)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0,
+                 correct_bias=True):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      correct_bias=correct_bias))
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                grad = p.grad.data
+                state = self.state[p]
+                if len(state) == 0:
+                    state['step'] = 0
+                    state['exp_avg'] = torch.zeros_like(p.data)
+                    state['exp_avg_sq'] = torch.zeros_like(p.data)
+                exp_avg, exp_avg_sq = state['exp_avg'], state['exp_avg_sq']
+                beta1, beta2 = group['betas']
+                state['step'] += 1
+                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                denom = exp_avg_sq.sqrt().add_(group['eps'])
+                step_size = group['lr']
+                if group['correct_bias']:
+                    bias_correction1 = 1.0 - beta1 ** state['step']
+                    bias_correction2 = 1.0 - beta2 ** state['step']
+                    step_size = step_size * math.sqrt(bias_correction2) / bias_correction1
+                p.data.addcdiv_(exp_avg, denom, value=-step_size)
+                if group['weight_decay'] > 0.0:
+                    p.data.add_(p.data, alpha=-group['lr'] * group['weight_decay'])
+
+
+def _named(seed=0):
+    torch.manual_seed(seed)
+    return [("blocks.0.attn.qkv.weight", torch.nn.Parameter(torch.randn(6, 4))),
+            ("blocks.0.attn.qkv.bias", torch.nn.Parameter(torch.randn(6))),
+            ("prompt.embeddings", torch.nn.Parameter(torch.randn(1, 3, 4))),
+            ("head.weight", torch.nn.Parameter(torch.randn(5, 4))),
+            ("head.bias", torch.nn.Parameter(torch.randn(5)))]
+
+
+def _grad_steps(named, optimizer, steps=5):
+    for step in range(steps):
+        generator = torch.Generator().manual_seed(step)
+        for _, p in named:
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimizer.step()
+    return [p.detach().clone() for _, p in named]
+
+
+def test_vpt_adamw_is_the_official_optimiser_bit_for_bit():
+    recipe = Recipe("vpt_adamw", 0.005, 0.001, 10, 5, 128)
+    ours = _named()
+    optimizer = make_optimizer(ours, recipe)
+    assert isinstance(optimizer, VptAdamW)
+    decays = {n: g["weight_decay"] for g in optimizer.param_groups for n, p in ours
+              if any(p is q for q in g["params"])}
+    # 0.01 on every non-bias tensor, whatever the grid's 0.001; no decay on biases
+    assert decays == {"blocks.0.attn.qkv.weight": 0.01, "blocks.0.attn.qkv.bias": 0.0,
+                      "prompt.embeddings": 0.01, "head.weight": 0.01, "head.bias": 0.0}
+    assert all(g["eps"] == 1e-6 for g in optimizer.param_groups)
+    official = _named()
+    no_decay = ['bias', 'LayerNorm.bias', 'LayerNorm.weight']       # optimizer.py:38-47
+    reference = OfficialAdamW([
+        {'params': [p for n, p in official if not any(nd in n for nd in no_decay)],
+         'weight_decay': 0.01},
+        {'params': [p for n, p in official if any(nd in n for nd in no_decay)],
+         'weight_decay': 0.0}], lr=recipe.lr)
+    for a, b in zip(_grad_steps(ours, optimizer), _grad_steps(official, reference)):
+        assert torch.equal(a, b)
+
+
+def test_vpt_adamw_at_weight_decay_zero_is_sgd_with_momentum_and_no_decay():
+    optimizer = make_optimizer(_named(), Recipe("vpt_adamw", 0.001, 0.0, 10, 5, 128))
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert {g["momentum"] for g in optimizer.param_groups} == {0.9}
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0}
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * 128 / 256)
+
+
+def test_vpt_sgd_decays_everything_but_the_heads_bias():
+    named = _named()
+    optimizer = make_optimizer(named, Recipe("vpt_sgd", 0.5, 0.001, 10, 10, 64))
+    decays = {n: g["weight_decay"] for g in optimizer.param_groups for n, p in named
+              if any(p is q for q in g["params"])}
+    assert decays == {"blocks.0.attn.qkv.weight": 0.001, "blocks.0.attn.qkv.bias": 0.001,
+                      "prompt.embeddings": 0.001, "head.weight": 0.001, "head.bias": 0.0}
+    assert {g["momentum"] for g in optimizer.param_groups} == {0.9}
+
+
+def test_vpt_schedule_steps_per_epoch_and_runs_the_first_epoch_at_lr_zero():
+    recipe = Recipe("vpt_sgd", 1.0, 0.0, epochs=20, warmup_epochs=10, batch_size=256,
+                    schedule="vpt_epoch")
+    optimizer = make_optimizer(_named(), recipe)
+    schedule = make_schedule(optimizer, recipe, steps_per_epoch=3)
+    per_step = []
+    for _ in range(20 * 3):
+        per_step.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    per_epoch = per_step[::3]
+    assert all(per_step[3 * e:3 * e + 3] == [per_epoch[e]] * 3 for e in range(20))
+    assert per_epoch[:3] == [0.0, 0.1, 0.2] and per_epoch[10] == 1.0
+    # lr_scheduler.py:63-66 at epoch 15 of 20 with 10 warm-up: 0.5 (1 + cos(pi * 5 / 10))
+    assert per_epoch[15] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert per_epoch[19] > 0
+
+
+def _tuned_rows():
+    with open(ROOT / "analysis" / "data" / "tuned_params.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["task"] != "mean" and r["backbone"] == "vit_b16"]
+
+
+PRESET_OF_TABLE = {3: "paper-oneshot", 4: "paper-oneshot", 10: "paper-backbones",
+                   11: "paper-backbones", 12: "paper-backbones", 13: "paper-backbones",
+                   14: "paper-backbones", 15: "paper-backbones", 19: "paper-fgvc"}
+
+
+@pytest.mark.parametrize("table", sorted(set(PRESET_OF_TABLE)))
+def test_the_presets_prompt_lengths_reproduce_every_printed_tuned_total(table):
+    spec = get_study(PRESET_OF_TABLE[table])
+    backbone = {3: 0, 4: 0, 19: 0}.get(table, 0 if table <= 12 else 1)
+    setting = spec.settings[0]
+    checked = 0
+    for row in (r for r in _tuned_rows() if int(r["table"]) == table):
+        cfg = spec.trial("tune", spec.backbones[backbone], setting, row["task"], "vpt_deep",
+                         1.0, 0.0, 0)
+        with torch.device("meta"):
+            model = build_model(cfg, get_task(row["task"]).num_classes, pretrained=False)
+        trains = get_strategy("vpt_deep").trains
+        tuned = sum(p.numel() for n, p in model.named_parameters() if trains(n))
+        total = sum(p.numel() for p in model.parameters())
+        assert f"{100 * tuned / total:.2f}" == row["tuned_percent"], row["task"]
+        checked += 1
+    assert checked == {3: 11, 4: 8, 10: 7, 11: 4, 12: 8, 13: 7, 14: 4, 15: 8, 19: 5}[table]
+
+
+def test_tables_16_to_18_differ_from_the_lengths_as_run_on_15_tasks():
+    vtab = get_study("paper").tasks
+    differ = [t for t in vtab if TABLES_16_18.lengths[t] != VPT_LENGTHS.lengths[t]]
+    assert len(differ) == 15
+    assert get_study("paper-as-written").search_space.prompt_lengths is TABLES_16_18
+
+
+def test_the_official_head_init_and_normalisation():
+    torch.manual_seed(0)
+    head = create_backbone(TINY, 100).get_classifier()
+    assert torch.all(head.bias == -math.log(99))
+    assert head.weight.std().item() == pytest.approx(math.sqrt(2 / 100), rel=0.05)
+    assert get_study("paper").backbones[0].mean_std == ((0.485, 0.456, 0.406),
+                                                       (0.229, 0.224, 0.225))
+
+
+def _dropouts(model):
+    return {n: (m.p, m.training) for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Dropout)}
+
+
+def test_dropout_acts_in_full_finetuning_only_where_the_official_vit_has_it():
+    model = create_backbone(TINY, 10)
+    set_train_mode(model)
+    drops = _dropouts(model)
+    assert drops["pos_drop"] == (0.1, True)
+    assert drops["blocks.0.mlp.drop1"] == drops["blocks.1.mlp.drop2"] == (0.1, True)
+    assert drops["blocks.0.attn.proj_drop"][0] == drops["blocks.0.attn.attn_drop"][0] == 0.0
+    assert drops["head_drop"][0] == 0.0
+
+
+@pytest.mark.parametrize("strategy", ["vpt_deep", "mixed", "linear"])
+def test_no_backbone_dropout_acts_when_the_official_code_keeps_the_encoder_in_eval(strategy):
+    chosen = get_strategy(strategy)
+    cfg = tiny_trial("", strategy, prompt_dropout=0.1)
+    model = chosen.adapt(create_backbone(TINY, 10), cfg)
+    for name, param in model.named_parameters():
+        param.requires_grad_(chosen.trains(name))
+    set_train_mode(model)
+    acting = {n for n, (p, training) in _dropouts(model).items() if p > 0 and training}
+    assert acting == ({"prompt.dropout"} if chosen.prompted else set())
+
+
+def test_prompts_refuse_a_vit_with_dynamic_image_size():
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32,
+                            depth=2, num_heads=2, dynamic_img_size=True)
+    with pytest.raises(StudyInputError, match="dynamic_img_size"):
+        add_prompts(vit, 4, deep=True, dropout=0.0)
+
+
+def test_no_gradient_of_the_ft_phase_survives_into_the_prompt_phase(cache_dir):
+    model, summary = train_model(tiny_trial(cache_dir, "ft_then_pt"), lambda metrics: None)
+    assert summary["outcome"] == "finished"
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    assert frozen and all(p.grad is None for p in frozen)
+
+
+def test_ft_then_pt_starts_from_the_tasks_selected_ft_recipe():
+    spec = get_study("paper")
+    first = spec.tune_trials()
+    assert "ft_then_pt" not in {c.strategy for c in first}
+    selected = {(spec.backbones[0].tag, "800", task, "full_ft"): (0.0005 if i % 2 else 0.005,
+                                                                  0.001)
+                for i, task in enumerate(spec.tasks)}
+    second = spec.tune_trials(selected)
+    assert {c.strategy for c in second} == {"ft_then_pt"} and len(second) == 19 * 40
+    for cfg in second + [c for c in spec.final_trials(
+            {**selected, **{(k[0], k[1], k[2], "ft_then_pt"): (1.0, 0.0) for k in selected}})
+            if c.strategy == "ft_then_pt"]:
+        lr, wd = selected[(cfg.backbone.tag, "800", cfg.task, "full_ft")]
+        assert cfg.prior_recipe == spec.recipe("full", lr, wd)
+        assert (cfg.prior_recipe.optimizer, cfg.prior_recipe.batch_size,
+                cfg.prior_recipe.warmup_epochs) == ("vpt_adamw", 128, 5)
+    with pytest.raises(StudyInputError, match="full_ft must be in it"):
+        get_study("paper", strategies=("vpt_deep", "ft_then_pt"))
+
+
+def test_the_plan_counts_a_shared_prior_once_and_prices_it_as_full_finetuning():
+    spec = get_study("demo")
+    trials = [c for c in spec.tune_trials(spec.first_points()) if c.task == "digits"]
+    cost = StageCost()
+    for cfg in trials:
+        cost.add(cfg)
+    cfg = trials[0]
+    key = cfg.__class__.from_dict({**cfg.to_dict(), "cache_dir": ""})
+    from dataclasses import replace
+    key = replace(key, seed=0, recipe=None, prior_recipe=None, stage="", task="", train_split="",
+                  eval_split="", setting="")
+    prior_train, prior_eval = flops_per_image(key, 0)
+    prompt_train, prompt_eval = flops_per_image(key, 1)
+    ft = replace(key, strategy="full_ft")
+    assert prior_train == flops_per_image(ft, 0)[0]         # priced as full finetuning
+    epochs = spec.epochs
+    evals = -(-epochs // spec.eval_every)
+    expected = (800 * epochs * (prior_train + len(trials) * prompt_train)
+                + 200 * evals * (prior_eval + len(trials) * prompt_eval))
+    assert cost.total.flops == pytest.approx(expected)
+    assert cost.by_task["digits"].flops == cost.total.flops
+
+
+def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
+    card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper"))}
+    value = {k: r["value"] for k, r in card.items()}
+    assert value[("optimizer", "full_ft")] == "vpt_adamw"
+    assert value[("lr grid", "full_ft")].startswith(str(VPT_OFFICIAL_FT.base_lrs))
+    assert (value[("batch", "full_ft")], value[("warm-up epochs", "full_ft")]) == ("128", "5")
+    for strategy in ("vpt_deep", "mixed", "ft_then_pt"):
+        assert value[("optimizer", strategy)] == "vpt_sgd"
+        assert value[("lr grid", strategy)].startswith(str(PAPER_SGD.base_lrs))
+        assert (value[("batch", strategy)], value[("warm-up epochs", strategy)]) == ("64", "10")
+        assert value[("prompt dropout", strategy)] == "0.1"
+        assert "cifar100=10," in value[("prompt lengths", strategy)]
+        assert value[("model dropout", strategy)].startswith("off")
+    assert value[("model dropout", "full_ft")] == "0.1"
+    assert value[("schedule", "vpt_deep")] == "vpt_epoch"
+    assert value[("head init", "all")] == "vpt"
+    assert value[("seeds", "all")] == "(42, 44, 82, 100, 800)"
+    assert all(r["source"] != "project choice" for r in card.values()), \
+        [k for k, r in card.items() if r["source"] == "project choice"]
+    disagreements = {k for k, r in card.items() if r["text vs code"]}
+    assert {("optimizer", "full_ft"), ("lr grid", "full_ft"), ("batch", "full_ft"),
+            ("warm-up epochs", "full_ft"), ("prompt lengths", "vpt_deep")} <= disagreements
+    as_written = {(r["setting"], r["strategy"]): r["value"]
+                  for r in rows(get_study("paper-as-written"))}
+    assert as_written[("optimizer", "full_ft")] == "vpt_sgd"
+    assert as_written[("batch", "full_ft")] == "64"
+    assert "cifar100=100," in as_written[("prompt lengths", "vpt_deep")]
