@@ -85,6 +85,10 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("splits", ("1shot", "final")): Source(
         f"{VPT} src/data/datasets/tf_dataset.py:126-132 (2 per class of train800val200)"),
     ("seeds", (42, 44, 82, 100, 800)): Source(f"{VPT} tune_vtab.py:286"),
+    ("tune seed", 42): Source(
+        "project choice (one seed for every grid point, so that reruns repeat)",
+        f"the code sets none in the tune stage ({VPT} tune_vtab.py:89,187), so its three FT "
+        f"points with wd > 0, one optimiser (see weight decay), ran as three random draws"),
     ("selection", "last"): Source(
         f"{VPT} tune_vtab.py:48-78 (last-epoch val top-1; ties to the smaller lr)",
         "ties at one lr go to the file found first there (glob order); here to the smaller wd"),
@@ -159,6 +163,7 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (setting, "tune"))
         add("splits", "all", f"final {final[0]} -> {final[1]}", (setting, "final"))
     add("seeds", "all", spec.seeds)
+    add("tune seed", "all", spec.tune_seed)
     add("evaluation", "all", f"every {spec.eval_every} epochs and after the last", "last")
     add("precision", "all", "auto (`python -m study run --precision`)", "auto")
     add("selection", "all", "best last-epoch val accuracy; ties: smaller lr, then smaller wd",

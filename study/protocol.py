@@ -55,9 +55,8 @@ def selection(spec: StudySpec, tracker: StudyTracker, configs: list[TrialConfig]
     ids = {c.trial_id for c in configs}
     runs = load_runs(spec.name, tracker.uri, "tune")
     best = select_best(runs[runs["trial_id"].isin(ids)])
-    return {cell: (row.base_lr, row.weight_decay)
-            for cell, row in zip(best[list(CELL)].itertuples(index=False, name=None),
-                                 best.itertuples())}
+    return {tuple(getattr(row, column) for column in CELL): (row.base_lr, row.weight_decay)
+            for row in best.itertuples()}
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,

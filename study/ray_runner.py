@@ -6,6 +6,7 @@ hands every report to the study's MLflow tracker (timing what that costs the dri
 progress (trials done / total, elapsed, ETA)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -19,6 +20,10 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is th
                                                                   # per-trial CSV/JSON/TB files
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+
+# Tune's result grid reads the per-trial files turned off above and warns once per trial that it
+# found none; the study never reads that grid (MLflow holds every result).
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 from study.errors import StudyInputError
 from study.tracking import StudyTracker

@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     prep.add_argument("--data-dir", help="TFDS data dir (default: TFDS's own)")
     prep.add_argument("--from-folder", help="root of an exported <task>/<split>.txt layout")
     prep.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
-    prep.add_argument("--sweep", default="", help="data-size sweep train sizes, e.g. 400,800,5000")
+    prep.add_argument("--sweep", default="", help="data-size sweep train sizes, e.g. 400,800,5000 "
+                      "(800 is VTAB-1k's own train800 / val200, never replaced)")
     prep.add_argument("--one-shot", action="store_true", help="also one image per class splits")
     listing = commands.add_parser("list", help="tasks and whether they are prepared")
     for sub in (prep, listing):
