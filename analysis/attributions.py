@@ -29,10 +29,11 @@ def _expose_patch_grid(model: nn.Module) -> _PatchGrid:
     """Route the patch tokens entering the last block through a grid-shaped pass-through layer
     (the tokens leaving it no longer reach the class token the head reads)."""
     grid_layer = _PatchGrid()
-    prefix, (h, w) = model.num_prefix_tokens, model.patch_embed.grid_size
+    h, w = model.patch_embed.grid_size
 
     def hook(_module, args):
         tokens = args[0]
+        prefix = tokens.shape[1] - h * w        # class, register and prompt tokens come first
         patches = tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
         patches = grid_layer(patches)
         tokens = torch.cat([tokens[:, :prefix], patches.flatten(2).transpose(1, 2)], dim=1)

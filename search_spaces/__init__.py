@@ -89,10 +89,19 @@ PAPER_SGD = Grid("paper_sgd", "vpt_sgd", (50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1,
 # configs/base-finetune.yaml: AdamW, 5 warm-up epochs; README.md:141: batch 128).
 VPT_OFFICIAL_FT = Grid("vpt_official_ft", "vpt_adamw", (0.001, 0.0001, 0.0005, 0.005),
                        PAPER_WEIGHT_DECAYS, batch_size=128, warmup_epochs=5)
-LORA_ADAMW = Grid("lora_adamw", "adamw", (0.005, 0.001, 0.0005, 0.0001), PAPER_WEIGHT_DECAYS)
+# TOAST's protocol (bfshi/TOAST visual_classification), which the paper's Table 20 follows (P:623):
+# SGD with momentum 0.9 (configs/base.yaml:14-15), batch 32 (base.yaml:25), 10 warm-up epochs
+# (base.yaml:19), the grids of tune_vtab.py:229-246.
+TOAST_FT = Grid("toast_ft", "vpt_sgd", (0.001, 0.0001, 0.0005, 0.005), PAPER_WEIGHT_DECAYS,
+                batch_size=32, warmup_epochs=10)
+TOAST_LORA = Grid("toast_lora", "vpt_sgd", (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01),
+                  PAPER_WEIGHT_DECAYS, batch_size=32, warmup_epochs=10)
 
 PAPER = SearchSpace("paper", MappingProxyType(
-    {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": LORA_ADAMW}),
+    {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),
+    VPT_LENGTHS)
+TOAST = SearchSpace("toast", MappingProxyType(
+    {"full": TOAST_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),
     VPT_LENGTHS)
 PAPER_AS_WRITTEN = SearchSpace("paper_as_written", MappingProxyType(
     {"full": PAPER_SGD, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": PAPER_SGD}),

@@ -1,5 +1,6 @@
-"""Command line: `python -m study list | plan <study> | explain <study> | run <study>`. Bad input (an unknown name,
-a malformed flag) prints one line and exits with status 2, before anything starts."""
+"""Command line: `python -m study list | plan <study> | explain <study> | run <study>`. Bad input
+(an unknown name, a malformed flag) prints one line and exits with status 2, before anything
+starts."""
 from __future__ import annotations
 
 import argparse

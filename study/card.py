@@ -26,12 +26,16 @@ class Source:
 
 
 SOURCES: dict[tuple[str, object], Source] = {
-    ("optimizer", "vpt_adamw"): Source(
+    ("optimizer", "vpt_official_ft"): Source(
         f"{VPT} configs/base-finetune.yaml:14; src/solver/optimizer.py:36-48,100-136,139-214",
         "text (P:79): one grid for all strategies, no optimiser named; code: AdamW for FT. "
         "Follows the code"),
-    ("optimizer", "vpt_sgd"): Source(f"{VPT} configs/base-prompt.yaml:14-15; "
-                                     f"src/solver/optimizer.py:50-88"),
+    ("optimizer", "paper_sgd"): Source(f"{VPT} configs/base-prompt.yaml:14-15; "
+                                       f"src/solver/optimizer.py:50-88"),
+    ("optimizer", "toast_ft"): Source("TOAST visual_classification/configs/base.yaml:14-15",
+                                      "FT here is TOAST's (SGD, batch 32), not the paper's "
+                                      "Table 1 FT: Table 20's FT numbers differ from Table 1's"),
+    ("optimizer", "toast_lora"): Source("TOAST visual_classification/configs/base.yaml:14-15"),
     ("weight decay", "vpt_adamw"): Source(
         f"{VPT} src/solver/optimizer.py:36-48 (0.01 hard-coded on non-bias tensors, 0 on biases,"
         f" when the grid's wd > 0), 100-136 (wd 0: SGD momentum 0.9, no decay)"),
@@ -41,15 +45,26 @@ SOURCES: dict[tuple[str, object], Source] = {
         f"{VPT} tune_vtab.py:219-221 (--train-type finetune); README.md:141",
         "text (P:79): {50 ... 0.05} for every strategy; code: {0.001, 0.0001, 0.0005, 0.005} for "
         "FT. Follows the code"),
+    ("optimizer", "paper_sgd for full"): Source(
+        "P:79 (one grid for every strategy)",
+        f"the code runs FT with AdamW ({VPT} configs/base-finetune.yaml:14). Follows the text"),
+    ("lr grid", "paper_sgd for full"): Source(
+        "P:79", f"the code runs FT on {{0.001, 0.0001, 0.0005, 0.005}} ({VPT} "
+                f"tune_vtab.py:219-221). Follows the text"),
+    ("batch", ("paper_sgd for full", 64)): Source(
+        "P:79 ('64/128')", f"the code runs FT at 128 ({VPT} README.md:141). Follows the text"),
+    ("warm-up epochs", ("paper_sgd for full", 10)): Source(
+        "P:79", f"the code warms FT up for 5 epochs ({VPT} configs/base-finetune.yaml:12). "
+                f"Follows the text"),
     ("lr grid", "paper_sgd"): Source(f"P:79; {VPT} tune_vtab.py:247-253 (--train-type prompt)"),
     ("wd grid", (0.01, 0.001, 0.0001, 0.0)): Source(f"P:79; {VPT} tune_vtab.py:221,253"),
-    ("batch", ("vpt_adamw", 128)): Source(f"{VPT} README.md:141 (DATA.BATCH_SIZE 128)",
+    ("batch", ("vpt_official_ft", 128)): Source(f"{VPT} README.md:141 (DATA.BATCH_SIZE 128)",
                                           "text (P:79): '64/128'. Follows the code"),
-    ("batch", ("vpt_sgd", 64)): Source(f"P:79; {VPT} README.md:142-143 (DATA.BATCH_SIZE 64)"),
-    ("warm-up epochs", ("vpt_adamw", 5)): Source(
+    ("batch", ("paper_sgd", 64)): Source(f"P:79; {VPT} README.md:142-143 (DATA.BATCH_SIZE 64)"),
+    ("warm-up epochs", ("vpt_official_ft", 5)): Source(
         f"{VPT} configs/base-finetune.yaml:12",
         "text (P:79): 10 warm-up epochs; code: 5 for FT. Follows the code"),
-    ("warm-up epochs", ("vpt_sgd", 10)): Source(f"P:79; {VPT} configs/base-prompt.yaml:18"),
+    ("warm-up epochs", ("paper_sgd", 10)): Source(f"P:79; {VPT} configs/base-prompt.yaml:18"),
     ("epochs", 100): Source(f"P:79; {VPT} configs/base-prompt.yaml:19"),
     ("schedule", "vpt_epoch"): Source(
         f"P:79 (cosine); {VPT} src/solver/lr_scheduler.py:41-66 stepped per epoch at "
@@ -64,9 +79,11 @@ SOURCES: dict[tuple[str, object], Source] = {
         "the paper's Tuned/Total rows (P:137,159) and its code use VPT's lengths. Follows the "
         "text"),
     ("prompt dropout", 0.1): Source(f"{VPT} README.md:142-143 (MODEL.PROMPT.DROPOUT 0.1)"),
-    ("model dropout", 0.1): Source(
-        f"VPT src/configs/vit_configs.py:35 (dropout_rate 0.1 on embeddings and MLP, attention "
-        f"0); the encoder trains in train mode for FT ({VPT} src/models/vit_models.py:201-202)"),
+    ("model dropout", "train mode"): Source(
+        f"the backbone rows; the encoder trains in train mode for FT ({VPT} "
+        f"src/models/vit_models.py:201-202) and for LoRA (TOAST src/engine/trainer.py:196)"),
+    ("model dropout", "off: frozen backbone in eval mode"): Source(
+        f"{VPT} src/models/vit_models.py:222-223 (a frozen encoder is put in eval mode)"),
     ("model dropout", "off: prompted encoder in eval mode"): Source(
         f"{VPT} src/models/vit_prompt/vit.py:100-111 (its train() keeps encoder and embeddings in "
         "eval mode, Mixed included)"),
@@ -77,6 +94,17 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("splits", ("800", "tune")): Source(
         f"P:75; {VPT} src/data/datasets/tf_dataset.py:247-252; task_adaptation split strings"),
     ("splits", ("800", "final")): Source(f"{VPT} tune_vtab.py:166-175 (train800val200 -> test)"),
+    ("splits", ("sweep", "tune")): Source(
+        f"P:115; {VPT} README.md:132 (the split slices edited per task, 4:1)",
+        "the slices used there are not published: a seeded 4:1 sample of the pool train800 "
+        "comes from"),
+    ("splits", ("sweep", "final")): Source(f"{VPT} tune_vtab.py:166-175 (train and val -> test)"),
+    ("splits", ("full", "tune")): Source(
+        "VPT tune_fgvc.py, src/data/loader.py:54-66 (train -> val)",
+        "VPT's released json splits are not used: val is the last 10 % of train (Flowers: its "
+        "validation split)"),
+    ("splits", ("full", "final")): Source(
+        "VPT train.py:66-72 (non-VTAB data: the final model trains on train only)"),
     ("splits", ("1shot", "tune")): Source(
         f"P:552; {VPT} src/data/datasets/tf_dataset.py:99-135 (EVEN_SEPARETE: random.seed(0), "
         f"1 per class inside train800 / val200)",
@@ -95,7 +123,37 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("reported epoch", "last"): Source(
         "VPT src/utils/vis_utils.py:195-198; VPT-or-FT get_results_vtab.py:24 (l-test_top1)"),
     ("backbone", "vit_b16-in21k"): Source(
-        f"P:77; {VPT} src/models/build_vit_backbone.py:46 (imagenet21k_ViT-B_16.npz)"),
+        f"P:77; {VPT} src/models/build_vit_backbone.py:46 (imagenet21k_ViT-B_16.npz); "
+        f"dropout 0.1: VPT src/configs/vit_configs.py:35 (embeddings and MLP; attention 0)"),
+    ("backbone", "vit_b16-mae"): Source(
+        "VPT src/models/build_vit_backbone.py:45-62, src/models/vit_backbones/vit_mae.py:17-44,61"
+        " (mean of every token but the class token, prompts included, through a new fc_norm; "
+        "drop_path 0.1)"),
+    ("backbone", "vit_b16-mocov3"): Source(
+        "VPT src/models/build_vit_backbone.py:65-91 (timm-style ViT-B, class token, no "
+        "drop-path)", "VPT reads mocov3_linear-vit-b-300ep.pth.tar; here the pretraining "
+        "checkpoint's base encoder, the same frozen weights"),
+    ("backbone", "swin_b-in21k"): Source(
+        "VPT src/models/build_vit_backbone.py:304-315 (drop_path_rate 0.5)",
+        "VPT on Swin (VPT src/models/vit_prompt/swin_transformer.py: prompts inside window "
+        "attention) is not implemented here, so Tables 7-9's VPT rows are not run"),
+    ("backbone", "vit_b16-in21k-toast"): Source(
+        "TOAST visual_classification/src/models/vit_models.py:95 (drop_path 0.1, no dropout)",
+        "TOAST's own bottom-up ViT-B in21k checkpoint (configs/vtab.yaml MODEL_ROOT) is not "
+        "public; the original ViT-B_16.npz stands in"),
+    ("lr grid", "toast_ft"): Source(
+        "TOAST visual_classification/tune_vtab.py:229-231 with configs/base.yaml:14-15 (SGD)"),
+    ("lr grid", "toast_lora"): Source(
+        "P:623 (TOAST's settings); TOAST visual_classification/tune_vtab.py:241-246"),
+    ("batch", ("toast_ft", 32)): Source("TOAST visual_classification/configs/base.yaml:25"),
+    ("batch", ("toast_lora", 32)): Source("TOAST visual_classification/configs/base.yaml:25"),
+    ("warm-up epochs", ("toast_ft", 10)): Source("TOAST visual_classification/configs/"
+                                                 "base.yaml:19"),
+    ("warm-up epochs", ("toast_lora", 10)): Source("TOAST visual_classification/configs/"
+                                                   "base.yaml:19"),
+    ("lora rank / alpha", (4, 1.0)): Source(
+        "TOAST visual_classification/src/models/vit_models.py:106-113 (loralib Linear(r=4) on "
+        "each whole qkv; loralib's default lora_alpha 1, so scale 1/4)"),
     ("precision", "auto"): Source(
         "project choice (bf16 autocast on CUDA; VPT src/engine/trainer.py trains in fp32)",
         "the code trains in fp32; `--precision fp32` runs it so (bf16's effect on accuracy is "
@@ -109,25 +167,30 @@ SOURCES: dict[tuple[str, object], Source] = {
 }
 
 
-def _source(setting: str, key) -> Source:
-    return SOURCES.get((setting, key), Source("project choice"))
+def _source(setting: str, keys) -> Source:
+    """The source of the first key that has one."""
+    return next((SOURCES[(setting, k)] for k in keys if (setting, k) in SOURCES),
+                Source("project choice"))
 
 
-def _dropout(spec: StudySpec, strategy: str):
+def _dropout(spec: StudySpec, strategy: str) -> tuple[str, str]:
+    """(value, source key) of the dropout and drop-path acting inside the backbone."""
     chosen = get_strategy(strategy)
     if chosen.prompted:
-        return "off: prompted encoder in eval mode"
-    if not chosen.changes_backbone:
-        return "off: frozen backbone in eval mode"
-    return max(b.dropout for b in spec.backbones)
+        return "off: prompted encoder in eval mode", "off: prompted encoder in eval mode"
+    if chosen.frozen_eval and not chosen.changes_backbone:
+        return "off: frozen backbone in eval mode", "off: frozen backbone in eval mode"
+    return "; ".join(f"{b.tag}: dropout {b.dropout}, drop-path "
+                     f"{dict(b.overrides).get('drop_path_rate', 0.0)}"
+                     for b in spec.backbones), "train mode"
 
 
 def rows(spec: StudySpec) -> list[dict[str, str]]:
     """One row per (setting, strategy): value, source, and where the text and code disagree."""
     out = []
 
-    def add(setting: str, strategy: str, value, key=None) -> None:
-        source = _source(setting, value if key is None else key)
+    def add(setting: str, strategy: str, value, *keys) -> None:   # keys: most specific first
+        source = _source(setting, keys or (value,))
         out.append({"setting": setting, "strategy": strategy, "value": str(value),
                     "source": source.where, "text vs code": source.text_vs_code})
 
@@ -135,14 +198,16 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         chosen = get_strategy(strategy)
         grid = spec.search_space.grid_for(chosen.grid)
         recipe = spec.recipe(chosen.grid, grid.base_lrs[0], grid.weight_decays[0])
-        add("optimizer", strategy, recipe.optimizer)
-        add("lr grid", strategy, f"{grid.base_lrs} x batch / 256", grid.name)
+        used = f"{grid.name} for {chosen.grid}"        # a grid's source can depend on its use
+        add("optimizer", strategy, recipe.optimizer, used, grid.name)
+        add("lr grid", strategy, f"{grid.base_lrs} x batch / 256", used, grid.name)
         add("wd grid", strategy, grid.weight_decays)
         add("weight decay", strategy, recipe.optimizer)
-        add("batch", strategy, recipe.batch_size, (recipe.optimizer, recipe.batch_size))
+        add("batch", strategy, recipe.batch_size, (used, recipe.batch_size),
+            (grid.name, recipe.batch_size))
         add("epochs", strategy, recipe.epochs)
-        add("warm-up epochs", strategy, recipe.warmup_epochs,
-            (recipe.optimizer, recipe.warmup_epochs))
+        add("warm-up epochs", strategy, recipe.warmup_epochs, (used, recipe.warmup_epochs),
+            (grid.name, recipe.warmup_epochs))
         add("schedule", strategy, recipe.schedule)
         if chosen.prompted:
             lengths = spec.search_space.prompt_lengths
@@ -152,7 +217,10 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         if chosen.prior:
             add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task",
                 chosen.prior)
-        add("model dropout", strategy, _dropout(spec, strategy))
+        if chosen.grid == "lora":
+            add("lora rank / alpha", strategy, f"{spec.lora_rank} / {spec.lora_alpha}",
+                (spec.lora_rank, spec.lora_alpha))
+        add("model dropout", strategy, *_dropout(spec, strategy))
     for backbone in spec.backbones:
         add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights {backbone.weights}",
             backbone.tag)
@@ -160,8 +228,9 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         add("normalisation", "all", backbone.mean_std or "timm's pretrained config")
     for setting in spec.settings:
         tune, final = setting_splits(setting)
-        add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (setting, "tune"))
-        add("splits", "all", f"final {final[0]} -> {final[1]}", (setting, "final"))
+        kind = setting if setting in ("800", "1shot", "full") else "sweep"
+        add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (kind, "tune"))
+        add("splits", "all", f"final {final[0]} -> {final[1]}", (kind, "final"))
     add("seeds", "all", spec.seeds)
     add("tune seed", "all", spec.tune_seed)
     add("evaluation", "all", f"every {spec.eval_every} epochs and after the last", "last")
@@ -181,6 +250,7 @@ def render(spec: StudySpec, format: str = "markdown") -> str:
         writer.writerows(table)
         return buffer.getvalue()
     head = list(table[0])
-    lines = [f"# Protocol card: {spec.name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"# Protocol card: {spec.name}", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r[k].replace("|", "/") for k in head) + " |" for r in table]
     return "\n".join(lines) + "\n"

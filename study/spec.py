@@ -44,6 +44,7 @@ class StudySpec:
     save_full_weights: bool = False           # final stage: keep full weights of strategies that
                                               # train everything (prompts and heads always kept)
     lora_rank: int = 8
+    lora_alpha: float | None = None           # LoRA scale alpha / rank; None: alpha = rank
     schedule: str = "step"                    # lr schedule (trainables.optimizers.SCHEDULES)
     settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
     upstream: Upstream | None = None
@@ -91,6 +92,7 @@ class StudySpec:
             prompt_length=self.search_space.prompt_length(task) if chosen.prompted else 0,
             prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
             lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
+            lora_alpha=self.lora_alpha if chosen.grid == "lora" else None,
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
             save=self._save(stage, chosen))
 

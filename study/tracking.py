@@ -62,6 +62,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, object]:
               "optimizer": r.optimizer, "schedule": r.schedule,
               "prompt_length": cfg.prompt_length,
               "prompt_dropout": cfg.prompt_dropout, "lora_rank": cfg.lora_rank,
+              "lora_alpha": cfg.lora_alpha,
               "train_split": cfg.train_split, "eval_split": cfg.eval_split,
               "backbone_name": cfg.backbone.name, "backbone_weights": cfg.backbone.weights or "",
               "backbone_overrides": dict(cfg.backbone.overrides),

@@ -92,16 +92,18 @@ _VTAB1K = (
 )
 
 
-def _fgvc(slug, name, classes, source, train="train[:90%]", val="train[90%:]", trainval="train"):
-    splits = {"train": train, "val": val, "trainval": trainval, "test": "test"}
+def _fgvc(slug, name, classes, source, train="train[:90%]", val="train[90%:]"):
+    splits = {"train": train, "val": val, "test": "test"}
     return TaskSpec(slug, name, "fgvc", classes, source, MappingProxyType(splits), pool=train)
 
 
-# FGVC (the paper's Table 19): full training sets, val carved from train (deterministic slices).
+# FGVC (the paper's Table 19): full training sets, val carved from train (deterministic slices;
+# VPT's released json splits are not used). The final model trains on train only, as VPT's
+# tune_fgvc.py / train.py do for non-VTAB data.
 _FGVC = (
     _fgvc("cub200", "CUB-200-2011", 200, "tfds:caltech_birds2011"),
     _fgvc("oxford_flowers", "Oxford Flowers", 102, "tfds:oxford_flowers102", train="train",
-          val="validation", trainval="train+validation"),
+          val="validation"),
     _fgvc("stanford_dogs", "Stanford Dogs", 120, "tfds:stanford_dogs"),
     _fgvc("stanford_cars", "Stanford Cars", 196, "tfds:cars196"),
     _fgvc("nabirds", "NABirds", 555, "folder:nabirds"),

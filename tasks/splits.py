@@ -68,8 +68,8 @@ def setting_splits(setting: str) -> tuple[tuple[str, str], tuple[str, str]]:
     "800" (VTAB-1k), another train size of the sweep, "1shot", or "full" (FGVC)."""
     if setting == "1shot":
         return (ONE_SHOT[0], ONE_SHOT[1]), (ONE_SHOT[2], "test")
-    if setting == "full":
-        return ("train", "val"), ("trainval", "test")
+    if setting == "full":                       # FGVC: the final model trains on train only
+        return ("train", "val"), ("train", "test")
     if not setting.isdigit():
         raise StudyInputError(f"unknown data setting '{setting}'; valid: a train size such as "
                               f"800, 1shot, full")

@@ -48,6 +48,10 @@ def save_native(spec, model, path):
         torch.save({"state_dict": {**{f"module.base_encoder.{k}": v for k, v in state.items()},
                                    **{f"module.momentum_encoder.{k}": v + 1
                                       for k, v in state.items()}}}, path)
+    elif spec is VIT_B16_MAE:            # MAE's encoder: its own final norm, no fc_norm
+        state = {k: v for k, v in state.items() if not k.startswith("fc_norm.")}
+        norm = {"norm.weight": torch.rand(768), "norm.bias": torch.rand(768)}
+        torch.save({"model": {**state, **norm}}, path)
     else:
         torch.save({"model": state}, path)
 
@@ -63,10 +67,41 @@ def test_paper_backbone_builds_and_its_native_file_loads(spec, tmp_path):
     torch.manual_seed(1)
     loaded = create_backbone(replace(spec, weights=str(path)), num_classes=10)
     for key, value in source.state_dict().items():
-        if not key.startswith("head"):
+        if not key.startswith(("head", *spec.fresh)):
             assert torch.equal(value, loaded.state_dict()[key]), key
+    for key in spec.fresh:                  # left at init: LayerNorm's ones and zeros
+        norm = loaded.get_submodule(key.rstrip("."))
+        assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
     mean, std = normalization(loaded, spec)
     assert tuple(mean) == pytest.approx((0.485, 0.456, 0.406))    # as VPT for every VTAB task
+
+
+def test_mae_pools_prompts_and_patches_through_a_fresh_norm_as_the_official_model():
+    from tests.conftest import tiny_trial
+    from trainables.strategy import get_strategy
+    tiny = replace(VIT_B16_MAE, weights=None, overrides=(
+        *VIT_B16_MAE.overrides, ("img_size", 32), ("patch_size", 8), ("embed_dim", 32),
+        ("depth", 2), ("num_heads", 2)))
+    torch.manual_seed(0)
+    model = get_strategy("vpt_deep").adapt(create_backbone(tiny, 10),
+                                           tiny_trial("", "vpt_deep", backbone=tiny)).eval()
+    assert model.num_prefix_tokens == 1                  # prompts are pooled, not skipped
+    x = torch.randn(2, 3, 32, 32)
+    tokens = model.forward_features(x)
+    assert tokens.shape[1] == 1 + 4 + 16                 # class, 4 prompts, 16 patches
+    expected = model.fc_norm(tokens[:, 1:].mean(dim=1))  # vit_mae.py:119-121 ("original")
+    assert torch.allclose(model.forward_head(tokens, pre_logits=True), expected)
+    drop_paths = [m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath"]
+    assert drop_paths and max(drop_paths) == 0.0         # the prompted encoder runs in eval
+
+
+def test_swin_and_mae_carry_the_official_drop_path():
+    with torch.device("meta"):
+        swin = create_backbone(replace(SWIN_B_IN21K, weights=None), num_classes=10)
+        mae = create_backbone(replace(VIT_B16_MAE, weights=None), num_classes=10)
+    rates = [m.drop_prob for m in swin.modules() if type(m).__name__ == "DropPath"]
+    assert max(rates) == pytest.approx(0.5)              # VPT build_vit_backbone.py:311
+    assert mae.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
 
 
 def test_visual_prompts_on_swin_are_refused_with_a_reason():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tasks import get_task
 from tests.conftest import tiny_trial
 from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Recipe
-from trainables.loop import set_train_mode
+from trainables.loop import set_train_mode, train
 from trainables.optimizers import VptAdamW, make_optimizer, make_schedule
 from trainables.prompts import add_prompts
 from trainables.strategy import get_strategy
@@ -260,10 +261,8 @@ def test_the_plan_counts_a_shared_prior_once_and_prices_it_as_full_finetuning():
     for cfg in trials:
         cost.add(cfg)
     cfg = trials[0]
-    key = cfg.__class__.from_dict({**cfg.to_dict(), "cache_dir": ""})
-    from dataclasses import replace
-    key = replace(key, seed=0, recipe=None, prior_recipe=None, stage="", task="", train_split="",
-                  eval_split="", setting="")
+    key = replace(cfg, cache_dir="", seed=0, recipe=None, prior_recipe=None, stage="", task="",
+                  train_split="", eval_split="", setting="")
     prior_train, prior_eval = flops_per_image(key, 0)
     prompt_train, prompt_eval = flops_per_image(key, 1)
     ft = replace(key, strategy="full_ft")
@@ -289,7 +288,7 @@ def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
         assert value[("prompt dropout", strategy)] == "0.1"
         assert "cifar100=10," in value[("prompt lengths", strategy)]
         assert value[("model dropout", strategy)].startswith("off")
-    assert value[("model dropout", "full_ft")] == "0.1"
+    assert value[("model dropout", "full_ft")] == "vit_b16-in21k: dropout 0.1, drop-path 0.0"
     assert value[("schedule", "vpt_deep")] == "vpt_epoch"
     assert value[("head init", "all")] == "vpt"
     assert value[("seeds", "all")] == "(42, 44, 82, 100, 800)"
@@ -303,3 +302,57 @@ def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
     assert as_written[("optimizer", "full_ft")] == "vpt_sgd"
     assert as_written[("batch", "full_ft")] == "64"
     assert "cifar100=100," in as_written[("prompt lengths", "vpt_deep")]
+
+
+def test_lora_as_toast_runs_loralib_scale_and_the_whole_model_in_train_mode(cache_dir):
+    spec = get_study("paper-lora")
+    cfg = spec.trial("tune", spec.backbones[0], "800", "cifar100", "lora", 0.5, 0.0, 0)
+    assert (cfg.lora_rank, cfg.lora_alpha) == (4, 1.0)
+    assert (cfg.recipe.optimizer, cfg.recipe.batch_size, cfg.recipe.warmup_epochs) == \
+        ("vpt_sgd", 32, 10)
+    assert dict(cfg.backbone.overrides)["drop_path_rate"] == 0.1 and cfg.backbone.dropout == 0
+    with torch.device("meta"):
+        model = build_model(cfg, 100, pretrained=False)
+    qkv = model.blocks[0].attn.qkv
+    assert qkv.scale == 0.25 and qkv.lora_a.shape == (4, 768) and qkv.lora_b.shape == (2304, 4)
+    # the loop keeps a frozen block's drop-path in train mode for LoRA, as TOAST's model.train()
+    lora = get_strategy("lora")
+    assert not lora.frozen_eval and get_strategy("vpt_deep").frozen_eval
+    backbone = replace(TINY, overrides=(*TINY.overrides, ("drop_path_rate", 0.2)))
+    modes = {}
+    for frozen_eval in (True, False):
+        model = lora.adapt(create_backbone(backbone, 10), tiny_trial("", "lora", lora_rank=2))
+        for name, param in model.named_parameters():
+            param.requires_grad_(lora.trains(name))
+        seen = []
+        model.blocks[-1].drop_path1.register_forward_pre_hook(
+            lambda module, args: seen.append(module.training))
+        split = _tiny_split()
+        train(model, split, split, torch.nn.Identity(), Recipe("sgd", 0.1, 0.0, 1, 0, 8), 0,
+              lambda metrics: None, frozen_eval=frozen_eval)
+        modes[frozen_eval] = seen[0]
+    assert modes == {True: False, False: True}
+
+
+def _tiny_split():
+    from trainables.loop import Split
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(8, 3, 32, 32, generator=generator)
+    return Split(images, torch.randint(0, 10, (8,), generator=generator), "val")
+
+
+def test_fgvc_trains_its_final_model_on_train_only():
+    spec = get_study("paper-fgvc")
+    cfg = spec.final_trials({(spec.backbones[0].tag, "full", "cub200", "vpt_deep"): (1.0, 0.0)})[0]
+    assert (cfg.train_split, cfg.eval_split) == ("train", "test")
+    assert "trainval" not in get_task("cub200").splits
+    card = {(r["setting"], r["value"]): r for r in rows(spec)}
+    assert "train.py:66-72" in card[("splits", "final train -> test")]["source"]
+
+
+def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
+    card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper-lora"))}
+    assert card[("lora rank / alpha", "lora")]["value"] == "4 / 1.0"
+    assert "TOAST" in card[("lora rank / alpha", "lora")]["source"]
+    assert "not public" in card[("backbone", "all")]["text vs code"]
+    assert card[("batch", "full_ft")]["value"] == card[("batch", "lora")]["value"] == "32"

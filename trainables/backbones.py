@@ -27,7 +27,8 @@ def create_backbone(spec: BackboneSpec, num_classes: int, cache_dir: str | Path 
     model = timm.create_model(spec.name, pretrained=spec.hub_weights, num_classes=num_classes,
                               **dict(spec.overrides))
     if spec.weights:
-        load_weights(model, resolve_weights(spec, cache_dir), spec.key_prefix)
+        load_weights(model, resolve_weights(spec, cache_dir), spec.key_prefix, spec.fresh,
+                     spec.unused)
     HEAD_INITS[spec.head_init](model.get_classifier())
     if spec.dropout:
         set_vit_dropout(model, spec.dropout)
@@ -83,10 +84,13 @@ def _is_head(key: str) -> bool:
     return key.startswith(("head.", "fc.", "classifier."))
 
 
-def load_weights(model: nn.Module, path: str | Path, key_prefix: str = "") -> None:
+def load_weights(model: nn.Module, path: str | Path, key_prefix: str = "",
+                 fresh: tuple[str, ...] = (), unused: tuple[str, ...] = ()) -> None:
     """Load a local weights file into `model`, keeping its (task-sized) classifier head; with
     `key_prefix`, only the weights under it count, prefix stripped (e.g. MoCo v3's
-    `module.base_encoder.`)."""
+    `module.base_encoder.`). Model keys under `fresh` keep their init and file keys under
+    `unused` are dropped, as the official MAE fine-tuning model drops the checkpoint's `norm` for
+    a new `fc_norm`; any other difference is refused."""
     path = Path(path)
     if not path.exists():
         raise StudyInputError(f"weights file {path} does not exist")
@@ -99,8 +103,9 @@ def load_weights(model: nn.Module, path: str | Path, key_prefix: str = "") -> No
     if key_prefix:
         state = {k[len(key_prefix):]: v for k, v in state.items() if k.startswith(key_prefix)}
     state = _timm_filter(model)(state, model)
-    state = {k: v for k, v in state.items() if not _is_head(k)}
-    own = {k: v for k, v in model.state_dict().items() if not _is_head(k)}
+    state = {k: v for k, v in state.items() if not (_is_head(k) or k.startswith(unused))}
+    own = {k: v for k, v in model.state_dict().items()
+           if not (_is_head(k) or k.startswith(fresh))}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)

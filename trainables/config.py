@@ -25,6 +25,9 @@ class BackboneSpec:
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None   # else timm's config
     dropout: float = 0.0              # ViT dropout on the embeddings and MLP outputs (`backbones`)
     head_init: str = "timm"           # "timm" or "vpt" (the official VPT head: `backbones`)
+    fresh: tuple[str, ...] = ()       # model keys (prefixes) left at init, not read from the file
+    unused: tuple[str, ...] = ()      # file keys (prefixes) the model does not read
+    prompts_in_pool: bool = False     # average pooling includes visual prompts (official MAE)
     obtain: str = field(default="", compare=False)   # where to get the weights file
 
     @property
@@ -90,6 +93,7 @@ class TrialConfig:
     prompt_length: int = 0
     prompt_dropout: float = 0.0
     lora_rank: int = 0
+    lora_alpha: float | None = None   # LoRA scale = alpha / rank; None: alpha = rank (scale 1)
     prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
     cache_dir: str = field(default="", compare=False)
     execution: Execution = field(default_factory=Execution, compare=False)
@@ -111,6 +115,8 @@ class TrialConfig:
         backbone["overrides"] = tuple(tuple(kv) for kv in backbone.get("overrides", ()))
         if backbone.get("mean_std"):
             backbone["mean_std"] = tuple(tuple(v) for v in backbone["mean_std"])
+        for key in ("fresh", "unused"):
+            backbone[key] = tuple(backbone.get(key, ()))
         prior = raw.pop("prior_recipe", None)
         return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),
                    prior_recipe=Recipe(**prior) if prior else None,

@@ -97,8 +97,10 @@ def evaluate(model: nn.Module, split: Split, normalize: Inputs, batch_size: int 
 
 def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Inputs,
           recipe: Recipe, seed: int, report: Report, first_epoch: int = 1,
-          dtype: torch.dtype | None = None, compile: bool = False) -> dict:
+          dtype: torch.dtype | None = None, compile: bool = False,
+          frozen_eval: bool = True) -> dict:
     """Train the parameters that require grad; return the last epoch's numbers and outcome.
+    `frozen_eval=False` runs the whole model in train mode, frozen parts included.
     `dtype` (bf16) turns on autocast; `compile` runs the steps through `torch.compile`."""
     optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
                                recipe)
@@ -108,7 +110,10 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
     generator = torch.Generator().manual_seed(seed)
     last = {"outcome": "finished", "train_seconds": 0.0, "train_images": 0}
     for epoch in range(first_epoch, first_epoch + recipe.epochs):
-        set_train_mode(model)
+        if frozen_eval:
+            set_train_mode(model)
+        else:
+            model.train(True)
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)

@@ -1,6 +1,7 @@
 """LoRA for a timm VisionTransformer: every attention `qkv` projection becomes
 W x + (alpha / r) * B A x with A Kaiming-uniform and B zero, so the adapted model starts as the
-identity of the frozen one. Parameter names keep the `lora_` prefix that the strategy trains."""
+identity of the frozen one (loralib's init and forward; its default alpha is 1, so scale 1 / r).
+Parameter names keep the `lora_` prefix that the strategy trains."""
 from __future__ import annotations
 
 import math
@@ -22,9 +23,11 @@ class LoRALinear(nn.Module):
         return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
 
 
-def add_lora(vit: nn.Module, rank: int) -> nn.Module:
+def add_lora(vit: nn.Module, rank: int, alpha: float | None = None) -> nn.Module:
+    """One low-rank update of each block's whole qkv projection, as `loralib.Linear(r=rank,
+    lora_alpha=alpha)` in TOAST (visual_classification/src/models/vit_models.py:106-113)."""
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
     for block in vit.blocks:
-        block.attn.qkv = LoRALinear(block.attn.qkv, rank)
+        block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha)
     return vit

@@ -5,8 +5,9 @@ the position embedding. Deep: before every later block, that slice is replaced b
 prompts. Init is Xavier-uniform with bound sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout
 acts on the prompts only: the backbone's own dropout and drop-path are turned off, since the
 official prompted ViT runs its encoder in eval mode whatever trains (VPT
-src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens so that any non-class-token pooling
-skips them; the head still reads the class token after the final norm."""
+src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
+average pooling skips them, unless the backbone pools them as the official MAE model does; the
+head of a class-token model still reads the class token after the final norm."""
 from __future__ import annotations
 
 import math
@@ -36,8 +37,11 @@ class VisualPrompts(nn.Module):
         return self.dropout(prompts.expand(batch, -1, -1))
 
 
-def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.Module:
-    """Attach prompts to a timm VisionTransformer in place and return it."""
+def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
+                pooled: bool = False) -> nn.Module:
+    """Attach prompts to a timm VisionTransformer in place and return it. `pooled`: average
+    pooling reads the prompts too (the official MAE model's mean over every token but the class
+    token); otherwise they count as prefix tokens, which pooling skips."""
     if length < 1:
         raise ValueError(f"prompt length must be >= 1, got {length}")
     if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
@@ -74,5 +78,6 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.M
     if deep:
         for layer, block in enumerate(blocks[1:], start=1):
             block.register_forward_pre_hook(replace_at(layer))
-    vit.num_prefix_tokens = prefix + length
+    if not pooled:
+        vit.num_prefix_tokens = prefix + length
     return vit

@@ -38,6 +38,8 @@ class Strategy:
     adapt: Callable[[nn.Module, TrialConfig], nn.Module] = keep
     prior: str | None = None
     prompted: bool = False                      # takes the task's prompt length
+    frozen_eval: bool = True        # frozen modules (their dropout, drop-path) run in eval mode;
+                                    # False: the whole model in train mode
     summary: str = ""
 
     @property

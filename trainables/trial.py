@@ -24,7 +24,7 @@ from trainables.config import Execution, Recipe, TrialConfig
 from trainables.faults import inject
 from trainables.priors import keep, prior_path, replay, shares_prior
 from trainables.loop import Inputs, Normalize, Report, Split, autocast, train
-from trainables.strategy import get_strategy
+from trainables.strategy import Strategy, get_strategy
 
 SUMMARY = "summary"          # key marking the last report of a trial
 
@@ -153,7 +153,7 @@ def phases(cfg: TrialConfig):
 
 
 def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
-                normalize: Normalize, recipe: Recipe, cfg: TrialConfig,
+                normalize: Normalize, strategy: Strategy, recipe: Recipe, cfg: TrialConfig,
                 dtype: torch.dtype | None, report: Report, first_epoch: int) -> dict:
     """Train one phase; a model whose head alone trains does so on features computed once."""
     extracted = time.perf_counter()
@@ -166,7 +166,7 @@ def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
         trained, inputs, splits = model, normalize, [train_split, eval_split]
     extracted = time.perf_counter() - extracted
     result = train(trained, *splits, inputs, recipe, cfg.seed, report, first_epoch=first_epoch,
-                   dtype=dtype, compile=cfg.execution.compile)
+                   dtype=dtype, compile=cfg.execution.compile, frozen_eval=strategy.frozen_eval)
     result["train_seconds"] += extracted
     return result
 
@@ -200,8 +200,8 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
         result = replay(path, model, report) if shared else None
         if result is None:
             reports = []
-            result = train_phase(model, train_split, eval_split, normalize, recipe, cfg, dtype,
-                                 lambda metrics: (reports.append(metrics), report(metrics)),
+            result = train_phase(model, train_split, eval_split, normalize, phase, recipe, cfg,
+                                 dtype, lambda metrics: (reports.append(metrics), report(metrics)),
                                  first_epoch=epoch)
             if shared and result["outcome"] == "finished":
                 keep(path, model, reports, result)

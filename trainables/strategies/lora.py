@@ -1,5 +1,6 @@
 """LoRA (the paper's appendix): low-rank updates of every attention qkv projection and the head
-train; the backbone stays frozen."""
+train; the backbone's weights stay frozen but, as in TOAST (whose protocol the paper's Table 20
+follows), the whole model runs in train mode, drop-path included (src/engine/trainer.py:196)."""
 from trainables.lora import add_lora
 from trainables.strategy import Strategy, register
 
@@ -9,8 +10,8 @@ def trains(name: str) -> bool:
 
 
 def adapt(model, cfg):
-    return add_lora(model, cfg.lora_rank)
+    return add_lora(model, cfg.lora_rank, cfg.lora_alpha)
 
 
-STRATEGY = register(Strategy("lora", grid="lora", trains=trains, adapt=adapt,
+STRATEGY = register(Strategy("lora", grid="lora", trains=trains, adapt=adapt, frozen_eval=False,
                              summary="rank-r qkv updates + head"))

@@ -5,7 +5,8 @@ from trainables.strategy import Strategy, everything, register
 
 
 def adapt(model, cfg):
-    return add_prompts(model, cfg.prompt_length, deep=True, dropout=cfg.prompt_dropout)
+    return add_prompts(model, cfg.prompt_length, deep=True, dropout=cfg.prompt_dropout,
+                       pooled=cfg.backbone.prompts_in_pool)
 
 
 STRATEGY = register(Strategy("mixed", grid="mixed", trains=everything, adapt=adapt, prompted=True,

@@ -4,7 +4,8 @@ from trainables.strategy import Strategy, prompts_and_head, register
 
 
 def adapt(model, cfg):
-    return add_prompts(model, cfg.prompt_length, deep=False, dropout=cfg.prompt_dropout)
+    return add_prompts(model, cfg.prompt_length, deep=False, dropout=cfg.prompt_dropout,
+                       pooled=cfg.backbone.prompts_in_pool)
 
 
 STRATEGY = register(Strategy("vpt_shallow", grid="prompt", trains=prompts_and_head, adapt=adapt,
