@@ -70,7 +70,8 @@ def cmd_fid(args, runs, report):
     import pandas as pd
     from analysis import fid
     from study.spec import get_study
-    from tasks import get_task, load_split
+    from tasks import get_task
+    from tasks.views import evaluation_images
     final = _final(runs)
     reference, ref_images = _reference_images(args, runs)
     spaces = {}
@@ -87,7 +88,7 @@ def cmd_fid(args, runs, report):
     for task in dict.fromkeys(final["task"]):
         spec = get_task(task)
         split = "train800val200" if "train800val200" in spec.splits else list(spec.splits)[0]
-        images = load_split(args.cache_dir, task, split)[0][:args.samples]
+        images = evaluation_images(args.cache_dir, task, split, args.samples)
         row = {"task": task, "group": spec.group}
         for name, features in spaces.items():
             kind = name if name != "backbone_fid" else f"backbone-{tag}"
@@ -212,12 +213,13 @@ def cmd_attributions(args, runs, report):
 def _task_images(args):
     """(images, group, train size) of a prepared task slug or an image folder."""
     from PIL import Image
-    from tasks import TASKS, load_split
+    from tasks import TASKS
     from tasks.splits import split_size
+    from tasks.views import evaluation_images
     if args.task in TASKS:
         spec = TASKS[args.task]                  # the same images as the `fid` verb uses
         split = "train800val200" if "train800val200" in spec.splits else list(spec.splits)[0]
-        images = load_split(args.cache_dir, args.task, split)[0][:args.samples]
+        images = evaluation_images(args.cache_dir, args.task, split, args.samples)
         return images, spec.group, split_size(spec, split) or len(images)
     folder = Path(args.task)
     if not folder.is_dir():

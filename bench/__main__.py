@@ -185,6 +185,26 @@ def epoch(size: Size, work: Path, figures: Figures) -> None:
                     f"{ratio(data, decoded)} ({data:.0f} vs {decoded:.0f} img/s)")
 
 
+def augment(size: Size, work: Path, figures: Figures) -> None:
+    """FGVC's random crop and flip, taken on the device each step from 384 px canvases (as the
+    cache keeps training images of an augmented task), against training on stored 224 px
+    images: the cost per epoch of the augmentation."""
+    import numpy as np
+    from bench.measure import VIT_S, config, images, project_epoch
+    cache = prepared_cache(work, ("digits",))
+    cfg = config(VIT_S, "full_ft", cache)
+    plain, labels = images(cache, "digits", size.vit_s_images, 224)
+    canvases, _ = images(cache, "digits", size.vit_s_images, 384)
+    widths = np.random.default_rng(0).integers(256, 385, len(labels))
+    sizes = np.stack([np.full(len(labels), 256), widths], axis=1)     # shorter side 256
+    print(f"[augment] {VIT_S.tag} full_ft: {len(labels)} images, 224 px stored vs 384 px "
+          f"canvases cropped on the device", flush=True)
+    stored = project_epoch(cfg, plain, labels, None)
+    cropped = project_epoch(cfg, canvases, labels, None, sizes=sizes, crop=224)
+    figures.add(f"training epoch with random crop + flip on the device vs without, {VIT_S.tag} "
+                f"full_ft: {ratio(cropped, stored)} ({cropped:.1f} vs {stored:.1f} img/s)")
+
+
 def mfu(size: Size, work: Path, figures: Figures) -> None:
     """Model FLOP/s of the training step as a share of the measured matmul peak."""
     from bench.measure import DEMO, VIT_B, config, matmul_peak, step_utilisation
@@ -264,8 +284,8 @@ def gpu(size: Size, work: Path, figures: Figures) -> None:
                     f"({ratio(rates[per_gpu], rates[1])} of one at a time)")
 
 
-MEASURES = {"grid": grid, "epoch": epoch, "mfu": mfu, "probe": probe, "driver": driver,
-            "gpu": gpu}
+MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "probe": probe,
+            "driver": driver, "gpu": gpu}
 
 
 def write_results(path: Path, command: str, figures: Figures) -> None:
@@ -282,7 +302,7 @@ def main(argv=None) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
-               "mfu (FLOP utilisation), probe (linear probe on cached features), driver "
+               "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), probe (linear probe on cached features), driver "
                "(trivial trials per second), gpu (ViT-B/16 bf16 images/s and MFU, trials packed "
                "per GPU; only with CUDA). The full run takes about 13 minutes on 2 CPU cores.")
     parser.add_argument("--quick", action="store_true",

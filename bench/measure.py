@@ -79,13 +79,15 @@ def images(cache_dir: str, task: str, count: int, size: int | None) -> tuple[np.
 
 
 def project_epoch(cfg: TrialConfig, pixels: np.ndarray, labels: np.ndarray,
-                  dtype: torch.dtype | None, epochs: int = 2, compile: bool = False) -> float:
+                  dtype: torch.dtype | None, epochs: int = 2, compile: bool = False,
+                  sizes: np.ndarray | None = None, crop: int = 0) -> float:
     """Images/s of the last of `epochs` training epochs through the project's loop (a
-    compiled model is compiled once, in the first)."""
+    compiled model is compiled once, in the first); with `sizes`, on random crops of canvases."""
     model = trainable_model(cfg)
     on = device()
-    split = Split(torch.tensor(pixels, device=on), torch.tensor(labels, device=on), "train")
-    probe = Split(split.images[:8], split.labels[:8], "val")
+    split = Split(torch.tensor(pixels, device=on), torch.tensor(labels, device=on), "train",
+                  None if sizes is None else torch.tensor(sizes, device=on), crop)
+    probe = Split(split.images[:8, :crop or None, :crop or None], split.labels[:8], "val")
     mean, std = normalization(model, cfg.backbone)
     seconds = []
     for _ in range(epochs):

@@ -13,6 +13,8 @@ import io
 from dataclasses import dataclass
 
 from study.spec import StudySpec
+from tasks import get_task
+from tasks.spec import Augment
 from tasks.splits import setting_splits
 from trainables.strategy import get_strategy
 
@@ -87,6 +89,14 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("model dropout", "off: prompted encoder in eval mode"): Source(
         f"{VPT} src/models/vit_prompt/vit.py:100-111 (its train() keeps encoder and embeddings in "
         "eval mode, Mixed included)"),
+    ("augmentation", None): Source(
+        f"{VPT} src/data/datasets/tf_dataset.py:215-223 (every VTAB split resized to "
+        f"224, no augmentation)"),
+    ("augmentation", Augment()): Source(
+        "VPT src/data/transforms.py:7-38 (train: Resize(256), RandomCrop(224), "
+        "RandomHorizontalFlip; eval: Resize(256), CenterCrop(224))",
+        "training images are cached in 384 px canvases: a longer side beyond 384 is kept as its "
+        "centre, which narrows the random crops of such images"),
     ("head init", "vpt"): Source(f"{VPT} src/models/mlp.py:52-57; src/models/vit_models.py:"
                                  f"208-214 (special_bias=True)"),
     ("normalisation", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))): Source(
@@ -226,6 +236,10 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
             backbone.tag)
         add("head init", "all", backbone.head_init)
         add("normalisation", "all", backbone.mean_std or "timm's pretrained config")
+    for augment in dict.fromkeys(get_task(t).augment for t in spec.tasks):
+        add("augmentation", "all", "none" if augment is None else
+            f"train: shorter side {augment.resize}, random {augment.crop} crop, horizontal flip "
+            f"(on the device); eval: centre {augment.crop} crop", augment)
     for setting in spec.settings:
         tune, final = setting_splits(setting)
         kind = setting if setting in ("800", "1shot", "full") else "sweep"

@@ -167,8 +167,8 @@ def paper_fgvc(smoke: bool = False) -> StudySpec:
     training sets. FT 87.3 / 82.7 / 98.8 / 89.4 / 84.5 (mean 88.54); VPT 88.5 / 84.2 / 99.0 /
     90.2 / 83.6 (mean 89.11). Prompt lengths 10 / 50 / 5 / 100 / 200 (CUB, NABirds, Flowers,
     Dogs, Cars), the ones Table 19's Tuned/Total row fits. Tuned on train -> val, the final model
-    trained on train only, as VPT does for non-VTAB data. Not yet as VPT: its random-crop / flip
-    augmentation and its json val splits."""
+    trained on train only, with VPT's random crop and flip, as VPT does for FGVC. Not as VPT: its
+    json val splits (val is the last 10 % of train here)."""
     return _paper("paper-fgvc", smoke, tasks=tasks_in_suite("fgvc"),
                   strategies=("full_ft", "vpt_deep"), settings=("full",))
 

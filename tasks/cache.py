@@ -1,7 +1,8 @@
 """The lossless array cache every trial reads. A prepared task is a folder
 `<cache_dir>/tasks/<slug>/` holding, per protocol split, `<split>.images.npy` (uint8, N x H x W x 3)
-and `<split>.labels.npy` (int64), and a `manifest.json` with shapes, classes, source, and the
-sha256 of every array file. The manifest is written last, so a half-written folder reads as not
+and `<split>.labels.npy` (int64) (plus `<split>.sizes.npy`, int32 N x 2, for the training splits
+of a task with augmentation: `tasks.views`), and a `manifest.json` with shapes, classes, source,
+and the sha256 of every array file. The manifest is written last, so a half-written folder reads as not
 prepared. Loads verify the checksums and memory-map the arrays, memoised per process, so a reused Ray
 actor reads nothing twice and no trial decodes anything per epoch."""
 from __future__ import annotations
@@ -56,36 +57,40 @@ def _checked(slug: str, split: str, images: np.ndarray, labels: np.ndarray, num_
         raise ValueError(f"{slug}/{split}: labels outside [0, {num_classes})")
 
 
-def _entry(folder: Path, split: str, count: int, shape) -> dict:
+def _entry(folder: Path, split: str, count: int, shape, kinds: tuple[str, ...]) -> dict:
     entry = {"count": int(count), "shape": list(shape)}
-    for kind in ("images", "labels"):
+    for kind in kinds:
         path = folder / f"{split}.{kind}.npy"
         entry[kind] = {"file": path.name, "sha256": _sha256(path)}
     return entry
 
 
 def write_split(folder: Path, slug: str, split: str, count: int, shape: tuple[int, int],
-                chunks: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int) -> dict:
+                chunks: Iterable[tuple[np.ndarray, ...]], num_classes: int,
+                sized: bool = False) -> dict:
     """Stream `count` examples, chunk by chunk, into memory-mapped .npy files (large test sets
-    never sit in memory whole); return the split's manifest entry."""
+    never sit in memory whole); return the split's manifest entry. With `sized`, chunks carry a
+    third array, each image's (height, width) inside its canvas (`tasks.views`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    images = np.lib.format.open_memmap(folder / f"{split}.images.npy", mode="w+",
-                                       dtype=np.uint8, shape=(count, *shape, 3))
-    labels = np.lib.format.open_memmap(folder / f"{split}.labels.npy", mode="w+",
-                                       dtype=np.int64, shape=(count,))
+    arrays = {"images": ((count, *shape, 3), np.uint8), "labels": ((count,), np.int64)}
+    if sized:
+        arrays["sizes"] = ((count, 2), np.int32)
+    files = {kind: np.lib.format.open_memmap(folder / f"{split}.{kind}.npy", mode="w+",
+                                             dtype=dtype, shape=size)
+             for kind, (size, dtype) in arrays.items()}
     filled = 0
-    for chunk_images, chunk_labels in chunks:
-        chunk_labels = np.asarray(chunk_labels, dtype=np.int64)
+    for chunk in chunks:
+        chunk_images, chunk_labels = chunk[0], np.asarray(chunk[1], dtype=np.int64)
         _checked(slug, split, chunk_images, chunk_labels, num_classes)
-        images[filled:filled + len(chunk_labels)] = chunk_images
-        labels[filled:filled + len(chunk_labels)] = chunk_labels
+        for kind, values in zip(files, (chunk_images, chunk_labels, *chunk[2:])):
+            files[kind][filled:filled + len(chunk_labels)] = values
         filled += len(chunk_labels)
     if filled != count:
         raise ValueError(f"{slug}/{split}: expected {count} examples, got {filled}")
-    images.flush()
-    labels.flush()
-    del images, labels
-    return _entry(folder, split, count, (*shape, 3))
+    for array in files.values():
+        array.flush()
+    del files
+    return _entry(folder, split, count, (*shape, 3), tuple(arrays))
 
 
 def write_manifest(cache_dir: str | Path, slug: str, num_classes: int, entries: Mapping[str, dict],
@@ -132,7 +137,7 @@ def _verified_files(cache_dir: str | Path, slug: str, split: str) -> list[Path]:
                          f"{', '.join(manifest['splits'])}")
     entry, folder = manifest["splits"][split], task_dir(cache_dir, slug)
     paths = []
-    for kind in ("images", "labels"):
+    for kind in ("images", "labels", "sizes")[:3 if "sizes" in entry else 2]:
         path = folder / entry[kind]["file"]
         if not path.exists():
             raise TaskNotPrepared(slug, Path(cache_dir))
@@ -149,12 +154,18 @@ def verify(cache_dir: str | Path, slug: str, splits: Iterable[str]) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = (np.load(path, mmap_mode="r")       # read-only, shared by every trial
-                      for path in _verified_files(cache_dir, slug, split))
-    return images, labels
+def _load(cache_dir: str, slug: str, split: str) -> tuple[np.ndarray, ...]:
+    return tuple(np.load(path, mmap_mode="r")       # read-only, shared by every trial
+                 for path in _verified_files(cache_dir, slug, split))
 
 
 def load_split(cache_dir: str | Path, slug: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 N x H x W x 3, labels int64 N) of one split, verified, cached per process."""
-    return _load(str(Path(cache_dir).resolve()), slug, split)
+    return _load(str(Path(cache_dir).resolve()), slug, split)[:2]
+
+
+def load_sizes(cache_dir: str | Path, slug: str, split: str) -> np.ndarray | None:
+    """Each image's (height, width) inside its canvas, for a training split of a task with
+    augmentation (`tasks.views`); None for a split stored at the input size."""
+    arrays = _load(str(Path(cache_dir).resolve()), slug, split)
+    return arrays[2] if len(arrays) == 3 else None

@@ -4,6 +4,7 @@ datasets such as NABirds in the same list layout. The exported images were JPEG-
 is known to cost accuracy on some tasks (CIFAR-100), so the manifest records it."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from study.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import TaskSpec
 from tasks.tfds_source import INTERPOLATION, resize
+from tasks.views import layout, stored
 
 CHUNK = 256
 
@@ -47,13 +49,16 @@ def prepare_folder(task: TaskSpec, root: str | Path, cache_dir: str | Path,
                       disable=not progress) as bar:
                 for first in range(0, len(rows), CHUNK):
                     batch = rows[first:first + CHUNK]
-                    images = np.stack([resize(np.asarray(Image.open(p).convert("RGB")),
-                                              image_size) for p, _ in batch])
+                    images, *sizes = stored([np.asarray(Image.open(p).convert("RGB"))
+                                             for p, _ in batch], task.augment, split,
+                                            image_size, resize)
                     bar.update(len(batch))
-                    yield images, np.array([label for _, label in batch])
+                    yield images, np.array([label for _, label in batch]), *sizes
         entries[split] = write_split(task_dir(cache_dir, task.slug), task.slug, split, len(rows),
-                                     (image_size, image_size), chunks(), task.num_classes)
+                                     chunks=chunks(), num_classes=task.num_classes,
+                                     **layout(task.augment, split, image_size))
     info = {"source": f"folder:{folder}", "image_size": image_size,
+            "augment": dataclasses.asdict(task.augment) if task.augment else None,
             "interpolation": INTERPOLATION,
             "encoding": "imported from an image folder; JPEG-re-encoded exports score lower than "
                         "TFDS on some tasks (CIFAR-100)"}

@@ -18,6 +18,17 @@ SPLITS = ("train800", "val200", "train800val200", "test")
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation as VPT's FGVC transforms (src/data/transforms.py:7-38 at 224
+    px): resize the shorter side to `resize`, then a random `crop` square and a horizontal flip
+    with probability 1/2 for training, the centre `crop` square for evaluation. How the cache
+    stores such images: `tasks.views`."""
+    resize: int = 256
+    crop: int = 224
+    canvas: int = 384             # training images are kept in a canvas x canvas square
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     slug: str                     # short name used everywhere (MLflow tags, CLI, tables)
     name: str                     # the task_adaptation call string
@@ -27,6 +38,7 @@ class TaskSpec:
     splits: Mapping[str, str] = field(default_factory=dict)   # protocol split -> source split
     label: str = "label"          # how the label is derived from the source example
     pool: str = ""                # source split that train800 is drawn from (for size sweeps)
+    augment: Augment | None = None   # None: resized to the input size, no augmentation (VTAB)
 
     def split_size(self, split: str) -> int | None:
         """Images in a protocol split when the split string fixes it (train800 -> 800)."""
@@ -94,7 +106,8 @@ _VTAB1K = (
 
 def _fgvc(slug, name, classes, source, train="train[:90%]", val="train[90%:]"):
     splits = {"train": train, "val": val, "test": "test"}
-    return TaskSpec(slug, name, "fgvc", classes, source, MappingProxyType(splits), pool=train)
+    return TaskSpec(slug, name, "fgvc", classes, source, MappingProxyType(splits), pool=train,
+                    augment=Augment())
 
 
 # FGVC (the paper's Table 19): full training sets, val carved from train (deterministic slices;

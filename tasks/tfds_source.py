@@ -10,6 +10,7 @@ The manifest records what every split holds and the builder version asked for an
 through `tfds.data_source`, which needs no TensorFlow but an ArrayRecord-format build."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from pathlib import Path
@@ -23,6 +24,7 @@ from study.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import ONE_SHOT, TaskSpec, sweep_split_names
 from tasks.splits import resolve_split, sweep_indices
+from tasks.views import layout, stored
 
 INTERPOLATION = "bilinear, no antialias, half-pixel centres (as tf.image.resize)"
 CHUNK = 256
@@ -210,15 +212,18 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
                     data = source(source_split)
                     for first in range(0, len(indices), CHUNK):
                         batch = [data[int(i)] for i in indices[first:first + CHUNK]]
-                        images = np.stack([resize(to_rgb(ex["image"], name), image_size)
-                                           for ex in batch])
+                        images, *sizes = stored([to_rgb(ex["image"], name) for ex in batch],
+                                                task.augment, split, image_size, resize)
                         bar.update(len(batch))
-                        yield images, np.array([label(ex) for ex in batch], dtype=np.int64)
-        entries[split] = write_split(folder, task.slug, split, count, (image_size, image_size),
-                                     chunks(), task.num_classes)
+                        yield (images, np.array([label(ex) for ex in batch], dtype=np.int64),
+                               *sizes)
+        entries[split] = write_split(folder, task.slug, split, count, chunks=chunks(),
+                                     num_classes=task.num_classes,
+                                     **layout(task.augment, split, image_size))
     info = {"source": task.source, "tfds_builder": name,
             "tfds_version": str(builder.info.version), "requested_version": requested,
             "splits_hold": holds, "pool": task.pool,
             "sweep_sizes": supported, "one_shot": one_shot, "image_size": image_size,
-            "interpolation": INTERPOLATION, "encoding": "lossless uint8 (decoded from TFDS)"}
+            "interpolation": INTERPOLATION, "encoding": "lossless uint8 (decoded from TFDS)",
+            "augment": dataclasses.asdict(task.augment) if task.augment else None}
     return write_manifest(cache_dir, task.slug, task.num_classes, entries, info)

@@ -58,8 +58,8 @@ def test_an_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench", "--sections", "grid,nope"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: unknown section(s) nope; valid: grid, epoch, mfu, "
-                                     "probe, driver, gpu")
+    assert result.stderr.strip() == ("error: unknown section(s) nope; valid: grid, epoch, "
+                                     "augment, mfu, probe, driver, gpu")
 
 
 @pytest.mark.slow
@@ -73,5 +73,6 @@ def test_a_quick_run_measures_every_figure(tmp_path):
     assert len(ratios) >= 12
     for needle in ("study grid wall time", "MLflow logging share", "epoch images/s",
                    "torch.compile vs eager", "MFU of the full_ft step",
-                   "linear probe trial wall time", "Ray driver throughput"):
+                   "linear probe trial wall time", "Ray driver throughput",
+                   "random crop + flip on the device"):
         assert any(needle in line for line in lines), needle

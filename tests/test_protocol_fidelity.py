@@ -10,6 +10,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -27,7 +28,7 @@ from trainables.loop import set_train_mode, train
 from trainables.optimizers import VptAdamW, make_optimizer, make_schedule
 from trainables.prompts import add_prompts
 from trainables.strategy import get_strategy
-from trainables.trial import build_model, train_model
+from trainables.trial import build_model, run_trial, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = BackboneSpec("vit_tiny_patch16_224", overrides=(("img_size", 32), ("patch_size", 8),
@@ -356,3 +357,100 @@ def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
     assert "TOAST" in card[("lora rank / alpha", "lora")]["source"]
     assert "not public" in card[("backbone", "all")]["text vs code"]
     assert card[("batch", "full_ft")]["value"] == card[("batch", "lora")]["value"] == "32"
+
+
+def test_fgvc_views_are_torchvisions_resize_and_centre_crop():
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+    from tasks.spec import Augment
+    from tasks.views import eval_view, resized, train_canvas
+    augment = Augment()
+    for shape in ((300, 500, 3), (500, 333, 3), (260, 900, 3)):
+        image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+        pil = Image.fromarray(image)
+        assert np.array_equal(resized(image, 256), np.asarray(T.Resize(256)(pil)))
+        official = np.asarray(T.Compose([T.Resize(256), T.CenterCrop(224)])(pil))
+        assert np.array_equal(eval_view(image, augment), official)
+        canvas, (h, w) = train_canvas(image, augment)
+        assert canvas.shape == (384, 384, 3) and min(h, w) == 256 and max(h, w) <= 384
+        assert not canvas[h:].any() and not canvas[:, w:].any()
+
+
+def _canvases(count=6, canvas=48, crop=32):
+    """Canvases whose padding is 255 and whose content is below 255, with random sizes."""
+    rng = np.random.default_rng(0)
+    images = np.full((count, canvas, canvas, 3), 255, np.uint8)
+    sizes = np.stack([rng.integers(crop, canvas + 1, count), rng.integers(crop, canvas + 1,
+                                                                          count)], axis=1)
+    for image, (h, w) in zip(images, sizes):
+        image[:h, :w] = rng.integers(0, 255, (h, w, 3))
+    return torch.tensor(images), torch.tensor(sizes)
+
+
+def test_random_crops_stay_inside_the_image_are_seeded_and_vary_per_epoch():
+    from trainables.loop import random_crops
+    images, sizes = _canvases()
+    first = random_crops(images, sizes, 32, torch.Generator().manual_seed(3))
+    again = random_crops(images, sizes, 32, torch.Generator().manual_seed(3))
+    assert first.shape == (6, 32, 32, 3) and torch.equal(first, again)
+    assert not (first == 255).all(dim=-1).any()             # never a pixel of padding
+    generator = torch.Generator().manual_seed(3)
+    epochs = [random_crops(images, sizes, 32, generator) for _ in range(4)]
+    assert any(not torch.equal(epochs[0], e) for e in epochs[1:])
+    # each crop is a window of its image, flipped or not, and both orientations occur
+    orientations = set()
+    for seed in range(6):
+        out = random_crops(images, sizes, 32, torch.Generator().manual_seed(seed))
+        for image, (h, w), crop in zip(images, sizes.tolist(), out):
+            found = {f for t in range(h - 31) for left in range(w - 31) for f in (0, 1)
+                     if torch.equal(crop, image[t:t + 32, left:left + 32].flip(1) if f
+                                    else image[t:t + 32, left:left + 32])}
+            assert len(found) == 1
+            orientations |= found
+    assert orientations == {0, 1}
+
+
+def test_training_runs_on_random_crops():
+    from trainables.loop import Normalize, Split
+    images, sizes = _canvases(count=16)
+    labels = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(0))
+    train_split = Split(images, labels, "train", sizes, crop=32)
+    eval_split = Split(images[:4, :32, :32], labels[:4], "val")
+    model = create_backbone(TINY, 10)
+    result = train(model, train_split, eval_split, Normalize.of((0.5,) * 3, (0.5,) * 3, "cpu"),
+                   Recipe("sgd", 0.1, 0.0, 2, 0, 8), 0, lambda metrics: None)
+    assert result["outcome"] == "finished" and math.isfinite(result["train_loss"])
+
+
+def test_fgvc_is_prepared_with_canvases_for_training_and_centre_crops_for_evaluation(tmp_path):
+    import tensorflow_datasets as tfds
+    from tasks import TASKS, load_split
+    from tasks.cache import load_sizes, read_manifest
+    from tasks.tfds_source import prepare_tfds
+    from tasks.views import evaluation_images
+    task = TASKS["cub200"]
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        prepare_tfds(task, None, tmp_path, image_size=224, split_sizes={"train": 12, "test": 12},
+                     splits={"train": "train[:6]", "val": "train[6:9]", "test": "test[:3]"},
+                     progress=False)
+    manifest = read_manifest(tmp_path, "cub200")
+    assert manifest["augment"] == {"resize": 256, "crop": 224, "canvas": 384}
+    assert load_split(tmp_path, "cub200", "train")[0].shape == (6, 384, 384, 3)
+    sizes = load_sizes(tmp_path, "cub200", "train")
+    assert sizes.shape == (6, 2) and (sizes.min(axis=1) == 256).all()
+    assert load_sizes(tmp_path, "cub200", "val") is None
+    assert load_split(tmp_path, "cub200", "test")[0].shape == (3, 224, 224, 3)
+    assert evaluation_images(tmp_path, "cub200", "train").shape == (6, 224, 224, 3)
+    # a trial reads the canvases, crops them on the device (a linear probe too: no features are
+    # cached when the training images change every epoch) and evaluates on the stored crops
+    at_224 = replace(TINY, overrides=(("img_size", 224), ("patch_size", 56), ("embed_dim", 32),
+                                      ("depth", 1), ("num_heads", 2)))
+    for strategy in ("linear", "vpt_deep"):
+        summary = run_trial(tiny_trial(str(tmp_path), strategy, task="cub200", backbone=at_224,
+                                       train_split="train", eval_split="val"), lambda r: None)
+        assert summary["outcome"] == "finished" and summary["train_size"] == 6
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE), \
+            pytest.raises(StudyInputError, match="crops 224"):
+        prepare_tfds(task, None, tmp_path / "x", image_size=32, split_sizes={"train": 12},
+                     splits={"train": "train[:2]"}, progress=False)

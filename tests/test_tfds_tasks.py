@@ -113,12 +113,13 @@ def test_every_tfds_builder_prepares_into_the_cache_from_mock_data(slug, tmp_pat
                                     for s in list(task.splits)[:2])
         splits = {"a": f"{train_source}[:6]", "b": f"{val_source}[:3]",
                   "c": f"{'test' if 'test' in sizes else 'train'}[:4]"}
-        prepare_tfds(task, None, tmp_path, image_size=16, splits=splits,
+        size = task.augment.crop if task.augment else 16      # FGVC: VPT's 224 px crops
+        prepare_tfds(task, None, tmp_path, image_size=size, splits=splits,
                      split_sizes={k: 20 for k in sizes}, progress=False)
     manifest = read_manifest(tmp_path, slug)
-    assert manifest["tfds_builder"] == name and manifest["image_size"] == 16
+    assert manifest["tfds_builder"] == name and manifest["image_size"] == size
     images, labels = load_split(tmp_path, slug, "a")
-    assert images.shape == (6, 16, 16, 3) and images.dtype == np.uint8
+    assert images.shape == (6, size, size, 3) and images.dtype == np.uint8
     assert labels.min() >= 0 and labels.max() < task.num_classes
     assert len(load_split(tmp_path, slug, "c")[1]) == 4
 
@@ -211,8 +212,9 @@ def test_exported_folder_import_records_the_jpeg_reencoding(tmp_path):
             Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(path)
             lines.append(f"images/{path.name} {i}")
         (root / f"{split}.txt").write_text("\n".join(lines))
-    prepare_folder(task, tmp_path / "export", tmp_path / "cache", image_size=8, progress=False)
+    prepare_folder(task, tmp_path / "export", tmp_path / "cache", image_size=224, progress=False)
     manifest = read_manifest(tmp_path / "cache", "nabirds")
     assert "JPEG-re-encoded" in manifest["encoding"]
     images, labels = load_split(tmp_path / "cache", "nabirds", "test")
-    assert images.shape == (3, 8, 8, 3) and labels.tolist() == [0, 1, 2]
+    assert images.shape == (3, 224, 224, 3) and labels.tolist() == [0, 1, 2]
+    assert load_split(tmp_path / "cache", "nabirds", "train")[0].shape == (3, 384, 384, 3)

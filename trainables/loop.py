@@ -35,9 +35,17 @@ class Split:
     images: torch.Tensor | np.ndarray
     labels: torch.Tensor
     name: str                         # metric prefix: "train", "val" or "test"
+    sizes: torch.Tensor | None = None   # (h, w) of each image in its canvas: train on random crops
+    crop: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Training images at `index`: a random crop and flip of each when the split has sizes."""
+        if self.sizes is None:
+            return self.images[index]
+        return random_crops(self.images[index], self.sizes[index], self.crop, generator)
 
     def batch(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         labels = self.labels[start:stop]
@@ -45,6 +53,22 @@ class Split:
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(np.array(images)).to(labels.device, non_blocking=True)
         return images, labels
+
+
+def random_crops(images: torch.Tensor, sizes: torch.Tensor, crop: int,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """A random `crop` square of each image (whose content is its (h, w) of `sizes` at the top
+    left of the canvas), flipped horizontally with probability 1/2: torchvision's RandomCrop and
+    RandomHorizontalFlip as VPT applies them to FGVC images, batched in one gather on the
+    device."""
+    draws = torch.rand(len(images), 3, generator=generator, device=images.device)
+    top = (draws[:, 0] * (sizes[:, 0] - crop + 1)).long()
+    left = (draws[:, 1] * (sizes[:, 1] - crop + 1)).long()
+    steps = torch.arange(crop, device=images.device)
+    rows, cols = top[:, None] + steps, left[:, None] + steps
+    cols = torch.where(draws[:, 2:] < 0.5, cols.flip(1), cols)
+    batch = torch.arange(len(images), device=images.device)[:, None, None]
+    return images[batch, rows[:, :, None], cols[:, None, :]]
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
     device = train_split.labels.device
     schedule = make_schedule(optimizer, recipe, math.ceil(len(train_split) / recipe.batch_size))
     generator = torch.Generator().manual_seed(seed)
+    crops = torch.Generator(device).manual_seed(seed) if train_split.sizes is not None else None
     last = {"outcome": "finished", "train_seconds": 0.0, "train_images": 0}
     for epoch in range(first_epoch, first_epoch + recipe.epochs):
         if frozen_eval:
@@ -120,7 +145,7 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
         order = torch.randperm(len(train_split), generator=generator).to(device)
         lr = optimizer.param_groups[0]["lr"]
         for index in order.split(recipe.batch_size):    # no host sync inside an epoch
-            x, y = normalize(train_split.images[index]), train_split.labels[index]
+            x, y = normalize(train_split.take(index, crops)), train_split.labels[index]
             with autocast(device, dtype):
                 logits = forward(x).float()
             loss = F.cross_entropy(logits, y)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tasks import get_task, load_split
+from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
 from trainables.config import Execution, Recipe, TrialConfig
 from trainables.faults import inject
@@ -66,16 +67,20 @@ def metric_prefix(split: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def on_device(cache_dir: str, task: str, split: str, on: torch.device) -> tuple[torch.Tensor, ...]:
-    """A split's arrays copied to the device once per process."""
-    images, labels = load_split(cache_dir, task, split)
-    return torch.tensor(images, device=on), torch.tensor(labels, device=on)
+    """A split's arrays copied to the device once per process: images, labels and, for a
+    training split kept in canvases for random crops, each image's size."""
+    arrays = [*load_split(cache_dir, task, split)]
+    sizes = load_sizes(cache_dir, task, split)
+    return tuple(torch.tensor(a, device=on) for a in arrays + ([] if sizes is None else [sizes]))
 
 
 def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bool) -> Split:
     """A split of the task's cache: on the device if `resident` (kept for later trials of this
     process), else memory-mapped on the host and moved per batch."""
     if resident:
-        return Split(*on_device(str(cfg.cache_dir), cfg.task, split, on), name)
+        images, labels, *sizes = on_device(str(cfg.cache_dir), cfg.task, split, on)
+        crop = get_task(cfg.task).augment.crop if sizes else 0
+        return Split(images, labels, name, *sizes, crop=crop)
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
     return Split(images, torch.tensor(labels, device=on), name)
 
@@ -157,7 +162,7 @@ def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
                 dtype: torch.dtype | None, report: Report, first_epoch: int) -> dict:
     """Train one phase; a model whose head alone trains does so on features computed once."""
     extracted = time.perf_counter()
-    if cfg.execution.cache_features and only_head_trains(model):
+    if cfg.execution.cache_features and only_head_trains(model) and train_split.sizes is None:
         # named as in the model ("head.*"), so that optimisers see which tensor is the head's bias
         trained = torch.nn.Sequential(OrderedDict(head=model.get_classifier()))
         inputs = torch.nn.Identity()
