@@ -56,14 +56,18 @@ def cmd_wins(args, runs, report):
 
 
 def _reference_images(args, runs):
-    from tasks import load_split
-    reference = args.reference or ("upstream" if "pretrain" in set(runs["stage"]) else None)
+    from tasks import is_prepared, load_split
+    reference = args.reference or ("upstream" if "pretrain" in set(runs["stage"]) else
+                                   "imagenet_sample" if is_prepared(args.cache_dir,
+                                                                    "imagenet_sample") else None)
     if reference is None:
-        raise StudyInputError("say which images stand for the pretraining data: --reference "
+        raise StudyInputError("no images stand for the pretraining data: prepare a sample of "
+                              "ImageNet with `python -m tasks prepare imagenet_sample "
+                              "--from-folder DIR` (DIR/imagenet_sample/train.txt), or pass "
+                              "--reference "
                               "<prepared task slug>")
-    split = "train" if reference == "upstream" else "train800val200"
-    images = load_split(args.cache_dir, reference, split)[0]
-    return reference, images[:args.samples]
+    split = "train" if reference in ("upstream", "imagenet_sample") else "train800val200"
+    return reference, load_split(args.cache_dir, reference, split)[0]
 
 
 def cmd_fid(args, runs, report):
@@ -88,19 +92,22 @@ def cmd_fid(args, runs, report):
     for task in dict.fromkeys(final["task"]):
         spec = get_task(task)
         split = "train800val200" if "train800val200" in spec.splits else list(spec.splits)[0]
-        images = evaluation_images(args.cache_dir, task, split, args.samples)
+        images = evaluation_images(args.cache_dir, task, split)
         row = {"task": task, "group": spec.group}
         for name, features in spaces.items():
             kind = name if name != "backbone_fid" else f"backbone-{tag}"
             a = fid.cached(features, kind, ref_images, args.cache_dir)
             b = fid.cached(features, kind, images, args.cache_dir)
-            row[name] = round(fid.frechet(a, b), 3)
+            measured = fid.repeated(a, b, args.samples, args.repeats)
+            row.update({name: round(measured["fid"], 3), f"{name}_std": round(measured["std"], 3),
+                        "samples": measured["samples"]})
         rows.append(row)
     table = pd.DataFrame(rows)
     report.table(table, "fid")
-    return (f"FID of each task's training images to '{reference}' ({len(ref_images)} images); "
-            f"backbone_fid uses the backbone's features, not Inception's\n"
-            + table.to_markdown(index=False))
+    return (f"FID of each task's training images to '{reference}' ({len(ref_images)} images): "
+            f"mean and std over {args.repeats} random subsets of `samples` images of each set "
+            f"(FID grows as subsets shrink: compare values at one size); backbone_fid uses the "
+            f"backbone's features, not Inception's\n" + table.to_markdown(index=False))
 
 
 def _measured_fid(args):
@@ -272,8 +279,9 @@ def _fid_to_reference(args, runs, images, column):
         raise StudyInputError("cannot compute the task's FID here: pass --fid VALUE, or "
                               "--inception-weights, or use a registered study")
     images = np.stack([np.asarray(_resize_like(i, reference.shape[1])) for i in images])
-    return fid_lib.frechet(fid_lib.cached(features, kind, reference, args.cache_dir),
-                           fid_lib.cached(features, kind, images, args.cache_dir))
+    return fid_lib.repeated(fid_lib.cached(features, kind, reference, args.cache_dir),
+                            fid_lib.cached(features, kind, images, args.cache_dir),
+                            args.samples, args.repeats)["fid"]
 
 
 def _resize_like(image, size):
@@ -292,10 +300,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="output folder (default: analysis_out/<study>)")
     parser.add_argument("--cache-dir", default="cache", help="task cache (fid)")
     parser.add_argument("--reference", help="prepared task standing for the pretraining images "
-                                            "(default for the demo: upstream)")
+                                            "(default: upstream for the demo, else "
+                                            "imagenet_sample when prepared)")
     parser.add_argument("--inception-weights", help="pytorch-fid Inception weights file")
     parser.add_argument("--samples", type=int, default=1000,
-                        help="images per set (fid) or test images searched (attributions)")
+                        help="images per random subset of each set (fid, advise) or test images "
+                             "searched (attributions)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="fid: random subsets drawn per task (mean and std reported)")
     parser.add_argument("--examples", type=int, default=4, help="images per attribution figure")
     parser.add_argument("--task", help="advise: a prepared task slug or an image folder")
     parser.add_argument("--train-size", type=int, help="advise: training images available")

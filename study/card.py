@@ -171,6 +171,10 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("evaluation", "last"): Source(f"{VPT} src/engine/trainer.py:243-247 (every epoch)",
                                    "selection and the reported number read the last epoch, "
                                    "which is always evaluated here"),
+    ("FID", "imagenet_sample"): Source(
+        "P:109-111,122 (FID to the pretraining data with pytorch-fid; repeated runs' std < 0.5 %)",
+        "the paper names neither the pretraining images it sampled nor the sample size: here a "
+        "user-supplied ImageNet sample, the mean and std over random subsets of a stated size"),
     ("prior", "full_ft"): Source(
         f"P:176; {VPT} README.md:144 ('run the full finetuning first, and then run the prompt "
         f"tuning')"),
@@ -252,6 +256,10 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     add("selection", "all", "best last-epoch val accuracy; ties: smaller lr, then smaller wd",
         "last")
     add("reported epoch", "all", "last epoch's test accuracy, mean and std over seeds", "last")
+    reference = spec.upstream.task if spec.upstream else "imagenet_sample"
+    add("FID", "all", f"each task's train800val200 (FGVC: train) to '{reference}', Inception or "
+        f"backbone features, mean and std over 5 random subsets of 1000 images "
+        f"(`python -m analysis fid`)", reference)
     return out
 
 

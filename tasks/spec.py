@@ -136,9 +136,15 @@ _DEMO = (
 # photographs a crop comes from (40 classes).
 UPSTREAM = TaskSpec("upstream", "demo/upstream", "upstream", 40, "demo:upstream",
                     MappingProxyType({"train": "train", "val": "test"}))
+# The pretraining images the paper's FID compares each task with (P:109-111): a sample of
+# ImageNet the user supplies as an image folder (`DIR/imagenet_sample/train.txt`, lines
+# `<image path> <class id>`; the class is not used). `python -m analysis fid` takes it as the
+# reference for a study without an upstream pretraining of its own.
+IMAGENET_SAMPLE = TaskSpec("imagenet_sample", "ImageNet sample (FID reference)", "upstream",
+                           21843, "folder:imagenet_sample", MappingProxyType({"train": "train"}))
 
 TASKS: Mapping[str, TaskSpec] = MappingProxyType(
-    {t.slug: t for t in (*_VTAB1K, *_FGVC, *_DEMO, UPSTREAM)})
+    {t.slug: t for t in (*_VTAB1K, *_FGVC, *_DEMO, UPSTREAM, IMAGENET_SAMPLE)})
 SUITES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "vtab1k": tuple(t.slug for t in _VTAB1K),
     "fgvc": tuple(t.slug for t in _FGVC),

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from analysis import fid
 from analysis.__main__ import main as analysis_main
 from analysis.compare import paper_results
+from study.errors import StudyInputError
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
 from trainables.config import Recipe
@@ -119,6 +120,7 @@ def test_quadrants_need_fid_then_count_winners(store):
     code, _ = run_verb(store, "quadrants", "--out", str(store[1] / "empty"))
     assert code == 2
     out = store[1] / "out"
+    out.mkdir(exist_ok=True)                 # as the fid verb would have left it
     pd.DataFrame({"task": ["cifar100", "clevr_count"], "group": ["natural", "structured"],
                   "backbone_fid": [10.0, 90.0]}).to_csv(out / "fid.csv", index=False)
     code, out = run_verb(store, "quadrants")
@@ -208,3 +210,29 @@ def test_gradcam_maps_are_not_empty(cache_dir):
     x = torch.randn(2, 3, 32, 32)
     maps = gradcam(model, x, torch.tensor([1, 2]))
     assert maps.shape == (2, 32, 32) and (maps > 0).any(axis=(1, 2)).all()
+
+
+def test_fid_over_random_subsets_reports_mean_std_and_the_size():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, (600, 4)), rng.normal(0.5, 1, (300, 4))
+    small = fid.repeated(a, b, samples=100, repeats=5)
+    assert small["samples"] == 100 and small["repeats"] == 5 and small["std"] > 0
+    whole = fid.repeated(a, b, samples=1000, repeats=3)      # capped at the smaller set
+    assert whole["samples"] == 300
+    assert whole["fid"] == pytest.approx(fid.frechet(a[rng.permutation(600)[:300]], b), rel=0.5)
+    assert fid.repeated(a, b, 100, 5) == small                # seeded: the same subsets
+    assert small["fid"] > whole["fid"]                        # FID's bias at small sizes
+
+
+def test_fid_takes_a_prepared_imagenet_sample_as_the_reference(tmp_path):
+    from types import SimpleNamespace
+    from analysis.__main__ import _reference_images
+    from tasks import write_task
+    runs = pd.DataFrame({"stage": ["tune", "final"]})
+    args = SimpleNamespace(reference=None, cache_dir=str(tmp_path))
+    with pytest.raises(StudyInputError, match="tasks prepare imagenet_sample --from-folder"):
+        _reference_images(args, runs)
+    images = np.zeros((5, 8, 8, 3), np.uint8)
+    write_task(tmp_path, "imagenet_sample", {"train": (images, np.zeros(5, np.int64))}, 21843)
+    reference, found = _reference_images(args, runs)
+    assert reference == "imagenet_sample" and found.shape == (5, 8, 8, 3)
