@@ -56,10 +56,12 @@ def cmd_wins(args, runs, report):
 
 
 def _reference_images(args, runs):
+    from study.spec import get_study
     from tasks import is_prepared, load_split
-    reference = args.reference or ("upstream" if "pretrain" in set(runs["stage"]) else
-                                   "imagenet_sample" if is_prepared(args.cache_dir,
-                                                                    "imagenet_sample") else None)
+    upstream = get_study(args.study).upstream if args.study_spec else None
+    reference = args.reference or (
+        upstream.task if upstream else "upstream" if "pretrain" in set(runs["stage"]) else
+        "imagenet_sample" if is_prepared(args.cache_dir, "imagenet_sample") else None)
     if reference is None:
         raise StudyInputError("no images stand for the pretraining data: prepare a sample of "
                               "ImageNet with `python -m tasks prepare imagenet_sample "

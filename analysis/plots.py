@@ -35,12 +35,15 @@ def quadrants(fid: pd.DataFrame, wins: pd.DataFrame, fid_column: str):
     """Figure 3 and the quadrant counts (disparity: structured = high; FID: above the median)."""
     data = fid.merge(wins, on=["task", "group"]).sort_values(fid_column)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(data)), 4))
-    bars = ax.bar(data["task"], data[fid_column],
-                  color=["tab:blue" if w == "VPT" else "tab:orange" for w in data["winner"]],
-                  edgecolor="black")
+    spread = data.get(f"{fid_column}_std")          # std over random subsets, when measured
+    bars = ax.bar(data["task"], data[fid_column], yerr=spread, capsize=3 if spread is not None
+                  else 0, color=["tab:blue" if w == "VPT" else "tab:orange"
+                                 for w in data["winner"]], edgecolor="black")
     for bar, group in zip(bars, data["group"]):
         bar.set_hatch("//" if group == "structured" else "")
-    ax.set_ylabel(fid_column.replace("_", " "))
+    samples = f", {int(data['samples'].iloc[0])} images" if "samples" in data else ""
+    ax.set_ylabel(fid_column.replace("_", " ") + (f"\n(mean ± std over subsets{samples})"
+                                                  if spread is not None else ""))
     ax.set_xlabel("task (sorted by FID to the pretraining images)")
     ax.set_title("Who wins, VPT-deep or full finetuning, against the task's distance to pretraining")
     ax.tick_params(axis="x", rotation=45)

@@ -145,8 +145,10 @@ SOURCES: dict[tuple[str, object], Source] = {
         "checkpoint's base encoder, the same frozen weights"),
     ("backbone", "swin_b-in21k"): Source(
         "VPT src/models/build_vit_backbone.py:304-315 (drop_path_rate 0.5)",
-        "VPT on Swin (VPT src/models/vit_prompt/swin_transformer.py: prompts inside window "
-        "attention) is not implemented here, so Tables 7-9's VPT rows are not run"),
+        "VPT on Swin is not run (Tables 7-9's VPT rows): VPT's PromptedSwinTransformer "
+        "(src/models/vit_prompt/swin_transformer.py) re-implements window attention, the window "
+        "partition and patch merging to carry prompts through every stage, which takes a fork "
+        "of timm's Swin blocks, not hooks; this project wraps timm and never forks it"),
     ("backbone", "vit_b16-in21k-toast"): Source(
         "TOAST visual_classification/src/models/vit_models.py:95 (drop_path 0.1, no dropout)",
         "TOAST's own bottom-up ViT-B in21k checkpoint (configs/vtab.yaml MODEL_ROOT) is not "

@@ -229,7 +229,8 @@ def test_fid_takes_a_prepared_imagenet_sample_as_the_reference(tmp_path):
     from analysis.__main__ import _reference_images
     from tasks import write_task
     runs = pd.DataFrame({"stage": ["tune", "final"]})
-    args = SimpleNamespace(reference=None, cache_dir=str(tmp_path))
+    args = SimpleNamespace(reference=None, cache_dir=str(tmp_path), study="made",
+                           study_spec=False)
     with pytest.raises(StudyInputError, match="tasks prepare imagenet_sample --from-folder"):
         _reference_images(args, runs)
     images = np.zeros((5, 8, 8, 3), np.uint8)
