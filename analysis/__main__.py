@@ -334,7 +334,7 @@ def main(argv=None) -> int:
         if report.written:
             run_id = report.log_to_mlflow()
             print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
-                  f"{run_id}")
+                  f"{run_id}", file=sys.stderr)
     return exit_status(run)
 
 

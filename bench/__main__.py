@@ -302,9 +302,10 @@ def main(argv=None) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
-               "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), probe (linear probe on cached features), driver "
-               "(trivial trials per second), gpu (ViT-B/16 bf16 images/s and MFU, trials packed "
-               "per GPU; only with CUDA). The full run takes about 13 minutes on 2 CPU cores.")
+               "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), "
+               "probe (linear probe on cached features), driver (trivial trials per second), gpu "
+               "(ViT-B/16 bf16 images/s and MFU, trials packed per GPU; only with CUDA). The "
+               "full run takes about 14 minutes on 2 CPU cores.")
     parser.add_argument("--quick", action="store_true",
                         help="every measurement, small (about 2 minutes); figures are not "
                              "meaningful")

@@ -7,7 +7,6 @@ project's, so only the harness differs. (The one other ray import besides study/
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from trainables.optimizers import make_optimizer, make_schedule
 from trainables.trial import phases
 
 PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
-AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"     # the project turns Tune's file loggers off
 
 
 def export_pngs(cache_dir: str, task: str, split: str, out: Path, size: int | None = None,
@@ -154,7 +152,6 @@ def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int
               tracking_uri: str, storage: Path) -> dict:
     """Run the grid the reference way; wall seconds, trial seconds, logging seconds."""
     began = time.perf_counter()
-    project_setting = os.environ.pop(AUTO_LOGGERS, None)      # Ray's default: loggers on
     _TimedMLflowLogger.seconds, _TimedMLflowLogger.ended = 0.0, 0
     try:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -172,8 +169,6 @@ def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int
         results = tuner.fit()
     finally:
         ray.shutdown()
-        if project_setting is not None:
-            os.environ[AUTO_LOGGERS] = project_setting
     errors = [r.error for r in results if r.error]
     if errors:
         raise RuntimeError(f"{len(errors)} reference trial(s) failed: {errors[0]}")

@@ -60,8 +60,8 @@ SOURCES: dict[tuple[str, object], Source] = {
                 f"Follows the text"),
     ("lr grid", "paper_sgd"): Source(f"P:79; {VPT} tune_vtab.py:247-253 (--train-type prompt)"),
     ("wd grid", (0.01, 0.001, 0.0001, 0.0)): Source(f"P:79; {VPT} tune_vtab.py:221,253"),
-    ("batch", ("vpt_official_ft", 128)): Source(f"{VPT} README.md:141 (DATA.BATCH_SIZE 128)",
-                                          "text (P:79): '64/128'. Follows the code"),
+    ("batch", ("vpt_official_ft", 128)): Source(
+        f"{VPT} README.md:141 (DATA.BATCH_SIZE 128)", "text (P:79): '64/128'. Follows the code"),
     ("batch", ("paper_sgd", 64)): Source(f"P:79; {VPT} README.md:142-143 (DATA.BATCH_SIZE 64)"),
     ("warm-up epochs", ("vpt_official_ft", 5)): Source(
         f"{VPT} configs/base-finetune.yaml:12",
@@ -83,7 +83,8 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("prompt dropout", 0.1): Source(f"{VPT} README.md:142-143 (MODEL.PROMPT.DROPOUT 0.1)"),
     ("model dropout", "train mode"): Source(
         f"the backbone rows; the encoder trains in train mode for FT ({VPT} "
-        f"src/models/vit_models.py:201-202) and for LoRA (TOAST src/engine/trainer.py:196)"),
+        f"src/models/vit_models.py:201-202) and for LoRA (TOAST "
+        f"visual_classification/src/engine/trainer.py:196)"),
     ("model dropout", "off: frozen backbone in eval mode"): Source(
         f"{VPT} src/models/vit_models.py:222-223 (a frozen encoder is put in eval mode)"),
     ("model dropout", "off: prompted encoder in eval mode"): Source(

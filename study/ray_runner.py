@@ -6,6 +6,7 @@ hands every report to the study's MLflow tracker (timing what that costs the dri
 progress (trials done / total, elapsed, ETA)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -15,15 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")      # our own progress lines instead of Ray's
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is the record, not
-                                                                  # per-trial CSV/JSON/TB files
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
+import ray
+from ray import tune
 
-# Tune's result grid reads the per-trial files turned off above and warns once per trial that it
-# found none; the study never reads that grid (MLflow holds every result).
+# How Tune runs the study's trials, set around each fit (a value already in the environment wins):
+# the study's own progress lines instead of Ray's, and no per-trial CSV/JSON/TensorBoard files
+# (MLflow is the record). Tune's result grid then warns once per trial that it found no such file;
+# the study never reads that grid.
+TUNE_ENVIRONMENT = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def tune_environment():
+    added = {k: v for k, v in TUNE_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 from study.errors import StudyInputError
 from study.tracking import StudyTracker
@@ -187,7 +199,8 @@ class RayRunner:
                 callbacks=[progress],
                 failure_config=tune.FailureConfig(max_failures=self.max_failures)))
         try:
-            tuner.fit()
+            with tune_environment():
+                tuner.fit()
         finally:
             progress.close_open_runs()
         progress.log(f"[{stage}] MLflow writes took {progress.tracking_seconds:.1f} s of driver "

@@ -158,6 +158,8 @@ STUDIES: dict[str, Callable[..., StudySpec]] = {}
 
 def register_study(name: str):
     def wrap(fn: Callable[..., StudySpec]) -> Callable[..., StudySpec]:
+        if name in STUDIES:
+            raise ValueError(f"a study named '{name}' is already registered")
         STUDIES[name] = fn
         return fn
     return wrap

@@ -2,9 +2,9 @@
 `<cache_dir>/tasks/<slug>/` holding, per protocol split, `<split>.images.npy` (uint8, N x H x W x 3)
 and `<split>.labels.npy` (int64) (plus `<split>.sizes.npy`, int32 N x 2, for the training splits
 of a task with augmentation: `tasks.views`), and a `manifest.json` with shapes, classes, source,
-and the sha256 of every array file. The manifest is written last, so a half-written folder reads as not
-prepared. Loads verify the checksums and memory-map the arrays, memoised per process, so a reused Ray
-actor reads nothing twice and no trial decodes anything per epoch."""
+and the sha256 of every array file. The manifest is written last, so a half-written folder reads
+as not prepared. Loads verify the checksums and memory-map the arrays, memoised per process, so a
+reused Ray actor reads nothing twice and no trial decodes anything per epoch."""
 from __future__ import annotations
 
 import functools
@@ -137,7 +137,7 @@ def _verified_files(cache_dir: str | Path, slug: str, split: str) -> list[Path]:
                          f"{', '.join(manifest['splits'])}")
     entry, folder = manifest["splits"][split], task_dir(cache_dir, slug)
     paths = []
-    for kind in ("images", "labels", "sizes")[:3 if "sizes" in entry else 2]:
+    for kind in (k for k in ("images", "labels", "sizes") if k in entry):
         path = folder / entry[kind]["file"]
         if not path.exists():
             raise TaskNotPrepared(slug, Path(cache_dir))

@@ -186,9 +186,9 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
         if sample:
             plan[names[0]], plan[names[1]] = [(sample[0], sample[1])], [(sample[0], sample[2])]
             plan[names[2]] = plan[names[0]] + plan[names[1]]
-            for split, count in zip(names, (train_size, train_size // 4, None)):
-                holds[split] = (f"{count} of" if count else "train and val of") + \
-                    f" a seeded 4:1 sample of {task.pool} (seed [0, {train_size}])"
+            for split, part in zip(names, ("train", "val", "train + val")):
+                holds[split] = (f"{part} of a seeded 4:1 sample of {task.pool} "
+                                f"(seed [0, {train_size}])")
             supported.append(train_size)
     if one_shot:
         for split, (inside, per_class) in ONE_SHOT_FROM.items():

@@ -76,7 +76,7 @@ def layout(augment: Augment | None, split: str, image_size: int) -> dict:
 
 def evaluation_images(cache_dir, slug: str, split: str, limit: int | None = None) -> np.ndarray:
     """The first `limit` images of a split as a model sees them at evaluation: as stored, or for
-    a training split kept in canvases, the centre crop of each (for FID and attributions)."""
+    a training split kept in canvases, the centre crop of each (for FID)."""
     images = load_split(cache_dir, slug, split)[0][:limit]
     sizes = load_sizes(cache_dir, slug, split)
     if sizes is None:

@@ -237,3 +237,12 @@ def test_fid_takes_a_prepared_imagenet_sample_as_the_reference(tmp_path):
     write_task(tmp_path, "imagenet_sample", {"train": (images, np.zeros(5, np.int64))}, 21843)
     reference, found = _reference_images(args, runs)
     assert reference == "imagenet_sample" and found.shape == (5, 8, 8, 3)
+
+
+def test_a_table_piped_to_a_file_holds_only_the_table(store, capsys):
+    capsys.readouterr()                          # what building the store printed
+    code, _ = run_verb(store, "table", "--format", "csv")
+    captured = capsys.readouterr()
+    assert code == 0 and "logged to MLflow" in captured.err
+    assert "MLflow" not in captured.out and "wrote" not in captured.out
+    assert "strategy," in captured.out

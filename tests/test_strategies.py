@@ -157,3 +157,13 @@ def test_ft_then_pt_prompt_tunes_the_finetuned_weights(cache_dir):
         assert torch.equal(value, ft_weights[name]), f"{name} is not the FT weight"
         checked += not torch.equal(value, pretrained[name])
     assert checked > 0, "the FT phase changed nothing"
+
+
+def test_registries_refuse_a_second_strategy_or_study_of_the_same_name():
+    from study.spec import all_studies, register_study
+    from trainables.strategy import Strategy, all_strategies, everything, register
+    assert "demo" in all_studies() and "full_ft" in all_strategies()      # registries filled
+    with pytest.raises(ValueError, match="already registered"):
+        register(Strategy("full_ft", grid="full", trains=everything))
+    with pytest.raises(ValueError, match="already registered"):
+        register_study("demo")(lambda smoke=False: None)

@@ -53,6 +53,8 @@ STRATEGIES: dict[str, Strategy] = {}
 
 
 def register(strategy: Strategy) -> Strategy:
+    if strategy.name in STRATEGIES:
+        raise ValueError(f"a strategy named '{strategy.name}' is already registered")
     STRATEGIES[strategy.name] = strategy
     return strategy
 

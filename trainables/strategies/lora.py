@@ -1,6 +1,7 @@
 """LoRA (the paper's appendix): low-rank updates of every attention qkv projection and the head
 train; the backbone's weights stay frozen but, as in TOAST (whose protocol the paper's Table 20
-follows), the whole model runs in train mode, drop-path included (src/engine/trainer.py:196)."""
+follows), the whole model runs in train mode, drop-path included
+(visual_classification/src/engine/trainer.py:196)."""
 from trainables.lora import add_lora
 from trainables.strategy import Strategy, register
 
