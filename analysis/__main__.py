@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import StudyInputError, exit_status
+from common.errors import StudyInputError, exit_status
 
 VERBS = ("table", "wins", "fid", "quadrants", "curves", "capacity", "compare", "attributions",
          "advise")
@@ -40,7 +40,7 @@ def _final(runs):
 
 
 def cmd_table(args, runs, report):
-    from analysis.table import paper_tables
+    from results.table import paper_tables
     text = paper_tables(_final(runs), tune_runs=runs[runs["stage"] == "tune"]).render(args.format)
     report.text(text + "\n", f"table.{SUFFIX[args.format]}")
     return text
@@ -144,7 +144,7 @@ def cmd_curves(args, runs, report):
 
 def cmd_capacity(args, runs, report):
     from analysis.plots import capacity
-    from analysis.table import paper_tables
+    from results.table import paper_tables
     final = _final(runs)
     fig, points = capacity(final)
     if points["train_size"].nunique() < 2:
@@ -174,7 +174,7 @@ def cmd_attributions(args, runs, report):
     import pandas as pd
     import torch
     from analysis import attributions as attr
-    from analysis.runs import counted
+    from results.runs import counted
     from tasks import load_split
     from trainables.backbones import normalization
     from trainables.loop import Normalize
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from analysis.report import Report
-    from analysis.runs import load_runs
+    from results.runs import load_runs
     from study.spec import all_studies
     from study.tracking import tracking_uri
     args.tracking_uri = args.tracking_uri or tracking_uri()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.runs import counted
+from results.runs import counted
 
 PAPER = Path(__file__).parent / "data" / "results.csv"
 PAPER_NAMES = {"vpt_deep": "vpt"}            # the paper's "VPT" is VPT-deep

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from trainables.backbones import create_backbone, input_size, normalization
 from trainables.config import BackboneSpec
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis.runs import counted  # noqa: E402
+from results.runs import counted  # noqa: E402
 
 COLORS = {"vpt_deep": "tab:blue", "full_ft": "tab:orange", "mixed": "tab:green",
           "ft_then_pt": "tab:red", "vpt_shallow": "tab:purple", "linear": "tab:gray",

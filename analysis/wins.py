@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.runs import counted
-from analysis.table import BASELINE
+from results.runs import counted
+from results.table import BASELINE
 from tasks.spec import GROUPS
 
 

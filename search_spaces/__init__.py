@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 
 DATA = Path(__file__).parent / "data"
 

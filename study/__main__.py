@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from trainables.config import PRECISIONS, Execution
 
 EPILOG = """examples:

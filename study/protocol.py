@@ -1,5 +1,5 @@
 """The paper's protocol as one function: prepare what the study needs, stage `tune` (the lr x wd
-grid, one seed, train800 -> val200), selection from the MLflow runs (analysis.selection), stage
+grid, one seed, train800 -> val200), selection from the MLflow runs (results.selection), stage
 `final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Strategies
 that start from a prior (FT-then-PT) are tuned after the others, from their prior's selected
 recipe. Each stage runs only the trials that MLflow does not already hold as FINISHED, so
@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
-from analysis.runs import load_runs
-from analysis.selection import CELL, select_best
-from analysis.table import PaperTables, paper_tables
+from results.runs import load_runs
+from results.selection import CELL, select_best
+from results.table import PaperTables, paper_tables
 from study import card
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker

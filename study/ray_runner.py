@@ -19,6 +19,17 @@ from typing import Callable
 import ray
 from ray import tune
 
+from common.errors import StudyInputError
+from common.keys import SUMMARY
+from study.tracking import StudyTracker
+from trainables.config import TrialConfig
+from trainables.faults import ENV as FAULTS_ENV
+from trainables.loop import Report
+from trainables.trial import run_trial
+
+TrialFunction = Callable[[TrialConfig, Report], dict]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 # How Tune runs the study's trials, set around each fit (a value already in the environment wins):
 # the study's own progress lines instead of Ray's, and no per-trial CSV/JSON/TensorBoard files
 # (MLflow is the record). Tune's result grid then warns once per trial that it found no such file;
@@ -36,17 +47,6 @@ def tune_environment():
     finally:
         for key in added:
             os.environ.pop(key, None)
-
-from study.errors import StudyInputError
-from study.tracking import StudyTracker
-from trainables.config import TrialConfig
-from trainables.faults import ENV as FAULTS_ENV
-from trainables.loop import Report
-from trainables.trial import SUMMARY, run_trial
-
-TrialFunction = Callable[[TrialConfig, Report], dict]
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainable(config: dict, trial: TrialFunction) -> None:

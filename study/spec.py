@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from search_spaces import SearchSpace
-from study.errors import StudyInputError, UnknownName
+from common.errors import StudyInputError, UnknownName
 from tasks import get_task
 from tasks.splits import setting_splits, supports
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig

@@ -17,10 +17,10 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
+from common.keys import SUMMARY
 from tasks import get_task
 from trainables.config import TrialConfig
-from trainables.trial import SUMMARY
 
 EPOCH_METRICS = ("lr", "diverged", "train_loss", "train_acc", "val_loss", "val_acc",
                  "test_loss", "test_acc")

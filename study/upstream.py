@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from study.spec import StudySpec, Upstream
 from study.tracking import StudyTracker
 from tasks import get_task

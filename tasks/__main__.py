@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from study.errors import StudyInputError, exit_status
+from common.errors import StudyInputError, exit_status
 from tasks.cache import is_prepared, read_manifest
 from tasks.prepare import prepare
 from tasks.spec import SUITES, TASKS, get_task

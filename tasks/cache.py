@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 
 MANIFEST = "manifest.json"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import TaskSpec
 from tasks.tfds_source import INTERPOLATION, resize

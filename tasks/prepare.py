@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks import demo
 from tasks.cache import is_prepared, write_task
 from tasks.spec import TaskSpec

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from study.errors import UnknownName
+from common.errors import UnknownName
 
 GROUPS = ("natural", "specialized", "structured", "fgvc")
 GROUP_TITLES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured",

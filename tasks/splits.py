@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks.demo import DEMO_POOL, DEMO_POOLS
 from tasks.spec import ONE_SHOT, SOURCE_SIZES, SWEEP_SIZES, TaskSpec, sweep_split_names
 

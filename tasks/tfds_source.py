@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import ONE_SHOT, TaskSpec, sweep_split_names
 from tasks.splits import resolve_split, sweep_indices

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks.cache import load_sizes, load_split
 from tasks.spec import Augment, get_task
 

@@ -14,11 +14,11 @@ from mlflow.tracking import MlflowClient
 from analysis import fid
 from analysis.__main__ import main as analysis_main
 from analysis.compare import paper_results
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
 from trainables.config import Recipe
-from trainables.trial import SUMMARY
+from common.keys import SUMMARY
 
 ACC = {("cifar100", "full_ft"): (60.0, 62.0), ("cifar100", "vpt_deep"): (75.0, 77.0),
        ("clevr_count", "full_ft"): (50.0, 51.0), ("clevr_count", "vpt_deep"): (50.5, 50.0)}

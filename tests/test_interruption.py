@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.runs import load_runs
-from analysis.table import paper_tables
+from results.runs import load_runs
+from results.table import paper_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import pytest
 from tests.conftest import tiny_trial
 from trainables.config import Recipe
 from trainables.optimizers import step_warmup_cosine as lr_factor
-from trainables.trial import SUMMARY, run_trial
+from common.keys import SUMMARY
+from trainables.trial import run_trial
 
 
 def test_warmup_is_linear_then_cosine_decays_to_zero():

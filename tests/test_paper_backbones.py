@@ -105,7 +105,7 @@ def test_swin_and_mae_carry_the_official_drop_path():
 
 
 def test_visual_prompts_on_swin_are_refused_with_a_reason():
-    from study.errors import StudyInputError
+    from common.errors import StudyInputError
     from tests.conftest import tiny_trial
     from trainables.strategy import get_strategy
     with torch.device("meta"):

@@ -18,7 +18,7 @@ import torch
 from search_spaces import PAPER_SGD, TABLES_16_18, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.card import rows
 from study.cost import StageCost, flops_per_image
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from study.spec import get_study
 from tasks import get_task
 from tests.conftest import tiny_trial

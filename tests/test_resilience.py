@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.selection import select_best
+from results.selection import select_best
 from search_spaces import PAPER_SGD
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.tracking import StudyTracker

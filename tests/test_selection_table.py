@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.selection import select_best
-from analysis.table import paper_table
+from results.selection import select_best
+from results.table import paper_table
 
 
 def tune_row(task, strategy, lr, acc, status="FINISHED", outcome="finished", wd=0.0, n=[0]):

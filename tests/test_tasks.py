@@ -9,7 +9,7 @@ from tasks import (SUITES, TASKS, ChecksumMismatch, TaskNotPrepared, get_task, l
                    write_task)
 from tasks import demo
 from tasks.cache import read_manifest, task_dir
-from study.errors import UnknownName
+from common.errors import UnknownName
 
 # Classes per VTAB-1k task as google-research/task_adaptation defines them.
 VTAB_CLASSES = {"cifar100": 100, "caltech101": 102, "dtd": 47, "oxford_flowers102": 102,

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from tasks import ChecksumMismatch, TASKS, SUITES, load_split
 from tasks.cache import read_manifest, task_dir
 from tasks.folder_source import prepare_folder

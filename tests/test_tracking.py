@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from study.tracking import StudyTracker
 from tests.conftest import tiny_trial
-from trainables.trial import SUMMARY
+from common.keys import SUMMARY
 
 
 def epochs_logged(tracker: StudyTracker, run_id: str) -> list[int]:

@@ -15,7 +15,7 @@ import torch
 import timm
 from torch import nn
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 from trainables.config import BackboneSpec
 
 

@@ -16,7 +16,7 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 
 
 class VisualPrompts(nn.Module):

@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from study.errors import UnknownName
+from common.errors import UnknownName
 from trainables.config import TrialConfig
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.keys import SUMMARY
 from tasks import get_task, load_split
 from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
@@ -27,7 +28,6 @@ from trainables.priors import keep, prior_path, replay, shares_prior
 from trainables.loop import Inputs, Normalize, Report, Split, autocast, train
 from trainables.strategy import Strategy, get_strategy
 
-SUMMARY = "summary"          # key marking the last report of a trial
 
 
 def device() -> torch.device:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.runs import counted
+from results.runs import counted
 
 from tasks.spec import GROUP_TITLES, GROUPS
 BASELINE = "full_ft"

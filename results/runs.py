@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from study.errors import StudyInputError
+from common.errors import StudyInputError
 
 TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
         "trial_id", "outcome", "error")

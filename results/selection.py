@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.runs import counted
+from results.runs import counted
 
 CELL = ("backbone", "setting", "task", "strategy")     # one selection per cell
 
