@@ -24,7 +24,7 @@ from tasks import get_task
 from tests.conftest import tiny_trial
 from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Recipe
-from trainables.loop import set_train_mode, train
+from trainables.loop import Split, set_train_mode, train
 from trainables.optimizers import VptAdamW, make_optimizer, make_schedule
 from trainables.prompts import add_prompts
 from trainables.strategy import get_strategy
@@ -336,7 +336,6 @@ def test_lora_as_toast_runs_loralib_scale_and_the_whole_model_in_train_mode(cach
 
 
 def _tiny_split():
-    from trainables.loop import Split
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(8, 3, 32, 32, generator=generator)
     return Split(images, torch.randint(0, 10, (8,), generator=generator), "val")
@@ -360,7 +359,6 @@ def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
 
 
 def test_fgvc_views_are_torchvisions_resize_and_centre_crop():
-    import numpy as np
     import torchvision.transforms as T
     from PIL import Image
     from tasks.spec import Augment
@@ -412,7 +410,7 @@ def test_random_crops_stay_inside_the_image_are_seeded_and_vary_per_epoch():
 
 
 def test_training_runs_on_random_crops():
-    from trainables.loop import Normalize, Split
+    from trainables.loop import Normalize
     images, sizes = _canvases(count=16)
     labels = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(0))
     train_split = Split(images, labels, "train", sizes, crop=32)
