@@ -50,11 +50,14 @@ def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, run
         runner(todo, stage)
 
 
-def selection(spec: StudySpec, tracker: StudyTracker, configs: list[TrialConfig]) -> Selection:
-    """The selected (base lr, weight decay) of every cell that has a usable tune run."""
-    ids = {c.trial_id for c in configs}
-    runs = load_runs(spec.name, tracker.uri, "tune")
-    best = select_best(runs[runs["trial_id"].isin(ids)])
+def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list[TrialConfig]):
+    """The MLflow runs of these trials."""
+    runs = load_runs(spec.name, tracker.uri, stage)
+    return runs[runs["trial_id"].isin({c.trial_id for c in configs})]
+
+
+def selection(best) -> Selection:
+    """`select_best`'s rows as cell -> selected (base lr, weight decay)."""
     return {tuple(getattr(row, column) for column in CELL): (row.base_lr, row.weight_decay)
             for row in best.itertuples()}
 
@@ -76,26 +79,25 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     where = {"cache_dir": cache_dir, "execution": execution}
     tune = spec.tune_trials(**where)
     run_stage("tune", tune, tracker, runner, log)
-    selected = selection(spec, tracker, tune)
-    after_prior = spec.tune_trials(selected, **where)
+    tune_runs = stage_runs(spec, tracker, "tune", tune)
+    best = select_best(tune_runs)
+    after_prior = spec.tune_trials(selection(best), **where)
     if after_prior:
         run_stage("tune", after_prior, tracker, runner, log, label=" from selected priors")
         tune += after_prior
-        selected = selection(spec, tracker, tune)
+        tune_runs = stage_runs(spec, tracker, "tune", tune)
+        best = select_best(tune_runs)
+    selected = selection(best)
     missing = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()} - set(selected)
     if missing:
         log(f"[select] no usable tune run (all failed or diverged, or no selected prior) for: "
             f"{', '.join('/'.join(cell) for cell in sorted(missing))}")
-    tune_runs = load_runs(spec.name, tracker.uri, "tune")
-    tune_runs = tune_runs[tune_runs["trial_id"].isin({c.trial_id for c in tune})]
-    for row in select_best(tune_runs).itertuples():
+    for row in best.itertuples():
         log(f"[select] {row.backbone} @{row.setting} {row.task:>20} {row.strategy:<12} "
             f"base_lr={row.base_lr:g} wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
 
     final = spec.final_trials(selected, **where)
     run_stage("final", final, tracker, runner, log)
-    final_ids = {c.trial_id for c in final}
-    final_runs = load_runs(spec.name, tracker.uri, "final")
-    final_runs = final_runs[final_runs["trial_id"].isin(final_ids)]
+    final_runs = stage_runs(spec, tracker, "final", final)
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
     return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)

@@ -13,8 +13,7 @@ from PIL import Image
 from common.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import TaskSpec
-from tasks.tfds_source import INTERPOLATION, resize
-from tasks.views import layout, stored
+from tasks.views import INTERPOLATION, layout, stored
 
 CHUNK = 256
 
@@ -51,7 +50,7 @@ def prepare_folder(task: TaskSpec, root: str | Path, cache_dir: str | Path,
                     batch = rows[first:first + CHUNK]
                     images, *sizes = stored([np.asarray(Image.open(p).convert("RGB"))
                                              for p, _ in batch], task.augment, split,
-                                            image_size, resize)
+                                            image_size)
                     bar.update(len(batch))
                     yield images, np.array([label for _, label in batch]), *sizes
         entries[split] = write_split(task_dir(cache_dir, task.slug), task.slug, split, len(rows),

@@ -17,16 +17,13 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from common.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
 from tasks.spec import ONE_SHOT, TaskSpec, sweep_split_names
 from tasks.splits import resolve_split, sweep_indices
-from tasks.views import layout, stored
+from tasks.views import INTERPOLATION, layout, stored
 
-INTERPOLATION = "bilinear, no antialias, half-pixel centres (as tf.image.resize)"
 CHUNK = 256
 
 
@@ -67,14 +64,6 @@ def to_rgb(image: np.ndarray, builder: str) -> np.ndarray:
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     return image.astype(np.uint8)
-
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
-        return image
-    x = torch.tensor(image).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def builder_name(task: TaskSpec) -> tuple[str, str]:
@@ -213,7 +202,7 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
                     for first in range(0, len(indices), CHUNK):
                         batch = [data[int(i)] for i in indices[first:first + CHUNK]]
                         images, *sizes = stored([to_rgb(ex["image"], name) for ex in batch],
-                                                task.augment, split, image_size, resize)
+                                                task.augment, split, image_size)
                         bar.update(len(batch))
                         yield (images, np.array([label(ex) for ex in batch], dtype=np.int64),
                                *sizes)

@@ -1,4 +1,5 @@
-"""How a task with augmentation stores its images, as VPT's FGVC transforms see them
+"""How the cache stores a task's images. Without augmentation (VTAB), a square of the input size
+resized as `tf.image.resize` does. With it, as VPT's FGVC transforms see them
 (KMnP/vpt src/data/transforms.py:7-38): every image is first resized so that its shorter side is
 `resize` (torchvision's `Resize` on a PIL image: bilinear with PIL's antialiasing, the longer side
 `int(resize * long / short)`). An evaluation split keeps the centre `crop` square (`CenterCrop`),
@@ -8,14 +9,26 @@ with its height and width, so that a random crop and flip can be taken on the de
 only narrows how far out the random crops of such (very wide or tall) images reach."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from common.errors import StudyInputError
 from tasks.cache import load_sizes, load_split
 from tasks.spec import Augment, get_task
+
+
+INTERPOLATION = "bilinear, no antialias, half-pixel centres (as tf.image.resize)"
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """A task without augmentation: a square of the input size, as VTAB's `tf.image.resize`."""
+    if image.shape[:2] == (size, size):
+        return image
+    x = torch.tensor(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def is_training(split: str) -> bool:
@@ -52,12 +65,12 @@ def train_canvas(image: np.ndarray, augment: Augment) -> tuple[np.ndarray, tuple
     return canvas, image.shape[:2]
 
 
-def stored(images: list[np.ndarray], augment: Augment | None, split: str, image_size: int,
-           resize_to: Callable[[np.ndarray, int], np.ndarray]) -> tuple[np.ndarray, ...]:
+def stored(images: list[np.ndarray], augment: Augment | None, split: str,
+           image_size: int) -> tuple[np.ndarray, ...]:
     """A chunk as the cache keeps it: (images,) resized to the input size without augmentation;
     (eval crops,) for an evaluation split with it; (canvases, sizes) for a training split."""
     if augment is None:
-        return (np.stack([resize_to(image, image_size) for image in images]),)
+        return (np.stack([resize(image, image_size) for image in images]),)
     if not is_training(split):
         return (np.stack([eval_view(image, augment) for image in images]),)
     canvases, sizes = zip(*(train_canvas(image, augment) for image in images))
