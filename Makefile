@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 .PHONY: demo analysis test test-slow smoke bench install clean
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -e .
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,3 +1,4 @@
-"""Analyses that read only MLflow: the runs as a tidy pandas frame, hyperparameter selection
-(best last-epoch val accuracy, ties to the smaller lr) and the paper's Table 1/2 layout.
-`python -m analysis --help` is the entry point."""
+"""The paper's analyses as verbs of `python -m analysis` (one module each under analysis/verbs/,
+registered in analysis/verb.py), over the library code beside them: wins and their statistics,
+FID, plots, attributions, the comparison with the paper and the advice rule. They read the runs
+through `results` and write through `analysis.report`."""

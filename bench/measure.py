@@ -43,10 +43,7 @@ def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "d
 
 
 def trainable_model(cfg: TrialConfig, num_classes: int = 10) -> torch.nn.Module:
-    model = build_model(cfg, num_classes, pretrained=False).to(device())
-    for name, param in model.named_parameters():
-        param.requires_grad_(get_strategy(cfg.strategy).trains(name))
-    return model
+    return build_model(cfg, num_classes, pretrained=False).to(device())
 
 
 def synchronize() -> None:

@@ -25,7 +25,6 @@ from trainables.config import TrialConfig
 from trainables.optimizers import make_optimizer, make_schedule
 from trainables.trial import phases
 
-PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def export_pngs(cache_dir: str, task: str, split: str, out: Path, size: int | None = None,
@@ -109,9 +108,7 @@ def reference_trial(config: dict) -> None:
     val = loader(pngs / cfg.eval_split, mean, std, 256, False)
     epoch = 0
     for phase, recipe in phases(cfg):
-        model = phase.adapt(model, cfg)
-        for name, param in model.named_parameters():
-            param.requires_grad_(phase.trains(name))
+        model = phase.prepare(model, cfg)
         optimizer = make_optimizer(
             [(n, p) for n, p in model.named_parameters() if p.requires_grad], recipe)
         schedule = make_schedule(optimizer, recipe, math.ceil(len(train.dataset) /
@@ -154,8 +151,7 @@ def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int
     began = time.perf_counter()
     _TimedMLflowLogger.seconds, _TimedMLflowLogger.ended = 0.0, 0
     try:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": PROJECT_ROOT}})
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         space = [{"trial": c.to_dict(), "pngs": str(pngs), "num_classes": num_classes[c.task]}
                  for c in configs]
         tuner = tune.Tuner(

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from common.keys import Cell
 from results.runs import counted
 
-CELL = ("backbone", "setting", "task", "strategy")     # one selection per cell
+CELL = list(Cell._fields)     # the run columns naming a cell: one selection per cell
 
 
 def select_best(tune_runs: pd.DataFrame) -> pd.DataFrame:
@@ -16,5 +17,5 @@ def select_best(tune_runs: pd.DataFrame) -> pd.DataFrame:
     done = counted(tune_runs).dropna(subset=["final_val_acc"])
     ranked = done.sort_values([*CELL, "final_val_acc", "base_lr", "weight_decay"],
                               ascending=[True] * len(CELL) + [False, True, True])
-    best = ranked.drop_duplicates(list(CELL), keep="first")
+    best = ranked.drop_duplicates(CELL, keep="first")
     return best[[*CELL, "base_lr", "weight_decay", "final_val_acc"]].reset_index(drop=True)

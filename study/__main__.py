@@ -1,6 +1,6 @@
 """Command line: `python -m study list | plan <study> | explain <study> | run <study>`. Bad input
 (an unknown name, a malformed flag) prints one line and exits with status 2, before anything
-starts."""
+starts. `run` prints its progress on stderr and the table on stdout."""
 from __future__ import annotations
 
 import argparse
@@ -161,14 +161,19 @@ def cmd_run(spec, args) -> int:
     try:
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
                               compile=args.compile, gpu_share=args.gpus_per_trial)
-        table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution)
+        table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution,
+                          log=status)
     finally:
         runner.shutdown()
-    print()
     print(table.render(args.format))
-    print(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')")
-    print(f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1")
+    status(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\n"
+           f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1")
     return 0
+
+
+def status(line: str) -> None:
+    """Progress and hints go to stderr, so that stdout holds only the table."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _interrupt(signum, frame):

@@ -234,7 +234,7 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         if chosen.prior:
             add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task",
                 chosen.prior)
-        if chosen.grid == "lora":
+        if "lora_rank" in chosen.takes:
             add("lora rank / alpha", strategy, f"{spec.lora_rank} / {spec.lora_alpha}",
                 (spec.lora_rank, spec.lora_alpha))
         add("model dropout", strategy, *_dropout(spec, strategy))

@@ -33,11 +33,8 @@ def flops_per_image(cfg: TrialConfig, phase: int) -> tuple[float, float]:
     """(train step, eval forward) FLOPs per image of the trial's model in one phase: adapted up
     to that phase and trained as its strategy trains (a 10-class head: its share is
     negligible)."""
-    strategy = phases(cfg)[phase][0]
     with torch.device("meta"):
         model = build_model(cfg, 10, pretrained=False, phase=phase)
-        for name, param in model.named_parameters():
-            param.requires_grad_(strategy.trains(name))
         size = input_size(model, cfg.backbone)
         x = torch.empty(1, 3, size, size)
         with FlopCounterMode(display=False) as forward:

@@ -11,9 +11,10 @@ import time
 from typing import Callable, Protocol
 
 from results.runs import load_runs
-from results.selection import CELL, select_best
+from results.selection import select_best
 from results.table import PaperTables, paper_tables
 from study import card
+from common.keys import Cell
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones
@@ -58,8 +59,8 @@ def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list
 
 def selection(best) -> Selection:
     """`select_best`'s rows as cell -> selected (base lr, weight decay)."""
-    return {tuple(getattr(row, column) for column in CELL): (row.base_lr, row.weight_decay)
-            for row in best.itertuples()}
+    return {Cell(*(getattr(row, column) for column in Cell._fields)):
+            (row.base_lr, row.weight_decay) for row in best.itertuples()}
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
@@ -88,7 +89,7 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
         tune_runs = stage_runs(spec, tracker, "tune", tune)
         best = select_best(tune_runs)
     selected = selection(best)
-    missing = {(b.tag, setting, t, s) for b, setting, t, s in spec.cells()} - set(selected)
+    missing = set(spec.cells()) - set(selected)
     if missing:
         log(f"[select] no usable tune run (all failed or diverged, or no selected prior) for: "
             f"{', '.join('/'.join(cell) for cell in sorted(missing))}")

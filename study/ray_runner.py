@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,11 +25,10 @@ from common.keys import SUMMARY
 from study.tracking import StudyTracker
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
-from trainables.loop import Report
+from trainables.loop import MetricsSink
 from trainables.trial import run_trial
 
-TrialFunction = Callable[[TrialConfig, Report], dict]
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TrialFunction = Callable[[TrialConfig, MetricsSink], dict]
 
 # How Tune runs the study's trials, set around each fit (a value already in the environment wins):
 # the study's own progress lines instead of Ray's, and no per-trial CSV/JSON/TensorBoard files
@@ -70,7 +70,7 @@ def _clock(seconds: float) -> str:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(line, file=sys.stderr, flush=True)
 
 
 class _TrackAndShowProgress(tune.Callback):
@@ -169,16 +169,15 @@ class RayRunner:
     def start(self) -> None:
         if ray.is_initialized():
             return
-        env = {"PYTHONPATH": str(PROJECT_ROOT)}
-        if os.environ.get(FAULTS_ENV):
-            env[FAULTS_ENV] = os.environ[FAULTS_ENV]
-        try:          # on a cluster the repository sits at the same path on every node
+        # workers import the project as installed (`pip install -e .` on every node)
+        env = {FAULTS_ENV: os.environ[FAULTS_ENV]} if os.environ.get(FAULTS_ENV) else {}
+        runtime_env = {"env_vars": env} if env else None
+        try:
             if self.address:
-                ray.init(address=self.address, log_to_driver=False,
-                         runtime_env={"env_vars": env})
+                ray.init(address=self.address, log_to_driver=False, runtime_env=runtime_env)
             else:
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                         runtime_env={"env_vars": env})
+                         runtime_env=runtime_env)
         except ConnectionError as error:
             raise StudyInputError(f"cannot join the Ray cluster at {self.address}: "
                                   f"{str(error).splitlines()[0]}") from None

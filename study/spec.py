@@ -7,15 +7,15 @@ import inspect
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
-from search_spaces import SearchSpace
 from common.errors import StudyInputError, UnknownName
+from common.keys import Cell
+from search_spaces import SearchSpace
 from tasks import get_task
 from tasks.splits import setting_splits, supports
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.strategy import get_strategy
 
 FINAL_SEEDS = (42, 44, 82, 100, 800)
-Cell = tuple[str, str, str, str]                  # (backbone tag, setting, task, strategy)
 Selection = Mapping[Cell, tuple[float, float]]    # cell -> selected (base lr, weight decay)
 
 
@@ -65,11 +65,14 @@ class StudySpec:
             raise StudyInputError(f"study '{self.name}' has no tasks, strategies, backbones or "
                                   f"seeds")
 
-    def cells(self) -> list[tuple[BackboneSpec, str, str, str]]:
-        """(backbone, setting, task, strategy) combinations, skipping settings a task lacks."""
-        return [(backbone, setting, task, strategy) for backbone in self.backbones
+    def cells(self) -> list[Cell]:
+        """Every (backbone, setting, task, strategy), skipping settings a task lacks."""
+        return [Cell(backbone.tag, setting, task, strategy) for backbone in self.backbones
                 for setting in self.settings for task in self.tasks
                 if supports(get_task(task), setting) for strategy in self.strategies]
+
+    def backbone(self, tag: str) -> BackboneSpec:
+        return next(b for b in self.backbones if b.tag == tag)
 
     def recipe(self, grid_key: str, base_lr: float, weight_decay: float) -> Recipe:
         grid = self.search_space.grid_for(grid_key)
@@ -77,32 +80,35 @@ class StudySpec:
         return Recipe(grid.optimizer, base_lr, weight_decay, self.epochs, warmup,
                       grid.batch_size or self.batch_size, self.eval_every, self.schedule)
 
-    def trial(self, stage: str, backbone: BackboneSpec, setting: str, task: str, strategy: str,
-              base_lr: float, weight_decay: float, seed: int, prior: Recipe | None = None,
-              cache_dir: str = "", execution: Execution = Execution()) -> TrialConfig:
+    def strategy_setting(self, name: str, task: str):
+        """The value of a setting a strategy takes (`Strategy.takes`) for one task."""
+        if name == "prompt_length":
+            return self.search_space.prompt_length(task)
+        return getattr(self, name)
+
+    def trial(self, *, stage: str, cell: Cell, base_lr: float, weight_decay: float, seed: int,
+              prior: Recipe | None = None, cache_dir: str = "",
+              execution: Execution = Execution()) -> TrialConfig:
         """One trial of a cell at a grid point; `prior` is the recipe of the strategy's prior
         phase (FT-then-PT's FT: full_ft's selected recipe for the same task)."""
-        chosen = get_strategy(strategy)
-        tune, final = setting_splits(setting)
+        chosen = get_strategy(cell.strategy)
+        tune, final = setting_splits(cell.setting)
         train_split, eval_split = tune if stage == "tune" else final
         return TrialConfig(
-            study=self.name, stage=stage, task=task, strategy=strategy, backbone=backbone,
+            study=self.name, stage=stage, task=cell.task, strategy=cell.strategy,
+            backbone=self.backbone(cell.backbone),
             recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
-            train_split=train_split, eval_split=eval_split, setting=setting,
-            prompt_length=self.search_space.prompt_length(task) if chosen.prompted else 0,
-            prompt_dropout=self.prompt_dropout if chosen.prompted else 0.0,
-            lora_rank=self.lora_rank if chosen.grid == "lora" else 0,
-            lora_alpha=self.lora_alpha if chosen.grid == "lora" else None,
+            train_split=train_split, eval_split=eval_split, setting=cell.setting,
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
-            save=self._save(stage, chosen))
+            save=self._save(stage, chosen),
+            **{name: self.strategy_setting(name, cell.task) for name in chosen.takes})
 
-    def prior_recipe(self, backbone: BackboneSpec, setting: str, task: str, strategy: str,
-                     selected: Selection) -> Recipe | None:
+    def prior_recipe(self, cell: Cell, selected: Selection) -> Recipe | None:
         """The recipe selected for the strategy's prior in the same task (None without one)."""
-        prior = get_strategy(strategy).prior
+        prior = get_strategy(cell.strategy).prior
         if prior is None:
             return None
-        base_lr, weight_decay = selected[(backbone.tag, setting, task, prior)]
+        base_lr, weight_decay = selected[cell._replace(strategy=prior)]
         return self.recipe(get_strategy(prior).grid, base_lr, weight_decay)
 
     def _save(self, stage: str, strategy) -> str:
@@ -119,38 +125,36 @@ class StudySpec:
         after a cell's first are queued last, so that they replay the prior the first one
         trained (trainables.priors)."""
         leaders, followers = [], []
-        for backbone, setting, task, strategy in self.cells():
-            chosen = get_strategy(strategy)
+        for cell in self.cells():
+            chosen = get_strategy(cell.strategy)
             if (selected is None) != (chosen.prior is None) or (
-                    chosen.prior and (backbone.tag, setting, task, chosen.prior) not in selected):
+                    chosen.prior and cell._replace(strategy=chosen.prior) not in selected):
                 continue
-            prior = self.prior_recipe(backbone, setting, task, strategy, selected or {})
+            prior = self.prior_recipe(cell, selected or {})
             points = self.search_space.grid_for(chosen.grid).points()
             for index, (lr, wd) in enumerate(points):
                 queue = followers if index and prior else leaders
-                queue.append(self.trial("tune", backbone, setting, task, strategy, lr, wd,
-                                        self.tune_seed, prior, **where))
+                queue.append(self.trial(stage="tune", cell=cell, base_lr=lr, weight_decay=wd,
+                                        seed=self.tune_seed, prior=prior, **where))
         return leaders + followers
 
     def final_trials(self, selected: Selection, **where) -> list[TrialConfig]:
         """Every seed of each selected cell (whose prior, if it has one, is selected too)."""
-        backbones = {backbone.tag: backbone for backbone in self.backbones}
         trials = []
-        for (tag, setting, task, strategy), (lr, wd) in selected.items():
-            prior = get_strategy(strategy).prior
-            if prior and (tag, setting, task, prior) not in selected:
+        for key, (lr, wd) in selected.items():
+            cell = Cell(*key)
+            prior = get_strategy(cell.strategy).prior
+            if prior and cell._replace(strategy=prior) not in selected:
                 continue
-            backbone = backbones[tag]
-            recipe = self.prior_recipe(backbone, setting, task, strategy, selected)
-            trials += [self.trial("final", backbone, setting, task, strategy, lr, wd, seed,
-                                  recipe, **where) for seed in self.seeds]
+            recipe = self.prior_recipe(cell, selected)
+            trials += [self.trial(stage="final", cell=cell, base_lr=lr, weight_decay=wd,
+                                  seed=seed, prior=recipe, **where) for seed in self.seeds]
         return trials
 
     def first_points(self) -> Selection:
         """Each cell's first grid point, as a selection: what `study plan` prices."""
-        return {(b.tag, setting, task, strategy):
-                self.search_space.grid_for(get_strategy(strategy).grid).points()[0]
-                for b, setting, task, strategy in self.cells()}
+        return {cell: self.search_space.grid_for(get_strategy(cell.strategy).grid).points()[0]
+                for cell in self.cells()}
 
 
 STUDIES: dict[str, Callable[..., StudySpec]] = {}

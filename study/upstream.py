@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from common.errors import StudyInputError
+from common.keys import Cell
 from study.spec import StudySpec, Upstream
 from study.tracking import StudyTracker
 from tasks import get_task
@@ -33,11 +34,11 @@ def ensure_backbones(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
 
 def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
     """Every strategy can adapt this architecture (built on the meta device: no memory)."""
-    setting, task = spec.settings[0], spec.tasks[0]
     for strategy in spec.strategies:
+        cell = Cell(backbone.tag, spec.settings[0], spec.tasks[0], strategy)
         with torch.device("meta"):
-            build_model(spec.trial("tune", backbone, setting, task, strategy, 1.0, 0.0, 0), 2,
-                        pretrained=False)
+            build_model(spec.trial(stage="tune", cell=cell, base_lr=1.0, weight_decay=0.0,
+                                   seed=0), 2, pretrained=False)
 
 
 def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,

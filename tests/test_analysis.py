@@ -15,10 +15,10 @@ from analysis import fid
 from analysis.__main__ import main as analysis_main
 from analysis.compare import paper_results
 from common.errors import StudyInputError
+from common.keys import SUMMARY
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
 from trainables.config import Recipe
-from common.keys import SUMMARY
 
 ACC = {("cifar100", "full_ft"): (60.0, 62.0), ("cifar100", "vpt_deep"): (75.0, 77.0),
        ("clevr_count", "full_ft"): (50.0, 51.0), ("clevr_count", "vpt_deep"): (50.5, 50.0)}
@@ -226,16 +226,16 @@ def test_fid_over_random_subsets_reports_mean_std_and_the_size():
 
 def test_fid_takes_a_prepared_imagenet_sample_as_the_reference(tmp_path):
     from types import SimpleNamespace
-    from analysis.__main__ import _reference_images
+    from analysis.inputs import reference_images
     from tasks import write_task
     runs = pd.DataFrame({"stage": ["tune", "final"]})
     args = SimpleNamespace(reference=None, cache_dir=str(tmp_path), study="made",
                            study_spec=False)
     with pytest.raises(StudyInputError, match="tasks prepare imagenet_sample --from-folder"):
-        _reference_images(args, runs)
+        reference_images(args, runs)
     images = np.zeros((5, 8, 8, 3), np.uint8)
     write_task(tmp_path, "imagenet_sample", {"train": (images, np.zeros(5, np.int64))}, 21843)
-    reference, found = _reference_images(args, runs)
+    reference, found = reference_images(args, runs)
     assert reference == "imagenet_sample" and found.shape == (5, 8, 8, 3)
 
 
@@ -246,3 +246,23 @@ def test_a_table_piped_to_a_file_holds_only_the_table(store, capsys):
     assert code == 0 and "logged to MLflow" in captured.err
     assert "MLflow" not in captured.out and "wrote" not in captured.out
     assert "strategy," in captured.out
+
+
+def test_each_verb_module_registers_the_verb_it_is_named_after_with_its_own_flags():
+    import importlib
+    import pkgutil
+    import analysis.verbs
+    from analysis.__main__ import parser
+    from analysis.verb import Verb, all_verbs, register
+    modules = {m.name for m in pkgutil.iter_modules(analysis.verbs.__path__)}
+    verbs = all_verbs()
+    assert modules == set(verbs)
+    for name in modules:
+        module = importlib.import_module(f"analysis.verbs.{name}")
+        assert module.VERB is verbs[name] and module.__doc__
+    with pytest.raises(ValueError, match="already registered"):
+        register(Verb("table", "again", lambda args, runs, report: ""))
+    cli = parser()
+    assert cli.parse_args(["table", "x", "--format", "csv"]).format == "csv"
+    with pytest.raises(SystemExit):                  # a flag of another verb is refused
+        cli.parse_args(["wins", "x", "--format", "csv"])

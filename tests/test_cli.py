@@ -1,6 +1,7 @@
 """The command lines: listing, planning, and bad input refused with one line and status 2."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -51,3 +52,13 @@ def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "no MLflow experiment 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_installed_project_imports_from_any_directory_without_pythonpath(tmp_path):
+    """What a Ray worker started elsewhere relies on (`pip install -e .`)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", "import study.protocol, analysis.verbs; "
+                             "print(study.protocol.__file__)"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(os.path.join("study", "protocol.py"))

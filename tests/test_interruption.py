@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +46,6 @@ def kill_driver_when(cache: Path, store: Path, pattern: str) -> None:
     else:
         pytest.fail(f"the study ended before '{pattern}'")
     process.wait(timeout=60)
-    time.sleep(2)
     try:                                                 # then clear what it left behind
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

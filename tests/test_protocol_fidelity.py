@@ -15,10 +15,11 @@ import pytest
 import timm
 import torch
 
+from common.errors import StudyInputError
+from common.keys import Cell
 from search_spaces import PAPER_SGD, TABLES_16_18, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.card import rows
 from study.cost import StageCost, flops_per_image
-from common.errors import StudyInputError
 from study.spec import get_study
 from tasks import get_task
 from tests.conftest import tiny_trial
@@ -166,8 +167,8 @@ def test_the_presets_prompt_lengths_reproduce_every_printed_tuned_total(table):
     setting = spec.settings[0]
     checked = 0
     for row in (r for r in _tuned_rows() if int(r["table"]) == table):
-        cfg = spec.trial("tune", spec.backbones[backbone], setting, row["task"], "vpt_deep",
-                         1.0, 0.0, 0)
+        cell = Cell(spec.backbones[backbone].tag, setting, row["task"], "vpt_deep")
+        cfg = spec.trial(stage="tune", cell=cell, base_lr=1.0, weight_decay=0.0, seed=0)
         with torch.device("meta"):
             model = build_model(cfg, get_task(row["task"]).num_classes, pretrained=False)
         trains = get_strategy("vpt_deep").trains
@@ -213,9 +214,7 @@ def test_dropout_acts_in_full_finetuning_only_where_the_official_vit_has_it():
 def test_no_backbone_dropout_acts_when_the_official_code_keeps_the_encoder_in_eval(strategy):
     chosen = get_strategy(strategy)
     cfg = tiny_trial("", strategy, prompt_dropout=0.1)
-    model = chosen.adapt(create_backbone(TINY, 10), cfg)
-    for name, param in model.named_parameters():
-        param.requires_grad_(chosen.trains(name))
+    model = chosen.prepare(create_backbone(TINY, 10), cfg)
     set_train_mode(model)
     acting = {n for n, (p, training) in _dropouts(model).items() if p > 0 and training}
     assert acting == ({"prompt.dropout"} if chosen.prompted else set())
@@ -307,7 +306,8 @@ def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
 
 def test_lora_as_toast_runs_loralib_scale_and_the_whole_model_in_train_mode(cache_dir):
     spec = get_study("paper-lora")
-    cfg = spec.trial("tune", spec.backbones[0], "800", "cifar100", "lora", 0.5, 0.0, 0)
+    cfg = spec.trial(stage="tune", cell=Cell(spec.backbones[0].tag, "800", "cifar100", "lora"),
+                     base_lr=0.5, weight_decay=0.0, seed=0)
     assert (cfg.lora_rank, cfg.lora_alpha) == (4, 1.0)
     assert (cfg.recipe.optimizer, cfg.recipe.batch_size, cfg.recipe.warmup_epochs) == \
         ("vpt_sgd", 32, 10)
@@ -322,9 +322,7 @@ def test_lora_as_toast_runs_loralib_scale_and_the_whole_model_in_train_mode(cach
     backbone = replace(TINY, overrides=(*TINY.overrides, ("drop_path_rate", 0.2)))
     modes = {}
     for frozen_eval in (True, False):
-        model = lora.adapt(create_backbone(backbone, 10), tiny_trial("", "lora", lora_rank=2))
-        for name, param in model.named_parameters():
-            param.requires_grad_(lora.trains(name))
+        model = lora.prepare(create_backbone(backbone, 10), tiny_trial("", "lora", lora_rank=2))
         seen = []
         model.blocks[-1].drop_path1.register_forward_pre_hook(
             lambda module, args: seen.append(module.training))

@@ -3,14 +3,18 @@ after optimiser steps, plus the strategy-specific promises (deep prompts act at 
 LoRA starts as the identity, FT-then-PT starts from the FT weights)."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 import torch
 
+import trainables.strategies
 from tests.conftest import TINY_VIT, tiny_trial
 from trainables.backbones import create_backbone
 from trainables.config import Recipe
 from trainables.loop import Normalize, Split, set_train_mode, train
-from trainables.strategy import all_strategies, get_strategy
+from trainables.strategy import all_strategies, everything, get_strategy
 from trainables.trial import train_model
 
 STRATEGIES = sorted(all_strategies())
@@ -19,10 +23,8 @@ STRATEGIES = sorted(all_strategies())
 def adapted(strategy_name: str, cache_dir: str, seed: int = 0):
     torch.manual_seed(seed)
     strategy = get_strategy(strategy_name)
-    model = strategy.adapt(create_backbone(TINY_VIT, num_classes=10), tiny_trial(cache_dir))
-    for name, param in model.named_parameters():
-        param.requires_grad_(strategy.trains(name))
-    return strategy, model
+    return strategy, strategy.prepare(create_backbone(TINY_VIT, num_classes=10),
+                                      tiny_trial(cache_dir))
 
 
 def batch(n=8, seed=0):
@@ -34,9 +36,13 @@ def batch(n=8, seed=0):
 NORMALIZE = Normalize.of((0.5,) * 3, (0.5,) * 3, "cpu")
 
 
-def test_registry_holds_the_seven_strategies():
-    assert set(STRATEGIES) == {"full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed",
-                               "ft_then_pt", "lora"}
+def test_each_strategy_module_registers_the_strategy_it_is_named_after():
+    modules = {m.name for m in pkgutil.iter_modules(trainables.strategies.__path__)}
+    assert modules == set(STRATEGIES)
+    for name in modules:
+        module = importlib.import_module(f"trainables.strategies.{name}")
+        assert module.STRATEGY is get_strategy(name) and module.STRATEGY.name == name
+        assert module.__doc__, f"{name} has no docstring"
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -48,18 +54,18 @@ def test_gradients_reach_exactly_the_trainable_parameters(name, cache_dir):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     with_grad = {n for n, p in model.named_parameters()
                  if p.grad is not None and p.grad.abs().sum() > 0}
-    assert trainable, "a strategy must train something"
-    assert "head.weight" in trainable
+    assert "head.weight" in trainable, "every strategy trains the new head"
     # LoRA's A receives no gradient at step 0 because B starts at zero
     lora_a = {n for n in trainable if n.endswith("lora_a")}
     assert with_grad == trainable - lora_a
+    # what trains follows from the strategy's declared fields
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    expect_frozen = name not in ("full_ft", "mixed")
-    assert bool(frozen) == expect_frozen
-    if name in ("vpt_deep", "vpt_shallow", "ft_then_pt"):
-        assert all(n.startswith(("prompt.", "head.")) for n in trainable)
-    if name == "linear":
-        assert trainable == {"head.weight", "head.bias"}
+    assert bool(frozen) == (strategy.trains is not everything)
+    assert any(n.startswith("prompt.") for n in trainable) == strategy.prompted
+    assert any(".lora_" in n for n in trainable) == ("lora_rank" in strategy.takes)
+    backbone_trains = trainable - {n for n in trainable if n.startswith(("prompt.", "head."))
+                                   or ".lora_" in n}
+    assert bool(backbone_trains) == (strategy.trains is everything)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -20,7 +20,7 @@ from torch import nn
 from trainables.config import Recipe
 from trainables.optimizers import make_optimizer, make_schedule
 
-Report = Callable[[dict], None]
+MetricsSink = Callable[[dict], None]              # receives each epoch's metrics, then the summary
 Inputs = Callable[[torch.Tensor], torch.Tensor]      # stored batch -> model input
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -120,7 +120,7 @@ def evaluate(model: nn.Module, split: Split, normalize: Inputs, batch_size: int 
 
 
 def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Inputs,
-          recipe: Recipe, seed: int, report: Report, first_epoch: int = 1,
+          recipe: Recipe, seed: int, report: MetricsSink, first_epoch: int = 1,
           dtype: torch.dtype | None = None, compile: bool = False,
           frozen_eval: bool = True) -> dict:
     """Train the parameters that require grad; return the last epoch's numbers and outcome.

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from trainables.backbones import resolve_weights
 from trainables.config import Recipe, TrialConfig
-from trainables.loop import Report
+from trainables.loop import MetricsSink
 
 
 def shares_prior(cfg: TrialConfig) -> bool:
@@ -35,7 +35,7 @@ def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype 
     return Path(cfg.cache_dir) / "priors" / f"{cfg.task}-{phase}-{key}.safetensors"
 
 
-def replay(path: Path, model: torch.nn.Module, report: Report) -> dict | None:
+def replay(path: Path, model: torch.nn.Module, report: MetricsSink) -> dict | None:
     """Load a kept prior into `model` and send its reports again; None if there is none."""
     if not (path.exists() and path.with_suffix(".json").exists()):
         return None
@@ -46,7 +46,7 @@ def replay(path: Path, model: torch.nn.Module, report: Report) -> dict | None:
     return {**kept["result"], "train_seconds": 0.0, "train_images": 0, "replayed": True}
 
 
-def keep(path: Path, model: torch.nn.Module, reports: list[dict], result: dict) -> None:
+def store(path: Path, model: torch.nn.Module, reports: list[dict], result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},

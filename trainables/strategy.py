@@ -1,8 +1,10 @@
 """The strategy registry. A strategy is data plus two small functions: `adapt` changes the
 backbone in place (adds prompts or LoRA), `trains` says by parameter name which parameters
-receive gradients. `grid` names the search-space grid it is tuned on; `prior` names a strategy
-trained first in the same trial, whose weights this one starts from (FT-then-PT). The training
-loop reads these fields and never branches on a strategy's name."""
+receive gradients. `grid` names the search-space grid it is tuned on; `takes` names the study
+settings its trials receive (prompt length and dropout, LoRA rank and alpha); `prior` names a
+strategy trained first in the same trial, whose weights this one starts from (FT-then-PT).
+`prepare` is the one place a model is adapted and frozen. The training loop, the study and the
+cost model read these fields and never branch on a strategy's name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from common.errors import UnknownName
 from trainables.config import TrialConfig
 
 
-def keep(model: nn.Module, cfg: TrialConfig) -> nn.Module:
+def unchanged(model: nn.Module, cfg: TrialConfig) -> nn.Module:
     return model
 
 
@@ -30,17 +32,32 @@ def everything(name: str) -> bool:
     return True
 
 
+PROMPT_SETTINGS = ("prompt_length", "prompt_dropout")   # TrialConfig fields a study fills in
+LORA_SETTINGS = ("lora_rank", "lora_alpha")
+
+
 @dataclass(frozen=True)
 class Strategy:
     name: str
     grid: str                       # "full" | "prompt" | "mixed" | "lora": a SearchSpace key
     trains: Callable[[str], bool]
-    adapt: Callable[[nn.Module, TrialConfig], nn.Module] = keep
+    adapt: Callable[[nn.Module, TrialConfig], nn.Module] = unchanged
+    takes: tuple[str, ...] = ()     # study settings its trials receive (PROMPT_SETTINGS, ...)
     prior: str | None = None
-    prompted: bool = False                      # takes the task's prompt length
     frozen_eval: bool = True        # frozen modules (their dropout, drop-path) run in eval mode;
                                     # False: the whole model in train mode
     summary: str = ""
+
+    def prepare(self, model: nn.Module, cfg: TrialConfig) -> nn.Module:
+        """The model adapted for this strategy, with gradients on exactly what it trains."""
+        model = self.adapt(model, cfg)
+        for name, param in model.named_parameters():
+            param.requires_grad_(self.trains(name))
+        return model
+
+    @property
+    def prompted(self) -> bool:
+        return "prompt_length" in self.takes
 
     @property
     def changes_backbone(self) -> bool:

@@ -24,10 +24,9 @@ from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
 from trainables.config import Execution, Recipe, TrialConfig
 from trainables.faults import inject
-from trainables.priors import keep, prior_path, replay, shares_prior
-from trainables.loop import Inputs, Normalize, Report, Split, autocast, train
+from trainables.priors import prior_path, replay, shares_prior, store
+from trainables.loop import Inputs, MetricsSink, Normalize, Split, autocast, train
 from trainables.strategy import Strategy, get_strategy
-
 
 
 def device() -> torch.device:
@@ -126,14 +125,14 @@ def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
 
 def build_model(cfg: TrialConfig, num_classes: int, cache_dir: str | Path = "",
                 pretrained: bool = True, phase: int | None = None) -> torch.nn.Module:
-    """The trial's architecture: the backbone (with its pretrained weights unless told not to)
-    after every phase's adaptation (or the phases up to `phase`). Under `torch.device("meta")` it
-    costs no memory."""
+    """The trial's model: the backbone (with its pretrained weights unless told not to) prepared
+    by every phase's strategy in turn (or the phases up to `phase`), so that the last one's
+    parameters take gradients. Under `torch.device("meta")` it costs no memory."""
     backbone = cfg.backbone if pretrained else replace(cfg.backbone, weights=None,
                                                        hub_weights=False)
     model = create_backbone(backbone, num_classes, cache_dir)
     for strategy, _ in phases(cfg)[:None if phase is None else phase + 1]:
-        model = strategy.adapt(model, cfg)
+        model = strategy.prepare(model, cfg)
     return model
 
 
@@ -159,7 +158,7 @@ def phases(cfg: TrialConfig):
 
 def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
                 normalize: Normalize, strategy: Strategy, recipe: Recipe, cfg: TrialConfig,
-                dtype: torch.dtype | None, report: Report, first_epoch: int) -> dict:
+                dtype: torch.dtype | None, report: MetricsSink, first_epoch: int) -> dict:
     """Train one phase; a model whose head alone trains does so on features computed once."""
     extracted = time.perf_counter()
     if cfg.execution.cache_features and only_head_trains(model) and train_split.sizes is None:
@@ -176,12 +175,12 @@ def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,
     return result
 
 
-def run_trial(cfg: TrialConfig, report: Report) -> dict:
+def run_trial(cfg: TrialConfig, report: MetricsSink) -> dict:
     """Train one trial; its summary is the last report and the return value."""
     return train_model(cfg, report)[1]
 
 
-def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict]:
+def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module, dict]:
     started = time.perf_counter()
     inject(cfg)
     on = set_up(cfg.execution, cfg.seed)
@@ -196,10 +195,8 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
     epoch, result = 1, {}
     ordered = phases(cfg)
     for index, (phase, recipe) in enumerate(ordered):
-        model = phase.adapt(model, cfg).to(on)
+        model = phase.prepare(model, cfg).to(on)
         model.zero_grad(set_to_none=True)       # no gradient of an earlier phase survives
-        for name, param in model.named_parameters():
-            param.requires_grad_(phase.trains(name))
         shared = index < len(ordered) - 1 and shares_prior(cfg)
         path = prior_path(cfg, phase.name, recipe, dtype) if shared else None
         result = replay(path, model, report) if shared else None
@@ -209,7 +206,7 @@ def train_model(cfg: TrialConfig, report: Report) -> tuple[torch.nn.Module, dict
                                  dtype, lambda metrics: (reports.append(metrics), report(metrics)),
                                  first_epoch=epoch)
             if shared and result["outcome"] == "finished":
-                keep(path, model, reports, result)
+                store(path, model, reports, result)
         if result["outcome"] != "finished":
             break
         epoch += recipe.epochs

@@ -1,7 +1,7 @@
 """VPT-deep: prompts at the input and at every later layer; only prompts and head train, the
 backbone stays frozen (and in eval mode)."""
 from trainables.prompts import add_prompts
-from trainables.strategy import Strategy, prompts_and_head, register
+from trainables.strategy import PROMPT_SETTINGS, Strategy, prompts_and_head, register
 
 
 def adapt(model, cfg):
@@ -10,4 +10,4 @@ def adapt(model, cfg):
 
 
 STRATEGY = register(Strategy("vpt_deep", grid="prompt", trains=prompts_and_head, adapt=adapt,
-                             prompted=True, summary="prompts at every layer + head"))
+                             takes=PROMPT_SETTINGS, summary="prompts at every layer + head"))

@@ -1,6 +1,6 @@
 """VPT-shallow: prompts inserted once, after the position embedding; prompts and head train."""
 from trainables.prompts import add_prompts
-from trainables.strategy import Strategy, prompts_and_head, register
+from trainables.strategy import PROMPT_SETTINGS, Strategy, prompts_and_head, register
 
 
 def adapt(model, cfg):
@@ -9,4 +9,4 @@ def adapt(model, cfg):
 
 
 STRATEGY = register(Strategy("vpt_shallow", grid="prompt", trains=prompts_and_head, adapt=adapt,
-                             prompted=True, summary="prompts at the input + head"))
+                             takes=PROMPT_SETTINGS, summary="prompts at the input + head"))

@@ -1,0 +1,20 @@
+"""`wins`: each strategy's wins against full finetuning per task and per group, with Welch's
+t-test and a bootstrap interval over the seeds."""
+from __future__ import annotations
+
+from analysis.inputs import final_runs
+from analysis.verb import Verb, register
+from analysis.wins import group_wins, task_wins
+
+
+def run(args, runs, report) -> str:
+    per_task = task_wins(final_runs(runs))
+    per_group = group_wins(per_task)
+    report.table(per_task, "wins_per_task")
+    report.table(per_group, "wins_per_group")
+    return per_group.to_markdown(index=False) + "\n\n" + per_task.to_markdown(index=False)
+
+
+VERB = register(Verb("wins", "wins against full finetuning per task and group, with Welch's "
+                             "t-test and a bootstrap interval over the seeds ('within noise' "
+                             "when it contains 0)", run))
