@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+
+from bench.measure import fresh, prepared_cache, run_project
 
 DENSE_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}     # datasheets, FLOP/s
 HERE = Path(__file__).resolve().parent
@@ -64,23 +65,6 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x"
 
 
-def prepared_cache(work: Path, tasks) -> str:
-    from tasks import get_task
-    from tasks.prepare import prepare
-    cache = work / "cache"
-    for slug in tasks:
-        prepare(get_task(slug), cache)
-    return str(cache)
-
-
-def fresh(path: Path) -> Path:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-    return path
-
-
 def demo_grid(size: Size, name: str):
     """The demo study cut to the size's tasks, strategies and epochs, on the untrained demo ViT."""
     from bench.measure import DEMO
@@ -88,21 +72,6 @@ def demo_grid(size: Size, name: str):
     return replace(get_study("demo"), name=name, tasks=size.grid_tasks,
                    strategies=size.grid_strategies, backbones=(DEMO,), epochs=size.grid_epochs,
                    warmup_epochs=min(2, size.grid_epochs - 1))
-
-
-def run_project(configs, study: str, stage: str, work: Path, label: str, **runner):
-    """Run trials through the project's Ray runner into a fresh MLflow store; return the
-    tracker, the wall seconds (Ray's start included) and the driver's MLflow seconds."""
-    from study.ray_runner import RayRunner
-    from study.tracking import StudyTracker
-    tracker = StudyTracker(study, f"sqlite:///{fresh(work / f'{label}.db')}")
-    ray_runner = RayRunner(tracker, storage_path=str(fresh(work / f"ray-{label}")), **runner)
-    began = time.perf_counter()
-    try:
-        logging = ray_runner(configs, stage)
-    finally:
-        ray_runner.shutdown()
-    return tracker, time.perf_counter() - began, logging
 
 
 def every_tune_trial(spec, **where) -> list:
@@ -284,8 +253,14 @@ def gpu(size: Size, work: Path, figures: Figures) -> None:
                     f"({ratio(rates[per_gpu], rates[1])} of one at a time)")
 
 
+def halving(size: Size, work: Path, figures: Figures) -> None:
+    """The tune stage by successive halving against the full grid (bench/halving.py)."""
+    from bench import halving as section
+    section.measure(size is QUICK, work, figures)
+
+
 MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "probe": probe,
-            "driver": driver, "gpu": gpu}
+            "driver": driver, "halving": halving, "gpu": gpu}
 
 
 def write_results(path: Path, command: str, figures: Figures) -> None:
@@ -303,9 +278,10 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
                "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), "
-               "probe (linear probe on cached features), driver (trivial trials per second), gpu "
-               "(ViT-B/16 bf16 images/s and MFU, trials packed per GPU; only with CUDA). The "
-               "full run takes about 14 minutes on 2 CPU cores.")
+               "probe (linear probe on cached features), driver (trivial trials per second), "
+               "halving (successive halving against the full grid: cost and what it selects), "
+               "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; only with CUDA). The "
+               "full run takes about 14 minutes on 2 CPU cores without halving.")
     parser.add_argument("--quick", action="store_true",
                         help="every measurement, small (about 2 minutes); figures are not "
                              "meaningful")

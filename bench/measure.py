@@ -2,9 +2,12 @@
 peak, one training epoch through the project's loop (device-resident uint8, normalised on the
 device) against the reference loop (PNG decoding DataLoader), the model FLOP utilisation of a
 training step, the linear probe on cached features against the probe through the backbone, and
-a trivial trial function for measuring the Ray driver's overhead per trial."""
+a trivial trial function for measuring the Ray driver's overhead per trial; and the scratch
+helpers every section shares (a prepared cache, a fresh path, trials through the project's Ray
+runner into a fresh MLflow store)."""
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +17,7 @@ import torch
 from PIL import Image
 
 from bench import reference
+from common.keys import SUMMARY
 from study.cost import flops_per_image
 from study.studies import DEMO_BACKBONE
 from tasks import load_split
@@ -22,7 +26,6 @@ from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.loop import Normalize, Split, train
 from trainables.optimizers import make_optimizer
 from trainables.strategy import get_strategy
-from common.keys import SUMMARY
 from trainables.trial import build_model, device, phases, run_trial
 
 DEMO = replace(DEMO_BACKBONE, weights=None, label="demo-vit-32")   # speed does not need weights
@@ -169,3 +172,35 @@ def trivial_trial(cfg: TrialConfig, report) -> dict:
     summary = {SUMMARY: 1, "outcome": "finished", "final_val_acc": 50.0, "wall_seconds": 0.0}
     report(summary)
     return summary
+
+
+def prepared_cache(work: Path, tasks) -> str:
+    from tasks import get_task
+    from tasks.prepare import prepare
+    cache = work / "cache"
+    for slug in tasks:
+        prepare(get_task(slug), cache)
+    return str(cache)
+
+
+def fresh(path: Path) -> Path:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    return path
+
+
+def run_project(configs, study: str, stage: str, work: Path, label: str, **runner):
+    """Run trials through the project's Ray runner into a fresh MLflow store; return the
+    tracker, the wall seconds (Ray's start included) and the driver's MLflow seconds."""
+    from study.ray_runner import RayRunner
+    from study.tracking import StudyTracker
+    tracker = StudyTracker(study, f"sqlite:///{fresh(work / f'{label}.db')}")
+    ray_runner = RayRunner(tracker, storage_path=str(fresh(work / f"ray-{label}")), **runner)
+    began = time.perf_counter()
+    try:
+        logging = ray_runner(configs, stage)
+    finally:
+        ray_runner.shutdown()
+    return tracker, time.perf_counter() - began, logging

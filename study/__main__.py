@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
         if name == "explain":
             sub.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+        if name in ("plan", "run"):
+            sub.add_argument("--scheduler", choices=("grid", "halving"), default="grid",
+                             help="tune stage: every grid point to the end (grid, the paper's "
+                                  "protocol), or successive halving within each cell (halving: "
+                                  "Ray Tune's ASHA; stopped trials are never selected)")
+            sub.add_argument("--reduction", type=_positive(float), default=3.0,
+                             help="halving: keep the best 1/REDUCTION at each rung (default 3)")
+            sub.add_argument("--grace-epochs", type=_positive(int),
+                             help="halving: the first rung (default: the first epoch after "
+                                  "the warm-up)")
         if name == "run":
             sub.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
             sub.add_argument("--gpus-per-trial", type=_positive(float, allow_zero=True),
@@ -112,7 +122,7 @@ def cmd_list() -> None:
         print(f"  {strategy.name:<22} grid={strategy.grid:<7} {strategy.summary}")
 
 
-def cmd_plan(spec) -> None:
+def cmd_plan(spec, halving=None) -> None:
     from study.cost import METHOD, StageCost
     from trainables.strategy import get_strategy
     print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies x "
@@ -130,33 +140,56 @@ def cmd_plan(spec) -> None:
               f"warm-up {recipe.warmup_epochs}): base lr {grid.base_lrs} x wd "
               f"{grid.weight_decays}")
     assumed = spec.first_points()          # the price of a trial does not depend on its lr
-    stages = {"tune": spec.tune_trials() + spec.tune_trials(assumed),
-              "final": spec.final_trials(assumed)}
+    tune = spec.tune_trials() + spec.tune_trials(assumed)
+    stages = {"tune": [(cfg, 1.0) for cfg in tune]}
+    if halving:
+        stages["halving"] = [(cfg, halving_share(spec, cfg, halving)) for cfg in tune]
+    stages["final"] = [(cfg, 1.0) for cfg in spec.final_trials(assumed)]
     costs = {stage: StageCost() for stage in stages}
     for stage, configs in stages.items():
-        for cfg in configs:
-            costs[stage].add(cfg)
+        for cfg, share in configs:
+            costs[stage].add(cfg, share)
         cost = costs[stage].total
-        print(f"stage {stage:<5}: {cost.trials:>6} trials, {cost.train_images:>14,} training "
-              f"images x epochs, {cost.eval_images:>14,} evaluated images, "
-              f"~{cost.gpu_hours:,.1f} GPU-hours")
-    print(f"per task: {'task':<22} {'tune trials':>11} {'tune GPU-h':>10} {'final GPU-h':>11}")
+        label = "tune, halving" if stage == "halving" else stage
+        print(f"stage {label:<{13 if halving else 5}}: {cost.trials:>6} trials, {cost.trial_epochs:>10,.0f} "
+              f"trial-epochs, {cost.train_images:>14,} training images x epochs, "
+              f"{cost.eval_images:>14,} evaluated images, ~{cost.gpu_hours:,.1f} GPU-hours")
+    if halving:
+        full, halved = costs["tune"].total, costs["halving"].total
+        print(f"  halving: the tune stage by {halving.describe(spec.recipe('full', 0, 0))} (for "
+              f"the FT grid; each grid's own warm-up sets its grace); "
+              f"{full.trial_epochs / halved.trial_epochs:.1f}x fewer trial-epochs by "
+              f"synchronous halving's arithmetic (ASHA, deciding as results arrive, runs "
+              f"somewhat more)")
+    columns = [("tune", "tune GPU-h"), ("final", "final GPU-h")] + \
+        ([("halving", "halving GPU-h")] if halving else [])
+    print(f"per task: {'task':<22} {'tune trials':>11}" +
+          "".join(f" {title:>13}" for _, title in columns))
     for task in spec.tasks:
-        tune, final = costs["tune"].by_task.get(task), costs["final"].by_task.get(task)
-        if tune or final:
-            tune, final = tune or StageCost().total, final or StageCost().total
-            print(f"          {task:<22} {tune.trials:>11} {tune.gpu_hours:>10.2f} "
-                  f"{final.gpu_hours:>11.2f}")
+        found = {stage: costs[stage].by_task.get(task) for stage, _ in columns}
+        if any(found.values()):
+            trials = found["tune"].trials if found["tune"] else 0
+            print(f"          {task:<22} {trials:>11}" + "".join(
+                f" {(found[stage].gpu_hours if found[stage] else 0.0):>13.2f}"
+                for stage, _ in columns))
     print(f"GPU-hours: an estimate from {METHOD}")
 
 
-def cmd_run(spec, args) -> int:
+def halving_share(spec, cfg, halving) -> float:
+    """The fraction of a tune trial's own epochs that halving is expected to run, over its
+    cell's grid."""
+    from trainables.strategy import get_strategy
+    points = len(spec.search_space.grid_for(get_strategy(cfg.strategy).grid).points())
+    return halving.expected_epochs(points, cfg.recipe) / (points * cfg.recipe.epochs)
+
+
+def cmd_run(spec, args, halving=None) -> int:
     from study.protocol import run_study
     from study.ray_runner import RayRunner
     from study.tracking import StudyTracker
     tracker = StudyTracker(spec.name)
     runner = RayRunner(tracker, args.cpus_per_trial, args.gpus_per_trial, args.address,
-                       args.storage_path, args.max_failures)
+                       args.storage_path, args.max_failures, halving=halving)
     runner.preflight()
     try:
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
@@ -192,14 +225,18 @@ def main(argv=None) -> int:
         from study.spec import get_study
         spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds,
                          save_full_weights=getattr(args, "save_full_weights", None))
+        halving = None
+        if getattr(args, "scheduler", "grid") == "halving":
+            from study.halving import Halving
+            halving = Halving(args.reduction, args.grace_epochs)
         if args.command == "plan":
-            cmd_plan(spec)
+            cmd_plan(spec, halving)
             return 0
         if args.command == "explain":
             from study.card import render
             print(render(spec, args.format), end="")
             return 0
-        return cmd_run(spec, args)
+        return cmd_run(spec, args, halving)
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

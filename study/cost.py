@@ -9,6 +9,7 @@ not a measurement: bench/ measures throughput."""
 from __future__ import annotations
 
 import functools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -47,6 +48,7 @@ def flops_per_image(cfg: TrialConfig, phase: int) -> tuple[float, float]:
 @dataclass
 class Cost:
     trials: int = 0
+    trial_epochs: float = 0.0    # epochs trained, summed over trials (a shared prior once)
     train_images: int = 0        # images x epochs
     eval_images: int = 0
     flops: float = 0.0
@@ -62,7 +64,9 @@ class StageCost:
     by_task: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
     shared: set = field(default_factory=set)        # prior phases already counted
 
-    def add(self, cfg: TrialConfig) -> None:
+    def add(self, cfg: TrialConfig, share: float = 1.0) -> None:
+        """Count one trial; `share` is the fraction of its own phase's epochs it is expected to
+        run (successive halving stops some trials early: `study.halving`)."""
         task = get_task(cfg.task)
         key = replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="",
                       task="", train_split="", eval_split="", setting="")
@@ -78,10 +82,12 @@ class StageCost:
                     continue
                 self.shared.add(identity)
             train_flops, eval_flops = flops_per_image(key, index)
-            train = (split_size(task, cfg.train_split) or 0) * recipe.epochs
-            evaluated = (split_size(task, cfg.eval_split) or 0) * -(-recipe.epochs //
-                                                                     recipe.eval_every)
+            epochs = recipe.epochs * (share if index == len(ordered) - 1 else 1.0)
+            train = round((split_size(task, cfg.train_split) or 0) * epochs)
+            evaluated = (split_size(task, cfg.eval_split) or 0) * math.ceil(
+                epochs / recipe.eval_every)
             for cost in costs:
+                cost.trial_epochs += epochs
                 cost.train_images += train
                 cost.eval_images += evaluated
                 cost.flops += train * train_flops + evaluated * eval_flops

@@ -3,7 +3,8 @@
 signature, with `tune.report`), with per-trial resources from the command line,
 `reuse_actors=True`, a local Ray by default or a cluster by address, and a Tune callback that
 hands every report to the study's MLflow tracker (timing what that costs the driver) and prints
-progress (trials done / total, elapsed, ETA)."""
+progress (trials done / total, elapsed, ETA). With `halving`, the tune stage runs ASHA within
+each cell (`CellHalving`); a trial it stops is a FINISHED run tagged outcome=stopped."""
 from __future__ import annotations
 
 import contextlib
@@ -19,9 +20,11 @@ from typing import Callable
 
 import ray
 from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from common.errors import StudyInputError
-from common.keys import SUMMARY
+from common.keys import SUMMARY, Cell
+from study.halving import Halving
 from study.tracking import StudyTracker
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
@@ -111,7 +114,7 @@ class _TrackAndShowProgress(tune.Callback):
         self.log(f"[{self.stage}] retrying {trial.config['trial']['task']} "
                  f"{trial.config['trial']['strategy']} after a failure")
 
-    def _ended(self, trial, status: str, error: str | None = None):
+    def _ended(self, trial, status: str, error: str | None = None, shown: str = ""):
         self._tracked(self.tracker.finish, self._run(trial), status, error)
         self.run_ids.pop(trial.trial_id, None)
         self.done += 1
@@ -121,11 +124,19 @@ class _TrackAndShowProgress(tune.Callback):
         cfg = trial.config["trial"]
         self.log(f"[{self.stage}] {self.done}/{self.total} trials"
                  f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "
-                 f"{_clock(elapsed)} | ETA {_clock(eta)} | {status.lower()}: {cfg['task']} "
-                 f"{cfg['strategy']} lr={cfg['recipe']['base_lr']:g} seed={cfg['seed']}")
+                 f"{_clock(elapsed)} | ETA {_clock(eta)} | {shown or status.lower()}: "
+                 f"{cfg['task']} {cfg['strategy']} lr={cfg['recipe']['base_lr']:g} "
+                 f"seed={cfg['seed']}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._ended(trial, "FINISHED")
+        last = trial.last_result or {}
+        if SUMMARY in last:
+            self._ended(trial, "FINISHED")
+            return
+        # ended by successive halving before its schedule's end: FINISHED, outcome=stopped
+        epoch = int(last.get("epoch", 0))
+        self._tracked(self.tracker.stopped, self._run(trial), epoch)
+        self._ended(trial, "FINISHED", shown=f"stopped at epoch {epoch}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "FAILED", _error_text(trial))
@@ -134,6 +145,42 @@ class _TrackAndShowProgress(tune.Callback):
         for run_id in self.run_ids.values():
             self.tracker.finish(run_id, "KILLED")
         self.run_ids.clear()
+
+
+class CellHalving(FIFOScheduler):
+    """Ray Tune's ASHA within each cell (`study.halving`): one AsyncHyperBandScheduler per
+    (backbone, setting, task, strategy), judging val accuracy at the epochs of the strategy's
+    own phase (counted after a prior phase's, whose results all of a cell's trials share), and
+    never at the last epoch."""
+
+    def __init__(self, halving: Halving):
+        super().__init__()
+        self.halving = halving
+        self.cells: dict[Cell, AsyncHyperBandScheduler] = {}
+        self.trials: dict[str, tuple[AsyncHyperBandScheduler, int, int]] = {}
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        cfg = TrialConfig.from_dict(trial.config["trial"])
+        recipe = cfg.recipe
+        cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
+        if cell not in self.cells:
+            self.cells[cell] = AsyncHyperBandScheduler(
+                time_attr="epoch", metric="val_acc", mode="max", max_t=recipe.epochs - 0.5,
+                grace_period=self.halving.grace(recipe),
+                reduction_factor=self.halving.reduction, stop_last_trials=False)
+        asha = self.cells[cell]
+        asha.on_trial_add(tune_controller, trial)
+        prior_epochs = cfg.prior_recipe.epochs if cfg.prior_recipe else 0
+        self.trials[trial.trial_id] = (asha, prior_epochs, recipe.epochs)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        asha, prior_epochs, epochs = self.trials[trial.trial_id]
+        if "epoch" not in result or "val_acc" not in result:
+            return TrialScheduler.CONTINUE
+        own = result["epoch"] - prior_epochs
+        if own < 1 or own >= epochs:
+            return TrialScheduler.CONTINUE
+        return asha.on_trial_result(tune_controller, trial, {**result, "epoch": own})
 
 
 @dataclass(frozen=True)
@@ -145,6 +192,7 @@ class RayRunner:
     storage_path: str = "ray_results"
     max_failures: int = 0
     trial: TrialFunction = run_trial
+    halving: Halving | None = None          # successive halving in the tune stage
 
     def preflight(self) -> None:
         """Refuse, before any trial starts, a storage path that cannot be written and a Ray
@@ -192,7 +240,8 @@ class RayRunner:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search([c.to_dict() for c in configs])},
-            tune_config=tune.TuneConfig(reuse_actors=True),
+            tune_config=tune.TuneConfig(reuse_actors=True, scheduler=CellHalving(
+                self.halving) if self.halving and stage == "tune" else None),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(Path(self.storage_path).resolve()), verbose=0,
                 callbacks=[progress],

@@ -158,6 +158,11 @@ class StudyTracker:
             self.client.set_tag(run_id, "error", error[-4000:])
         self.client.set_terminated(run_id, status)
 
+    def stopped(self, run_id: str, epoch: int) -> None:
+        """A trial that successive halving ended at `epoch`, before its schedule's end."""
+        self.client.log_batch(run_id, tags=[RunTag("outcome", "stopped"),
+                                            RunTag("stopped_at_epoch", str(epoch))])
+
     def runs(self, stage: str | None = None, status: str | None = None) -> list:
         filters = [f"tags.stage = '{stage}'"] if stage else []
         if status:
