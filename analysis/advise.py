@@ -3,29 +3,42 @@ rule: with 10,000 or more training images FT catches up and overtakes (Tables 5/
 less, VPT when the task's objective differs from the pretraining one (high disparity, the
 structured group: VPT won 7 of 8 there) or when its images sit close to the pretraining images
 (FID at or below the median of the measured tasks: natural tasks, 6 of 7); otherwise FT (low
-disparity and far images, like the specialized group, where VPT won 2 of 4). The nearest measured
-tasks by FID, with who won them in the study, are cited beside the rule's answer."""
+disparity and far images, like the specialized group, where VPT won 2 of 4). The study's own
+evidence is the 3 tasks it measured nearest by FID and who won them; when all of them went
+against the rule, the advice follows the study (its backbone, its data) and says so; otherwise
+it follows the rule and says how much of the evidence agrees."""
 from __future__ import annotations
 
 import pandas as pd
 
 LARGE = 10_000
+NEAREST = 3
+
+
+def paper_rule(fid: float, disparity: str, train_size: int, median: float) -> tuple[str, str]:
+    """(choice, reason) by the paper's findings."""
+    if train_size >= LARGE:
+        return "FT", f"{train_size} training images: FT overtakes VPT as data grows"
+    if disparity == "high":
+        return "VPT", "high task disparity (objective unlike pretraining, few images)"
+    if fid <= median:
+        return "VPT", f"images close to pretraining (FID {fid:.1f} <= median {median:.1f})"
+    return "FT", (f"low disparity and images far from pretraining (FID {fid:.1f} > median "
+                  f"{median:.1f})")
 
 
 def recommend(fid: float, disparity: str, train_size: int, measured: pd.DataFrame) -> dict:
-    """`measured`: task, fid, winner (and margin) of the study's tasks."""
+    """One verdict. `measured`: task, fid and winner of the study's tasks."""
     median = float(measured["fid"].median()) if len(measured) else float("nan")
-    if train_size >= LARGE:
-        choice, reason = "FT", f"{train_size} training images: FT overtakes VPT as data grows"
-    elif disparity == "high":
-        choice, reason = "VPT", "high task disparity (objective unlike pretraining, few images)"
-    elif len(measured) and fid <= median:
-        choice, reason = "VPT", f"images close to pretraining (FID {fid:.1f} <= median {median:.1f})"
-    else:
-        choice, reason = "FT", (f"low disparity and images far from pretraining (FID {fid:.1f} > "
-                                f"median {median:.1f})")
-    nearest = measured.assign(distance=(measured["fid"] - fid).abs()).nsmallest(3, "distance")
-    agree = int((nearest["winner"] == choice).sum())
-    return {"choice": choice, "reason": reason, "nearest": nearest.drop(columns="distance"),
-            "evidence": f"{agree} of the {len(nearest)} nearest measured tasks were won by "
-                        f"{choice} in this study"}
+    rule, reason = paper_rule(fid, disparity, train_size, median)
+    nearest = measured.assign(distance=(measured["fid"] - fid).abs()).nsmallest(NEAREST,
+                                                                                 "distance")
+    agree = int((nearest["winner"] == rule).sum())
+    unanimous_against = len(nearest) >= NEAREST and agree == 0
+    choice = nearest["winner"].iloc[0] if unanimous_against else rule
+    evidence = (f"{agree} of the {len(nearest)} measured tasks nearest by FID were won by {rule} "
+                f"in this study")
+    return {"choice": choice, "rule": f"{rule} ({reason})", "evidence": evidence,
+            "followed": "the study's evidence, which disagrees with the paper's rule"
+            if unanimous_against else "the paper's rule",
+            "nearest": nearest.drop(columns="distance")}

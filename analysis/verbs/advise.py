@@ -87,8 +87,9 @@ def run(args, runs, report) -> str:
                               "objective is unlike classification of objects, e.g. counting)")
     advice = recommend(value, disparity, train_size, measured)
     text = (f"task {args.task}: FID {value:.1f} ({column}), disparity {disparity}, "
-            f"{train_size} training images\nrecommendation: {advice['choice']} ({advice['reason']})"
-            f"\nevidence: {advice['evidence']}\n" + advice["nearest"].to_markdown(index=False))
+            f"{train_size} training images\nrecommendation: {advice['choice']}, following "
+            f"{advice['followed']}\n  the paper's rule: {advice['rule']}\n  the study's "
+            f"evidence: {advice['evidence']}\n" + advice["nearest"].to_markdown(index=False))
     report.text(text + "\n", f"advise_{Path(args.task).name}.md")
     return text
 
