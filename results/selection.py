@@ -18,4 +18,5 @@ def select_best(tune_runs: pd.DataFrame) -> pd.DataFrame:
     ranked = done.sort_values([*CELL, "final_val_acc", "base_lr", "weight_decay"],
                               ascending=[True] * len(CELL) + [False, True, True])
     best = ranked.drop_duplicates(CELL, keep="first")
-    return best[[*CELL, "base_lr", "weight_decay", "final_val_acc"]].reset_index(drop=True)
+    return best[[*CELL, "base_lr", "weight_decay", "final_val_acc", "run_id"]] \
+        .reset_index(drop=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 
@@ -183,7 +184,7 @@ def halving_share(spec, cfg, halving) -> float:
     return halving.expected_epochs(points, cfg.recipe) / (points * cfg.recipe.epochs)
 
 
-def cmd_run(spec, args, halving=None) -> int:
+def cmd_run(spec, args, halving=None, command: str = "") -> int:
     from study.protocol import run_study
     from study.ray_runner import RayRunner
     from study.tracking import StudyTracker
@@ -195,7 +196,7 @@ def cmd_run(spec, args, halving=None) -> int:
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
                               compile=args.compile, gpu_share=args.gpus_per_trial)
         table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution,
-                          log=status)
+                          log=status, command=command)
     finally:
         runner.shutdown()
     print(table.render(args.format))
@@ -236,7 +237,8 @@ def main(argv=None) -> int:
             from study.card import render
             print(render(spec, args.format), end="")
             return 0
-        return cmd_run(spec, args, halving)
+        command = "python -m study " + shlex.join(sys.argv[1:] if argv is None else argv)
+        return cmd_run(spec, args, halving, command)
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

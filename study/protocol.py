@@ -48,7 +48,13 @@ def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, run
     log(f"[{stage}{label}] {len(configs)} trials: {len(configs) - len(todo)} already finished, "
         f"{len(todo)} to run")
     if todo:
-        runner(todo, stage)
+        tracker.open_stage(stage)
+        status = "KILLED"
+        try:
+            runner(todo, stage)
+            status = "FINISHED"                 # how each trial ended, its own run says
+        finally:
+            tracker.close_stage(stage, status)
 
 
 def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list[TrialConfig]):
@@ -57,15 +63,18 @@ def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list
     return runs[runs["trial_id"].isin({c.trial_id for c in configs})]
 
 
+def cell_of(row) -> Cell:
+    return Cell(*(getattr(row, column) for column in Cell._fields))
+
+
 def selection(best) -> Selection:
     """`select_best`'s rows as cell -> selected (base lr, weight decay)."""
-    return {Cell(*(getattr(row, column) for column in Cell._fields)):
-            (row.base_lr, row.weight_decay) for row in best.itertuples()}
+    return {cell_of(row): (row.base_lr, row.weight_decay) for row in best.itertuples()}
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
-              execution: Execution = Execution(),
-              log: Callable[[str], None] = print) -> PaperTables:
+              execution: Execution = Execution(), log: Callable[[str], None] = print,
+              command: str = "") -> PaperTables:
     """Tune the strategies trained from the pretrained backbone, select; tune those that start
     from a selected prior (FT-then-PT from the task's FT recipe), select; then the final stage."""
     started = time.perf_counter()
@@ -74,8 +83,10 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
         log(f"mlflow: closed {closed} run(s) left RUNNING by an interrupted driver as KILLED")
     prepare_tasks(spec, cache_dir, log)
     ensure_backbones(spec, cache_dir, tracker, log)
+    about = f": {spec.description}" if spec.description not in ("", spec.name) else ""
+    heading = f"**{spec.name}**{about}" + (f", run by `{command}`" if command else "") + "\n\n"
     tracker.log_card({"protocol_card.md": card.render(spec), "protocol_card.csv":
-                      card.render(spec, "csv")})
+                      card.render(spec, "csv")}, heading)
 
     where = {"cache_dir": cache_dir, "execution": execution}
     tune = spec.tune_trials(**where)
@@ -89,6 +100,7 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
         tune_runs = stage_runs(spec, tracker, "tune", tune)
         best = select_best(tune_runs)
     selected = selection(best)
+    tracker.mark(tune_runs, "selected", {run_id: "true" for run_id in best["run_id"]})
     missing = set(spec.cells()) - set(selected)
     if missing:
         log(f"[select] no usable tune run (all failed or diverged, or no selected prior) for: "
@@ -100,5 +112,8 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
     final = spec.final_trials(selected, **where)
     run_stage("final", final, tracker, runner, log)
     final_runs = stage_runs(spec, tracker, "final", final)
+    chosen = {cell_of(row): row.run_id for row in best.itertuples()}
+    tracker.mark(final_runs, "selected_from", {row.run_id: chosen[cell_of(row)] for row in
+                                               final_runs.itertuples() if cell_of(row) in chosen})
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
     return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)

@@ -1,14 +1,20 @@
-"""MLflow tracking owned by the study, not by Ray's callback: one experiment per study, exactly one
-run per trial (tagged study, stage, task, group, strategy, backbone, seed, trial id), params at
-start, per-epoch metrics with step = epoch gathered and written in one `log_batch` call at most
-every `flush_seconds` per trial (and with the summary), the summary at the end, and an honest
-terminal status (FINISHED, FAILED, KILLED). Runs left RUNNING by a killed driver are closed as
-KILLED when the study starts again. The store defaults to
+"""MLflow tracking owned by the study, not by Ray's callback: one experiment per study (a model
+training experiment, so the UI opens on its runs), exactly one run per trial (tagged study,
+stage, task, group, strategy, backbone, seed, trial id, the git commit and library versions;
+named task/strategy/stage/point), a child of its stage's parent run, params at start, per-epoch
+metrics with step = epoch gathered and written in one `log_batch` call at most every
+`flush_seconds` per trial (and with the summary), the summary at the end, and an honest terminal
+status (FINISHED, FAILED, KILLED). The selection is written back as tags: `selected=true` on the
+tune run chosen per cell, `selected_from=<its run id>` on the final runs. Runs left RUNNING by a
+killed driver are closed as KILLED when the study starts again. The store defaults to
 `sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it."""
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import math
 import os
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -48,11 +54,38 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@functools.lru_cache(maxsize=None)
+def provenance() -> dict[str, str]:
+    """The code behind a run: the git commit (MLflow's own tag, shown on the run's page),
+    whether tracked files had changes, and the versions of the libraries its numbers depend on."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    tags = {"mlflow.source.git.commit": git("rev-parse", "HEAD") or "unknown",
+            "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+    for package in ("torch", "timm", "ray", "mlflow"):
+        tags[f"version.{package}"] = importlib.metadata.version(package)
+    return tags
+
+
+def run_name(cfg: TrialConfig) -> str:
+    """What tells a run from its neighbours, first: task/strategy/stage/grid point or seed."""
+    point = (f"lr={cfg.recipe.base_lr:g},wd={cfg.recipe.weight_decay:g}" if cfg.stage == "tune"
+             else f"seed={cfg.seed}")
+    setting = "" if cfg.setting == "800" else f"@{cfg.setting}"
+    return f"{cfg.task}/{cfg.strategy}/{cfg.stage}{setting}/{point}"
+
+
 def trial_tags(cfg: TrialConfig) -> dict[str, str]:
     return {"study": cfg.study, "stage": cfg.stage, "setting": cfg.setting, "task": cfg.task,
             "group": get_task(cfg.task).group, "strategy": cfg.strategy,
             "backbone": cfg.backbone.tag, "seed": str(cfg.seed), "trial_id": cfg.trial_id,
-            "mlflow.runName": f"{cfg.stage}-{cfg.task}-{cfg.strategy}-{cfg.trial_id[:6]}"}
+            "mlflow.runName": run_name(cfg), **provenance()}
 
 
 def trial_params(cfg: TrialConfig) -> dict[str, object]:
@@ -99,13 +132,16 @@ class StudyTracker:
         experiment = self.client.get_experiment_by_name(study)
         self.experiment_id = (experiment.experiment_id if experiment else
                               self.client.create_experiment(study, artifact_root(self.uri)))
+        self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind",
+                                       "custom_model_development")
+        self.parents: dict[str, str] = {}          # stage -> its parent run, while it runs
 
-    def log_card(self, files: dict[str, str]) -> str:
-        """The study's protocol card (`study.card`): the experiment's description, which the
-        MLflow UI shows on the experiment's page, and artifacts of one run tagged
-        stage=protocol."""
+    def log_card(self, files: dict[str, str], heading: str = "") -> str:
+        """The study's protocol card (`study.card`), under `heading` (what the study is, the
+        command that ran it): the experiment's description, which the MLflow UI shows on the
+        experiment's page, and artifacts of one run tagged stage=protocol."""
         self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content",
-                                       files["protocol_card.md"])
+                                       heading + files["protocol_card.md"])
         runs = self.client.search_runs([self.experiment_id], "tags.stage = 'protocol'")
         run_id = runs[0].info.run_id if runs else self.client.create_run(
             self.experiment_id, tags={"stage": "protocol", "mlflow.runName": "protocol card",
@@ -119,8 +155,31 @@ class StudyTracker:
             self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    def open_stage(self, stage: str) -> str:
+        """The stage's parent run (the same one when a study is run again); the trials the
+        stage starts become its children in the UI."""
+        found = self.client.search_runs([self.experiment_id], f"tags.parent_of = '{stage}'")
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, "RUNNING")
+        else:
+            name = self.client.get_experiment(self.experiment_id).name
+            run_id = self.client.create_run(self.experiment_id, tags={
+                "parent_of": stage, "study": name, "mlflow.runName": f"{name}: {stage} stage",
+                **provenance()}).info.run_id
+        self.parents[stage] = run_id
+        return run_id
+
+    def close_stage(self, stage: str, status: str = "FINISHED") -> None:
+        run_id = self.parents.pop(stage, None)
+        if run_id:
+            self.client.set_terminated(run_id, status)
+
     def start(self, cfg: TrialConfig, **tags: str) -> str:
-        run = self.client.create_run(self.experiment_id, tags={**trial_tags(cfg), **tags})
+        parent = {"mlflow.parentRunId": self.parents[cfg.stage]} if cfg.stage in self.parents \
+            else {}
+        run = self.client.create_run(self.experiment_id,
+                                     tags={**trial_tags(cfg), **parent, **tags})
         self.client.log_batch(run.info.run_id, params=[
             Param(k, str(v)) for k, v in trial_params(cfg).items()])
         self.flushed[run.info.run_id] = time.monotonic()
@@ -157,6 +216,17 @@ class StudyTracker:
         if error:
             self.client.set_tag(run_id, "error", error[-4000:])
         self.client.set_terminated(run_id, status)
+
+    def mark(self, runs, tag: str, wanted: dict[str, str]) -> None:
+        """Set `tag` to wanted[run id] on these runs (a frame from `results.runs`), and clear it
+        where a run no longer wants it; only changed values are written."""
+        for row in runs.itertuples():
+            value, have = wanted.get(row.run_id, ""), getattr(row, tag)
+            if (have if isinstance(have, str) else "") != value:
+                if value:
+                    self.client.set_tag(row.run_id, tag, value)
+                else:
+                    self.client.delete_tag(row.run_id, tag)
 
     def stopped(self, run_id: str, epoch: int) -> None:
         """A trial that successive halving ended at `epoch`, before its schedule's end."""

@@ -112,7 +112,7 @@ def test_full_ft_at_the_paper_grid_top_diverges_and_is_never_selected(cache_dir)
              final_val_acc=summary["final_val_acc"]),
         dict(trial_id="b", start_time=2, base_lr=0.05, outcome="finished", final_val_acc=11.0)])
     runs = runs.assign(backbone="b", setting="800", task="digits", strategy="full_ft",
-                       weight_decay=0.0, status="FINISHED")
+                       weight_decay=0.0, status="FINISHED", run_id=["ra", "rb"])
     assert select_best(runs)["base_lr"].tolist() == [0.05]
 
 
@@ -152,7 +152,7 @@ def test_failing_trials_are_retried_then_recorded_failed_and_the_study_finishes(
     assert all(statuses == ["FAILED", "FINISHED"] for statuses in per_trial)   # retried once
     assert table.seeds.loc["full_ft", "count"] == 2
 
-    finished = frame[frame["status"] == "FINISHED"]
+    finished = frame[(frame["status"] == "FINISHED") & frame["trial_id"].notna()]    # trials
     assert finished["trial_id"].is_unique
     assert table.seeds.loc["vpt_deep"].tolist() == [2, 2]      # the other cells are complete
 

@@ -3,6 +3,7 @@ per trial with tags, params and per-epoch metrics; nothing left RUNNING or dupli
 table's numbers equal the runs'; rerunning the same study runs nothing again."""
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 
 import pandas as pd
@@ -41,8 +42,8 @@ def study(tmp_path_factory, cache_dir):
     finally:
         runner.shutdown()
     every = MlflowClient(uri).search_runs([tracker.experiment_id], max_results=1000)
-    runs = [r for r in every if r.data.tags["stage"] in ("tune", "final")]
-    cards = [r for r in every if r.data.tags["stage"] == "protocol"]
+    runs = [r for r in every if r.data.tags.get("stage") in ("tune", "final")]
+    cards = [r for r in every if r.data.tags.get("stage") == "protocol"]
     return dict(table=table, again=again, runs=runs, cards=cards, client=MlflowClient(uri),
                 experiment=tracker.experiment_id,
                 first_log=first_log, second_log=second_log)
@@ -62,7 +63,8 @@ def test_the_protocol_card_is_the_experiments_description_and_an_artifact(study)
     assert len(study["cards"]) == 1                    # logged again by the rerun, same run
     client = study["client"]
     note = client.get_experiment(study["experiment"]).tags["mlflow.note.content"]
-    assert note.startswith("# Protocol card: integration") and "| optimizer | full_ft |" in note
+    assert note.startswith("**integration**") and "# Protocol card: integration" in note
+    assert "| optimizer | full_ft |" in note
     names = {a.path for a in client.list_artifacts(study["cards"][0].info.run_id)}
     assert names == {"protocol_card.md", "protocol_card.csv"}
 
@@ -115,3 +117,36 @@ def test_rerunning_the_study_runs_nothing_again(study):
     assert f"[final] {FINAL_TRIALS} trials: {FINAL_TRIALS} already finished, 0 to run" \
         in study["second_log"]
     pd.testing.assert_frame_equal(study["again"].cells, study["table"].cells)
+
+
+def test_runs_carry_their_stage_parent_provenance_and_the_selection(study):
+    import importlib.metadata
+    client, experiment = study["client"], study["experiment"]
+    assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == \
+        "custom_model_development"                   # the UI opens on the runs
+    every = client.search_runs([experiment], max_results=1000)
+    parents = [r for r in every if "parent_of" in r.data.tags]
+    assert sorted(r.data.tags["parent_of"] for r in parents) == ["final", "tune"]  # reused
+    parent_of = {r.data.tags["parent_of"]: r.info.run_id for r in parents}
+    assert {r.info.status for r in parents} == {"FINISHED"}
+    for run in study["runs"]:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent_of[tags["stage"]]
+        assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"])
+        assert tags["git_dirty"] in ("true", "false")
+        assert tags["version.torch"] == importlib.metadata.version("torch")
+        assert tags["mlflow.runName"].startswith(f"{tags['task']}/{tags['strategy']}/"
+                                                 f"{tags['stage']}/")
+    tune = [r for r in study["runs"] if r.data.tags["stage"] == "tune"]
+    final = [r for r in study["runs"] if r.data.tags["stage"] == "final"]
+    for task in SPEC.tasks:
+        for strategy in SPEC.strategies:
+            cell = [r for r in tune if (r.data.tags["task"], r.data.tags["strategy"]) ==
+                    (task, strategy)]
+            best = max(cell, key=lambda r: (r.data.metrics["final_val_acc"],
+                                            -float(r.data.params["base_lr"])))
+            assert [r.info.run_id for r in cell if r.data.tags.get("selected") == "true"] == \
+                [best.info.run_id]
+            sources = {r.data.tags["selected_from"] for r in final
+                       if (r.data.tags["task"], r.data.tags["strategy"]) == (task, strategy)}
+            assert sources == {best.info.run_id}
