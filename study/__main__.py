@@ -21,7 +21,8 @@ EPILOG = """examples:
   python -m study run demo                  # the offline demo study (make demo)
   python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
-  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`
+  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1` at
+  http://127.0.0.1:5000/#/experiments/<id>/runs?workflowType=machine_learning (`run` prints it)
   and print the table again with `python -m analysis table <study>`."""
 
 
@@ -201,7 +202,9 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
         runner.shutdown()
     print(table.render(args.format))
     status(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\n"
-           f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1")
+           f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
+           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs"
+           f"?workflowType=machine_learning")
     return 0
 
 

@@ -56,8 +56,9 @@ def _now_ms() -> int:
 
 @functools.lru_cache(maxsize=None)
 def provenance() -> dict[str, str]:
-    """The code behind a run: the git commit (MLflow's own tag, shown on the run's page),
-    whether tracked files had changes, and the versions of the libraries its numbers depend on."""
+    """The code behind a run: its source and git commit (MLflow's own tags, shown on the run's
+    page), whether tracked files had changes, and the versions of the libraries its numbers
+    depend on."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
@@ -66,7 +67,8 @@ def provenance() -> dict[str, str]:
                                   timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    tags = {"mlflow.source.git.commit": git("rev-parse", "HEAD") or "unknown",
+    tags = {"mlflow.source.name": "python -m study", "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": git("rev-parse", "HEAD") or "unknown",
             "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
     for package in ("torch", "timm", "ray", "mlflow"):
         tags[f"version.{package}"] = importlib.metadata.version(package)
