@@ -63,21 +63,33 @@ def vpt_right_ft_wrong(ft: nn.Module, vpt: nn.Module, x: torch.Tensor, labels: t
     return torch.nonzero((vpt_pred == labels) & (ft_pred != labels)).flatten()[:limit]
 
 
-def panels(images: np.ndarray, rows: dict[str, np.ndarray], title: str):
-    """One row per image: input | one column per method."""
+def predictions(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(x).argmax(1).numpy()
+
+
+def panels(images: np.ndarray, rows: dict[str, np.ndarray], title: str, captions=None):
+    """One row per image: input | one column per method, each map scaled to [0, 1] per image
+    (one colour bar for all); `captions` label the rows (true label, both predictions)."""
     columns = ["input", *rows]
-    fig, axes = plt.subplots(len(images), len(columns), squeeze=False,
-                             figsize=(2.2 * len(columns), 2.2 * len(images)))
+    fig, axes = plt.subplots(len(images), len(columns), squeeze=False, layout="constrained",
+                             figsize=(2.2 * len(columns) + 0.8, 2.2 * len(images)))
+    shown = None
     for i, image in enumerate(images):
         axes[i, 0].imshow(image)
         for j, name in enumerate(rows, start=1):
+            heat = rows[name][i] - rows[name][i].min()
             axes[i, j].imshow(image)
-            axes[i, j].imshow(rows[name][i], cmap="jet", alpha=0.5)
+            shown = axes[i, j].imshow(heat / max(heat.max(), 1e-12), cmap="jet", alpha=0.5,
+                                      vmin=0, vmax=1)
         for j, name in enumerate(columns):
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if i == 0:
                 axes[i, j].set_title(name, fontsize="small")
+        if captions is not None:
+            axes[i, 0].set_ylabel(captions[i], fontsize="x-small")
+    if shown is not None:
+        fig.colorbar(shown, ax=axes, shrink=0.8, label="attribution (scaled per image)")
     fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
     return fig

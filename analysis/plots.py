@@ -1,7 +1,8 @@
 """The paper's figures from MLflow: Figure 3 (per-task FID bars coloured by the winner of VPT-deep
 against full finetuning, hatched where the task disparity is high, i.e. the structured group)
-with Figure 1's quadrant counts, and Figures 5/6 (train and test loss per epoch of each strategy,
-per task) with an overfitting flag whose rule is printed beside it."""
+with Figure 1's quadrant counts, and Figures 5/6 (train and test loss per epoch, one panel per task
+and strategy, the tune grid and its selected point behind) with an overfitting flag whose rule is
+printed beside it."""
 from __future__ import annotations
 
 import matplotlib
@@ -13,9 +14,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.runs import counted  # noqa: E402
 
-COLORS = {"vpt_deep": "tab:blue", "full_ft": "tab:orange", "mixed": "tab:green",
-          "ft_then_pt": "tab:red", "vpt_shallow": "tab:purple", "linear": "tab:gray",
-          "lora": "tab:brown"}
+COLORS = {"full_ft": "tab:orange", "vpt_deep": "tab:blue", "vpt_shallow": "tab:purple",
+          "linear": "tab:gray", "mixed": "tab:green", "ft_then_pt": "tab:red",
+          "lora": "tab:brown"}                  # also the order of the loss curves' columns
 OVERFIT_RULE = ("overfitting: the last evaluated test loss is at least 10 % above the lowest "
                 "test loss of the run while the train loss kept falling")
 
@@ -78,36 +79,67 @@ def overfitting(curve: pd.DataFrame) -> bool:
                 and train.iloc[-1] < train.iloc[0])
 
 
-def loss_curves(final_runs: pd.DataFrame, uri: str):
-    """Figures 5/6 for the first final seed of each (task, strategy), and the overfitting flags."""
-    done = counted(final_runs)
-    first = done.sort_values("seed").drop_duplicates(["task", "strategy"])
-    curves = histories(uri, first["run_id"]).merge(first[["run_id", "task", "strategy"]])
-    tasks = list(dict.fromkeys(first.sort_values(["group", "task"])["task"]))
-    columns = min(4, len(tasks))
-    rows = -(-len(tasks) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+def _line(ax, curve: pd.DataFrame, metric: str, **style) -> None:
+    line = curve[curve["metric"] == metric].sort_values("epoch")
+    if len(line):
+        ax.plot(line["epoch"], line["value"], **style)
+
+
+def loss_curves(runs: pd.DataFrame, uri: str):
+    """Figures 5/6, one panel per task (rows) and strategy (columns), on a log loss axis: the
+    final seeds' train (solid) and test (dashed) loss, the first seed opaque; behind them the
+    tune grid's val loss (thin grey), the point the selection chose in black. And the
+    overfitting flag of each (task, strategy), from its first final seed."""
+    final = counted(runs[runs["stage"] == "final"])
+    tune = counted(runs[runs["stage"] == "tune"])
+    curves = histories(uri, final["run_id"]).merge(final[["run_id", "task", "strategy",
+                                                         "seed"]])
+    grid = histories(uri, tune["run_id"], ("val_loss",)).merge(
+        tune[["run_id", "task", "strategy"]].assign(
+            chosen=tune.get("selected", pd.Series(index=tune.index, dtype=object)) == "true"))
+    tasks = list(dict.fromkeys(final.sort_values(["group", "task"])["task"]))
+    strategies = sorted(set(final["strategy"]), key=lambda name: (
+        list(COLORS).index(name) if name in COLORS else len(COLORS), name))
+    fig, axes = plt.subplots(len(tasks), len(strategies), squeeze=False, sharex="row",
+                             sharey="row", figsize=(2.3 * len(strategies), 1.9 * len(tasks)))
     flags = []
-    for ax, task in zip(axes.flat, tasks):
-        for strategy, curve in curves[curves["task"] == task].groupby("strategy"):
-            for metric, style in (("train_loss", "-"), ("test_loss", "--")):
-                line = curve[curve["metric"] == metric].sort_values("epoch")
-                ax.plot(line["epoch"], line["value"], style, color=COLORS.get(strategy),
-                        label=f"{strategy} {metric.split('_')[0]}")
-            flags.append({"task": task, "strategy": strategy, "overfitting": overfitting(curve)})
-        ax.set_title(task)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("cross-entropy loss")
-    spare = list(axes.flat)[len(tasks):]
-    for ax in spare:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if spare:
-        spare[0].legend(handles, labels, loc="center", ncol=2, fontsize="small")
-    else:
-        fig.legend(handles, labels, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0))
-    fig.suptitle("Train (solid) and test (dashed) loss per epoch, first final seed")
-    fig.tight_layout()
+    for i, task in enumerate(tasks):
+        for j, strategy in enumerate(strategies):
+            ax = axes[i, j]
+            for run_id, curve in grid[(grid["task"] == task) &
+                                      (grid["strategy"] == strategy)].groupby("run_id"):
+                chosen = bool(curve["chosen"].iloc[0])
+                _line(ax, curve, "val_loss", color="black" if chosen else "0.75",
+                      ls=":" if chosen else "-", lw=1.5 if chosen else 0.6,
+                      zorder=2 if chosen else 1)
+            cell = curves[(curves["task"] == task) & (curves["strategy"] == strategy)]
+            for rank, (seed, curve) in enumerate(sorted(cell.groupby("seed"))):
+                alpha = 1.0 if rank == 0 else 0.35
+                for metric, dash in (("train_loss", "-"), ("test_loss", "--")):
+                    _line(ax, curve, metric, ls=dash, color=COLORS.get(strategy), alpha=alpha,
+                          lw=1.2, zorder=3)
+                if rank == 0:
+                    flags.append({"task": task, "strategy": strategy,
+                                  "overfitting": overfitting(curve)})
+            ax.set_yscale("log")
+            ax.tick_params(labelsize="x-small")
+            if i == 0:
+                ax.set_title(strategy, fontsize="small")
+            if j == 0:
+                ax.set_ylabel(f"{task}\nloss", fontsize="small")
+            if i == len(tasks) - 1:
+                ax.set_xlabel("epoch", fontsize="small")
+    legend = [plt.Line2D([], [], color="tab:blue", ls="-", label="train loss (final seeds; "
+                                                                  "the first opaque)"),
+              plt.Line2D([], [], color="tab:blue", ls="--", label="test loss (final seeds)"),
+              plt.Line2D([], [], color="0.75", lw=0.6, label="val loss of each tune grid point"),
+              plt.Line2D([], [], color="black", ls=":", lw=1.5,
+                         label="val loss of the selected point")]
+    fig.legend(handles=legend, loc="lower center", ncol=4, fontsize="small",
+               bbox_to_anchor=(0.5, 0))
+    fig.suptitle("Loss per epoch (log scale): final seeds in the strategy's colour, the tune "
+                 "grid behind them")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig, pd.DataFrame(flags)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
+from common.keys import Cell
 from results.runs import load_runs
 from results.selection import select_best
 from results.table import PaperTables, paper_tables
 from study import card
-from common.keys import Cell
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones

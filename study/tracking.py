@@ -167,7 +167,8 @@ class StudyTracker:
         else:
             name = self.client.get_experiment(self.experiment_id).name
             run_id = self.client.create_run(self.experiment_id, tags={
-                "parent_of": stage, "study": name, "mlflow.runName": f"{name}: {stage} stage",
+                "parent_of": stage, "stage": f"{stage} stage", "study": name,
+                "mlflow.runName": f"{name}: {stage} stage",
                 **provenance()}).info.run_id
         self.parents[stage] = run_id
         return run_id

@@ -311,3 +311,23 @@ def test_advice_follows_the_study_when_all_its_nearest_tasks_go_against_the_rule
     assert "disagrees" in against["followed"] and against["evidence"].startswith("0 of the 3")
     mixed = recommend(11.0, "low", 800, measured.assign(winner=["FT", "VPT", "FT", "VPT"]))
     assert mixed["choice"] == "VPT" and mixed["followed"] == "the paper's rule"
+
+
+def test_loss_curves_have_a_log_panel_per_task_and_strategy(store):
+    from analysis.plots import loss_curves
+    from results.runs import load_runs
+    fig, flags = loss_curves(load_runs("made", store[0]), store[0])
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 2 * 2 and {ax.get_yscale() for ax in panels} == {"log"}
+    assert {ax.get_title() for ax in fig.axes[:2]} == {"full_ft", "vpt_deep"}
+    assert len(flags) == 4
+
+
+def test_attribution_panels_caption_each_row_and_carry_one_colour_bar():
+    from analysis.attributions import panels
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    maps = {"FT": np.random.default_rng(0).random((2, 8, 8)), "VPT": np.ones((2, 8, 8))}
+    fig = panels(images, maps, "t", ["true class 1\nFT: 0, VPT: 1", "true class 2\nFT: 3, VPT: 2"])
+    assert len(fig.axes) == 2 * 3 + 1                       # the grid and one colour bar
+    assert fig.axes[0].get_ylabel() == "true class 1\nFT: 0, VPT: 1"
+    assert fig.axes[-1].get_ylabel() == "attribution (scaled per image)"

@@ -54,14 +54,17 @@ def run(args, runs, report) -> str:
         black = normalize(torch.zeros_like(torch.from_numpy(images[:1])).expand(len(picked),
                                                                               -1, -1, -1))
         shown = images[picked.numpy()]
+        captions = [f"true class {label}\nFT: {f}, VPT: {v}" for label, f, v in
+                    zip(ys.tolist(), attr.predictions(ft, xs), attr.predictions(vpt, xs))]
         report.figure(attr.panels(shown, {"FT Grad-CAM": attr.gradcam(ft, xs, ys),
                                           "VPT Grad-CAM": attr.gradcam(vpt, xs, ys)},
-                                  f"{task}: VPT right, FT wrong (Grad-CAM)"),
-                      f"figure8_gradcam_{task}")
+                                  f"{task}: VPT right, FT wrong (Grad-CAM for the true label)",
+                                  captions), f"figure8_gradcam_{task}")
         report.figure(attr.panels(shown, {
             "FT IG": attr.integrated_gradients(ft, xs, black, ys),
             "VPT IG": attr.integrated_gradients(vpt, xs, black, ys)},
-            f"{task}: VPT right, FT wrong (Integrated Gradients)"), f"figure17_ig_{task}")
+            f"{task}: VPT right, FT wrong (Integrated Gradients for the true label)", captions),
+            f"figure17_ig_{task}")
         chosen += [{"task": task, "test_index": int(i), "label": int(labels[i])}
                    for i in picked]
     table = pd.DataFrame(chosen, columns=["task", "test_index", "label"])
