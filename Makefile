@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo analysis test test-slow smoke bench install clean
+.PHONY: demo demo-scale analysis test test-slow smoke bench install clean
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -16,10 +16,15 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m study run demo
 
+demo-scale: $(STAMP)
+	$(PY) -m study run demo-scale
+
 analysis: $(STAMP)
 	for verb in table wins fid quadrants curves attributions; do \
 		$(PY) -m analysis $$verb demo || exit 1; done
 	$(PY) -m analysis advise demo --task photos
+	@# Figure 4 and Tables 5/6 need `make demo-scale` first; without it this says so
+	-$(PY) -m analysis capacity demo-scale
 
 smoke: $(STAMP)
 	$(PY) -m study run demo --smoke

@@ -53,8 +53,12 @@ class PaperTables:
 def paper_tables(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
                  tune_runs: pd.DataFrame | None = None) -> PaperTables:
     everything = pd.concat([final_runs, tune_runs]) if tune_runs is not None else final_runs
+    keys = list(dict.fromkeys(zip(everything["backbone"], everything["setting"])))
+    backbones = list(dict.fromkeys(backbone for backbone, _ in keys))
+    keys.sort(key=lambda k: (backbones.index(k[0]),            # train sizes ascending
+                             (0, int(k[1]), "") if k[1].isdigit() else (1, 0, k[1])))
     blocks = {}
-    for key in dict.fromkeys(zip(everything["backbone"], everything["setting"])):
+    for key in keys:
         def of(runs):
             return None if runs is None else runs[(runs["backbone"] == key[0]) &
                                                   (runs["setting"] == key[1])]

@@ -78,7 +78,8 @@ TABLES_16_18 = PromptLengths("tables_16_18", _lengths("prompt_lengths.csv"),
                              "the paper's Tables 16-18 (P:512,596-610)")
 DEMO_LENGTHS = PromptLengths("demo", MappingProxyType(
     {"photos": 4, "photo_regions": 8, "digits": 8, "microscopy": 4, "count": 8,
-     "sprite_location": 8, "sprite_orientation": 8}), "chosen for the 32 px demo ViT")
+     "sprite_location": 8, "sprite_orientation": 8,
+     "photos_scale": 4, "microscopy_scale": 4, "count_scale": 8}), "chosen for the 32 px demo ViT")
 
 PAPER_WEIGHT_DECAYS = (0.01, 0.001, 0.0001, 0.0)
 # The paper's SGD grid (P:79; VPT-or-FT tune_vtab.py:247-253 "prompt"), momentum 0.9, batch 64

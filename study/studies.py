@@ -8,6 +8,7 @@ from dataclasses import replace
 import search_spaces
 from study.spec import StudySpec, Upstream, register_study
 from tasks import tasks_in_suite
+from tasks.spec import DEMO_SCALE_SIZES
 from trainables.config import BackboneSpec, Recipe
 
 ALL_STRATEGIES = ("full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed", "ft_then_pt", "lora")
@@ -43,6 +44,26 @@ def demo(smoke: bool = False) -> StudySpec:
                        backbones=(replace(DEMO_BACKBONE, weights=SMOKE_WEIGHTS),),
                        upstream=replace(DEMO_UPSTREAM, recipe=replace(
                            DEMO_UPSTREAM.recipe, epochs=2, warmup_epochs=1)))
+    return spec
+
+
+@register_study("demo-scale")
+def demo_scale(smoke: bool = False) -> StudySpec:
+    """Dataset capacity on the demo (the paper's Figure 4 and Tables 5/6): full_ft, vpt_deep and
+    the linear probe on one task per group (photos, microscopy, count with 4,000-image pools) at
+    100, 400, 1,600 and 3,200 training images (val a quarter of that), on the demo's ViT and grid.
+    `python -m study run demo-scale`, then `python -m analysis capacity demo-scale`. About 9
+    minutes on 2 CPU cores; docs/demo.md shows what it found. `--smoke`: one task, two sizes."""
+    spec = replace(demo(), name="demo-scale", tasks=tasks_in_suite("demo-scale"),
+                   strategies=("full_ft", "vpt_deep", "linear"),
+                   settings=tuple(str(n) for n in DEMO_SCALE_SIZES),
+                   description="the demo's data-size study (dataset capacity)")
+    if smoke:
+        small = demo(smoke=True)
+        spec = replace(spec, name="demo-scale-smoke", tasks=("count_scale",),
+                       settings=("100", "400"), search_space=small.search_space,
+                       epochs=small.epochs, warmup_epochs=small.warmup_epochs, seeds=small.seeds,
+                       backbones=small.backbones, upstream=small.upstream)
     return spec
 
 

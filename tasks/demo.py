@@ -158,11 +158,19 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Pools]] = {
     "count": _rendered(_draw_count),
     "sprite_location": _rendered(_draw_location),
     "sprite_orientation": _rendered(_draw_orientation),
+    # larger pools of three of them, one per group, for the data-size study `demo-scale`
+    "photos_scale": _crop_classes(("motorcycle", "brick", "grass", "text", "clock", "logo"),
+                                  4000, 500),
+    "microscopy_scale": _crop_classes(("retina", "immunohistochemistry", "microaneurysms",
+                                       "cell"), 4000, 500, scale=(0.1, 0.4)),
+    "count_scale": _rendered(_draw_count, n_train=4000),
 }
 
 # Pool sizes the generators produce (for planning without generating).
 DEMO_POOL = {"train": 1000, "test": 500}
-DEMO_POOLS = {"digits": {"train": 1000, "test": 797}, "upstream": {"train": 12000, "test": 1000}}
+DEMO_POOLS = {"digits": {"train": 1000, "test": 797}, "upstream": {"train": 12000, "test": 1000},
+              **{f"{slug}_scale": {"train": 4000, "test": 500}
+                 for slug in ("photos", "microscopy", "count")}}
 
 _SLICE = re.compile(r"^(\w+)(?:\[(\d*):(\d*)\])?$")
 

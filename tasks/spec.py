@@ -53,9 +53,20 @@ def _vtab(slug, name, group, classes, builder, val, test="test", label="label", 
                     pool)
 
 
-def _demo(slug, group, classes, label="generator"):
-    splits = {"train800": "train[:800]", "val200": "train[800:1000]",
-              "train800val200": "train[:1000]", "test": "test"}
+def sweep_split_names(train_size: int) -> tuple[str, str, str]:
+    """Names of a data-size sweep's splits: train N, val N/4 (4:1), and both together."""
+    val = train_size // 4
+    return f"train{train_size}", f"val{val}", f"train{train_size}val{val}"
+
+
+def _demo(slug, group, classes, label="generator", sizes=(800,)):
+    """A demo task: per train size n, train n and the next n/4 as val (4:1), and test."""
+    splits = {}
+    for n in sizes:
+        train, val, both = sweep_split_names(n)
+        splits.update({train: f"train[:{n}]", val: f"train[{n}:{n + n // 4}]",
+                       both: f"train[:{n + n // 4}]"})
+    splits["test"] = "test"
     return TaskSpec(slug, f"demo/{slug}", group, classes, f"demo:{slug}",
                     MappingProxyType(splits), label)
 
@@ -132,6 +143,12 @@ _DEMO = (
     _demo("sprite_location", "structured", 8),     # x position of one sprite, 8 bins
     _demo("sprite_orientation", "structured", 8),  # orientation of one bar, 8 bins
 )
+# One task per group with a pool of 4,000 training images, for `demo-scale` (Figure 4 on the demo)
+DEMO_SCALE_SIZES = (100, 400, 1600, 3200)
+_DEMO_SCALE = tuple(_demo(f"{slug}_scale", group, classes, sizes=DEMO_SCALE_SIZES)
+                    for slug, group, classes in (("photos", "natural", 6),
+                                                 ("microscopy", "specialized", 4),
+                                                 ("count", "structured", 6)))
 # Upstream data the demo backbone is pretrained on: which quadrant of which of 10 other
 # photographs a crop comes from (40 classes).
 UPSTREAM = TaskSpec("upstream", "demo/upstream", "upstream", 40, "demo:upstream",
@@ -144,11 +161,12 @@ IMAGENET_SAMPLE = TaskSpec("imagenet_sample", "ImageNet sample (FID reference)",
                            21843, "folder:imagenet_sample", MappingProxyType({"train": "train"}))
 
 TASKS: Mapping[str, TaskSpec] = MappingProxyType(
-    {t.slug: t for t in (*_VTAB1K, *_FGVC, *_DEMO, UPSTREAM, IMAGENET_SAMPLE)})
+    {t.slug: t for t in (*_VTAB1K, *_FGVC, *_DEMO, *_DEMO_SCALE, UPSTREAM, IMAGENET_SAMPLE)})
 SUITES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "vtab1k": tuple(t.slug for t in _VTAB1K),
     "fgvc": tuple(t.slug for t in _FGVC),
     "demo": tuple(t.slug for t in _DEMO),
+    "demo-scale": tuple(t.slug for t in _DEMO_SCALE),
 })
 
 
@@ -177,12 +195,6 @@ SOURCE_SIZES: Mapping[str, Mapping[str, int]] = MappingProxyType({
     "cars196": {"train": 8144, "test": 8041},
 })
 SWEEP_SIZES = (400, 800, 5000, 10000, 20000)
-
-
-def sweep_split_names(train_size: int) -> tuple[str, str, str]:
-    """Names of a data-size sweep's splits: train N, val N/4 (4:1), and both together."""
-    val = train_size // 4
-    return f"train{train_size}", f"val{val}", f"train{train_size}val{val}"
 
 
 ONE_SHOT = ("train1shot", "val1shot", "train1shotval1shot")

@@ -1,16 +1,19 @@
 """The paper's presets against the paper's own numbers (analysis/data, copied from the paper's
-tables): the same tasks, strategies, data settings, prompt lengths, grid, epochs and seeds; and
-every preset plans without data or weights."""
+tables): the same tasks, strategies, data settings, prompt lengths, grid, epochs and seeds; every
+preset plans without data or weights; and the demo's data-size preset draws its splits as the
+paper's sweeps do (4:1 train/val)."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from search_spaces import PAPER_SGD, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.__main__ import main as study_main
 from study.spec import FINAL_SEEDS, all_studies, get_study
+from tasks import get_task
 
 DATA = Path(__file__).resolve().parents[1] / "analysis" / "data"
 STRATEGY = {"full_ft": "full_ft", "vpt": "vpt_deep", "mixed": "mixed",
@@ -101,3 +104,25 @@ def test_grid_points_that_replay_a_prior_are_queued_after_the_one_that_trains_it
     followers = [i for i in ft_then_pt if i not in first_of_task.values()]
     assert followers == list(range(len(trials) - len(followers), len(trials)))
     assert max(first_of_task.values()) < min(followers)
+
+
+def test_demo_scale_draws_4_to_1_train_val_sizes_from_one_pool_and_leaves_the_demo_alone(
+        tmp_path):
+    from tasks import load_split
+    from tasks.prepare import prepare
+    spec = get_study("demo-scale")
+    assert spec.settings == ("100", "400", "1600", "3200")
+    assert {(t, s) for _, s, t, _ in spec.cells()} == {
+        (t, s) for t in ("photos_scale", "microscopy_scale", "count_scale") for s in spec.settings}
+    prepare(get_task("count_scale"), tmp_path)
+    train, val = load_split(tmp_path, "count_scale", "train3200"), \
+        load_split(tmp_path, "count_scale", "val800")
+    both = load_split(tmp_path, "count_scale", "train3200val800")
+    assert (len(train[1]), len(val[1]), len(both[1])) == (3200, 800, 4000)
+    np.testing.assert_array_equal(both[0][:3200], train[0])        # val follows its train
+    np.testing.assert_array_equal(both[0][3200:], val[0])
+    small = load_split(tmp_path, "count_scale", "train100")[0]
+    np.testing.assert_array_equal(small, train[0][:100])            # sizes nest
+    assert dict(get_task("count").splits) == {"train800": "train[:800]",
+                                              "val200": "train[800:1000]",
+                                              "train800val200": "train[:1000]", "test": "test"}
