@@ -14,7 +14,7 @@ def run(args, runs, report) -> str:
     fig, points = capacity(final)
     if points["train_size"].nunique() < 2:
         raise StudyInputError("capacity needs final runs at two or more train sizes (a study "
-                              "with several settings, such as paper-scale)")
+                              "with several settings, such as demo-scale or paper-scale)")
     report.figure(fig, "figure4_capacity")
     report.table(points, "figure4_data")
     tables = paper_tables(final).render("markdown")
@@ -24,4 +24,4 @@ def run(args, runs, report) -> str:
 
 VERB = register(Verb("capacity", "Figure 4 (accuracy against training-set size, FT solid, VPT "
                                  "dotted) and the Table 5/6 layout, from a study with several "
-                                 "train sizes (e.g. paper-scale)", run))
+                                 "train sizes (demo-scale, paper-scale)", run))
