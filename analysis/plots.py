@@ -95,8 +95,7 @@ def loss_curves(runs: pd.DataFrame, uri: str):
     curves = histories(uri, final["run_id"]).merge(final[["run_id", "task", "strategy",
                                                          "seed"]])
     grid = histories(uri, tune["run_id"], ("val_loss",)).merge(
-        tune[["run_id", "task", "strategy"]].assign(
-            chosen=tune.get("selected", pd.Series(index=tune.index, dtype=object)) == "true"))
+        tune[["run_id", "task", "strategy"]].assign(chosen=tune["selected"] == "true"))
     tasks = list(dict.fromkeys(final.sort_values(["group", "task"])["task"]))
     strategies = sorted(set(final["strategy"]), key=lambda name: (
         list(COLORS).index(name) if name in COLORS else len(COLORS), name))

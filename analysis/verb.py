@@ -11,6 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from analysis.report import Report
+from common.registry import add
 
 
 def no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +30,7 @@ VERBS: dict[str, Verb] = {}
 
 
 def register(verb: Verb) -> Verb:
-    if verb.name in VERBS:
-        raise ValueError(f"a verb named '{verb.name}' is already registered")
-    VERBS[verb.name] = verb
-    return verb
+    return add(VERBS, "verb", verb.name, verb)
 
 
 def all_verbs() -> dict[str, Verb]:

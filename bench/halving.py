@@ -54,9 +54,8 @@ def trial_epochs(tracker) -> int:
 
 def picks(tracker, study: str) -> pd.DataFrame:
     from results.runs import load_runs
-    from results.selection import select_best
-    return select_best(load_runs(study, tracker.uri, "tune")).set_index(
-        ["backbone", "setting", "task", "strategy"])
+    from results.selection import CELL, select_best
+    return select_best(load_runs(study, tracker.uri, "tune")).set_index(CELL)
 
 
 def halved_against_grid(spec, cache: str, work: Path, label: str, halvings, figures) -> None:
@@ -67,8 +66,8 @@ def halved_against_grid(spec, cache: str, work: Path, label: str, halvings, figu
     slug = label.replace(" ", "-")
     full, full_wall, _ = run_project(configs, spec.name, "tune", work, f"{slug}-grid")
     full_epochs, grid_pick = trial_epochs(full), picks(full, spec.name)
+    recipe = spec.recipe("full", 0, 0)
     for halving in halvings:
-        recipe = spec.recipe("full", 0, 0)
         described = halving.describe(recipe)
         print(f"[halving] {label}: the same trials, {described}", flush=True)
         store = f"{slug}-grace{halving.grace(recipe)}"           # one MLflow store per run

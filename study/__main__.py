@@ -153,8 +153,8 @@ def cmd_plan(spec, halving=None) -> None:
             costs[stage].add(cfg, share)
         cost = costs[stage].total
         label = "tune, halving" if stage == "halving" else stage
-        print(f"stage {label:<{13 if halving else 5}}: {cost.trials:>6} trials, {cost.trial_epochs:>10,.0f} "
-              f"trial-epochs, {cost.train_images:>14,} training images x epochs, "
+        print(f"stage {label:<{13 if halving else 5}}: {cost.trials:>6} trials, "
+              f"{cost.trial_epochs:>10,.0f} trial-epochs, {cost.train_images:>14,} training images x epochs, "
               f"{cost.eval_images:>14,} evaluated images, ~{cost.gpu_hours:,.1f} GPU-hours")
     if halving:
         full, halved = costs["tune"].total, costs["halving"].total

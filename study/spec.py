@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 
 from common.errors import StudyInputError, UnknownName
 from common.keys import Cell
+from common.registry import add
 from search_spaces import SearchSpace
 from tasks import get_task
 from tasks.splits import setting_splits, supports
@@ -162,10 +163,7 @@ STUDIES: dict[str, Callable[..., StudySpec]] = {}
 
 def register_study(name: str):
     def wrap(fn: Callable[..., StudySpec]) -> Callable[..., StudySpec]:
-        if name in STUDIES:
-            raise ValueError(f"a study named '{name}' is already registered")
-        STUDIES[name] = fn
-        return fn
+        return add(STUDIES, "study", name, fn)
     return wrap
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from common.errors import UnknownName
+from common.registry import add
 from trainables.config import TrialConfig
 
 
@@ -70,10 +71,7 @@ STRATEGIES: dict[str, Strategy] = {}
 
 
 def register(strategy: Strategy) -> Strategy:
-    if strategy.name in STRATEGIES:
-        raise ValueError(f"a strategy named '{strategy.name}' is already registered")
-    STRATEGIES[strategy.name] = strategy
-    return strategy
+    return add(STRATEGIES, "strategy", strategy.name, strategy)
 
 
 def get_strategy(name: str) -> Strategy:
