@@ -15,6 +15,7 @@ from results.runs import load_runs
 from results.selection import select_best
 from results.table import PaperTables, paper_tables
 from study import card
+from study.lease import DriverLease
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones
@@ -76,7 +77,14 @@ def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir:
               execution: Execution = Execution(), log: Callable[[str], None] = print,
               command: str = "") -> PaperTables:
     """Tune the strategies trained from the pretrained backbone, select; tune those that start
-    from a selected prior (FT-then-PT from the task's FT recipe), select; then the final stage."""
+    from a selected prior (FT-then-PT from the task's FT recipe), select; then the final stage.
+    The driver holds the study's lease throughout (`study.lease`): one driver per study."""
+    with DriverLease(tracker.uri, tracker.experiment_id, spec.name, command, log=log):
+        return _run_study(spec, runner, tracker, cache_dir, execution, log, command)
+
+
+def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
+               execution: Execution, log: Callable[[str], None], command: str) -> PaperTables:
     started = time.perf_counter()
     closed = tracker.close_interrupted()
     if closed:
