@@ -7,7 +7,13 @@ metrics with step = epoch gathered and written in one `log_batch` call at most e
 status (FINISHED, FAILED, KILLED). The selection is written back as tags: `selected=true` on the
 tune run chosen per cell, `selected_from=<its run id>` on the final runs. Runs left RUNNING by a
 killed driver are closed as KILLED when the study starts again. The store defaults to
-`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it."""
+`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it.
+
+A tracking server that stops answering mid-study (a restart, a network cut) loses nothing: every
+call waits and retries with backoff (`PatientClient`), saying so once per outage, while the trials
+wait at their next report; a run is created at most once however often its creation is retried.
+After `VPT_MLFLOW_PATIENCE_SECONDS` (default 1800) without an answer the study stops with one
+line, and the same command continues it."""
 from __future__ import annotations
 
 import functools
@@ -16,11 +22,16 @@ import math
 import os
 import subprocess
 import tempfile
+import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
+import requests
+
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from common.errors import StudyInputError
@@ -123,14 +134,87 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise StudyInputError(f"MLflow server {uri} does not answer: {reason}") from None
 
 
+def _unanswered(error: Exception) -> bool:
+    """The server did not answer (refused, reset, timed out, or still starting), as opposed to
+    answering with an error about the request."""
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return True
+    text = str(error)
+    return isinstance(error, MlflowException) and text.startswith("API request to") and (
+        "failed with exception" in text or "failed with timeout exception" in text
+        or any(f"error code {code}" in text for code in (502, 503, 504)))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class PatientClient:
+    """An MlflowClient whose calls wait out a tracking server that does not answer: each is
+    retried with exponential backoff (1 s doubling to 30 s) until it answers or `patience`
+    seconds pass. The outage is announced once and its end once. `create_run` tags each run
+    with a token and, on a retry, first looks for a run already holding it, so a request that
+    reached the server before the connection broke does not create a second run."""
+
+    def __init__(self, uri: str, log=_say, patience: float | None = None):
+        self.uri, self.log = uri, log
+        self.patience = patience or float(os.environ.get("VPT_MLFLOW_PATIENCE_SECONDS", 1800))
+        self.client = MlflowClient(uri)
+
+    def __getattr__(self, name: str):
+        method = getattr(self.client, name)
+        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
+
+    def call(self, method, *args, already_done=None, **kwargs):
+        delay, down_since = 1.0, None
+        while True:
+            try:
+                done = already_done() if down_since is not None and already_done else None
+                result = done if done is not None else method(*args, **kwargs)
+            except Exception as error:
+                if not _unanswered(error):
+                    raise
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    self.log(f"mlflow: {self.uri} does not answer; holding the study's writes and "
+                             f"retrying with backoff (trials wait at their next report)")
+                if now - down_since > self.patience:
+                    raise StudyInputError(
+                        f"MLflow server {self.uri} has not answered for {self.patience:.0f} s; "
+                        f"what finished is stored: run the same command again once it answers"
+                    ) from None
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+                continue
+            if down_since is not None:
+                self.log(f"mlflow: {self.uri} answers again after "
+                         f"{time.monotonic() - down_since:.0f} s; nothing was lost")
+            return result
+
+    def create_run(self, experiment_id: str, tags: dict[str, str]):
+        token = uuid.uuid4().hex
+
+        def created():
+            found = self.client.search_runs([experiment_id], f"tags.create_token = '{token}'")
+            return found[0] if found else None
+        return self.call(self.client.create_run, experiment_id,
+                         tags={**tags, "create_token": token}, already_done=created)
+
+
 class StudyTracker:
-    def __init__(self, study: str, uri: str | None = None, flush_seconds: float = 2.0):
+    def __init__(self, study: str, uri: str | None = None, flush_seconds: float = 2.0,
+                 log=_say):
         self.uri = uri or tracking_uri()
         self.flush_seconds = flush_seconds
         self.pending: dict[str, list[Metric]] = {}       # run id -> epoch metrics not yet written
         self.flushed: dict[str, float] = {}              # run id -> time of its last write
         check_reachable(self.uri)
-        self.client = MlflowClient(self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            # MLflow's own retries (7, about 4 minutes, silent) would hide an outage; a couple,
+            # then PatientClient's, which say so
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        self.client = PatientClient(self.uri, log)
         experiment = self.client.get_experiment_by_name(study)
         self.experiment_id = (experiment.experiment_id if experiment else
                               self.client.create_experiment(study, artifact_root(self.uri)))

@@ -33,3 +33,18 @@ def tiny_trial(cache_dir: str, strategy: str = "full_ft", **changes) -> TrialCon
                   prior_recipe=Recipe("adamw", 0.004, 0.0, 1, 0, 64), cache_dir=cache_dir)
     fields.update(changes)
     return TrialConfig(**fields)
+
+
+@pytest.fixture
+def postgres_mlflow(tmp_path):
+    """`mlflow server` on loopback over a PostgreSQL database of its own, as on the cluster's
+    head; yields the server (its `uri`, `stop()`, `start()`)."""
+    from tests.servers import MlflowServer, Postgres
+    database = Postgres()
+    server = MlflowServer(database.start(), tmp_path / "artifacts")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        database.stop()

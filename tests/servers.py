@@ -1,0 +1,98 @@
+"""The servers a cluster runs beside the study, started for real on loopback by the tests:
+PostgreSQL (Debian's packages; `tests/install_postgres.sh` installs them) in a private data
+folder, and `mlflow server` with a database backend and a local artifact root, which a test can
+stop and start again on the same port."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(ready, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {seconds:.0f} s")
+        time.sleep(0.25)
+
+
+class Postgres:
+    """A PostgreSQL server of its own, on 127.0.0.1 and a free port, with trust auth for
+    loopback; as the `postgres` user when started by root (initdb refuses root)."""
+
+    def __init__(self):
+        self.bin = next((p for p in (PG_BIN, Path(shutil.which("initdb") or "/").parent)
+                         if (p / "initdb").exists()), None)
+        if self.bin is None:
+            raise RuntimeError("PostgreSQL is not installed: run tests/install_postgres.sh")
+        self.folder = Path(tempfile.mkdtemp(prefix="vpt-postgres-"))
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.folder, "postgres")
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self.as_user, *command], check=True, capture_output=True)
+
+    def start(self) -> str:
+        data = self.folder / "data"
+        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"),
+                  "-w", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+                  "start")
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", "postgres", "mlflow")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D",
+                        str(self.folder / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 over `backend` with artifacts under `artifacts`."""
+
+    def __init__(self, backend: str, artifacts: Path):
+        self.backend, self.artifacts = backend, artifacts
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.uri}/health", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def start(self) -> str:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--backend-store-uri", self.backend,
+             "--artifacts-destination", str(self.artifacts), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_until(self.answers, "the MLflow server", 120)
+        return self.uri
+
+    def stop(self) -> None:
+        if self.process:
+            os.killpg(self.process.pid, 15)          # the server and its workers
+            self.process.wait(timeout=30)
+            self.process = None
