@@ -245,6 +245,13 @@ def main(argv=None) -> int:
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:                 # a full disk under the cache or the store
+        from common.files import disk_full
+        if not disk_full(error):
+            raise
+        print(f"error: {error}; free space there and run the same command again",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept in MLflow; rerun the same command to "
               "continue", file=sys.stderr)

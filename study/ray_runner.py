@@ -4,7 +4,9 @@ signature, with `tune.report`), with per-trial resources from the command line,
 `reuse_actors=True`, a local Ray by default or a cluster by address, and a Tune callback that
 hands every report to the study's MLflow tracker (timing what that costs the driver) and prints
 progress (trials done / total, elapsed, ETA). With `halving`, the tune stage runs ASHA within
-each cell (`CellHalving`); a trial it stops is a FINISHED run tagged outcome=stopped."""
+each cell (`CellHalving`); a trial it stops is a FINISHED run tagged outcome=stopped. A trial that
+fails because a disk is full stops the stage (the trials still running end KILLED) with one line:
+every later trial would fail the same way."""
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +25,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from common.errors import StudyInputError
+from common.files import disk_full
 from common.keys import SUMMARY, Cell
 from study.halving import Halving
 from study.tracking import StudyTracker
@@ -76,9 +79,23 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _HaltOnFullDisk(tune.Stopper):
+    """Stops every trial once one failed for want of disk space (`reason` says where)."""
+
+    def __init__(self):
+        self.reason = ""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(self.reason)
+
+
 class _TrackAndShowProgress(tune.Callback):
     def __init__(self, tracker: StudyTracker, stage: str, total: int, log=_say):
         self.tracker, self.stage, self.total, self.log = tracker, stage, total, log
+        self.halt = _HaltOnFullDisk()
         self.run_ids: dict[str, str] = {}
         self.done = self.failed = 0
         self.started = time.perf_counter()
@@ -133,13 +150,20 @@ class _TrackAndShowProgress(tune.Callback):
         if SUMMARY in last:
             self._ended(trial, "FINISHED")
             return
+        if self.halt.reason:                   # stopped with the stage, not by halving
+            self._ended(trial, "KILLED", shown="stopped: a disk is full")
+            return
         # ended by successive halving before its schedule's end: FINISHED, outcome=stopped
         epoch = int(last.get("epoch", 0))
         self._tracked(self.tracker.stopped, self._run(trial), epoch)
         self._ended(trial, "FINISHED", shown=f"stopped at epoch {epoch}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._ended(trial, "FAILED", _error_text(trial))
+        error = _error_text(trial)
+        if disk_full(error) and not self.halt.reason:
+            self.halt.reason = next(line for line in reversed(error.splitlines())
+                                    if disk_full(line)).strip()
+        self._ended(trial, "FAILED", error)
 
     def close_open_runs(self):
         for run_id in self.run_ids.values():
@@ -244,13 +268,17 @@ class RayRunner:
                 self.halving) if self.halving and stage == "tune" else None),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(Path(self.storage_path).resolve()), verbose=0,
-                callbacks=[progress],
+                callbacks=[progress], stop=progress.halt,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures)))
         try:
             with tune_environment():
                 tuner.fit()
         finally:
             progress.close_open_runs()
+        if progress.halt.reason:
+            raise StudyInputError(f"{stage} stopped, a trial found no space left: "
+                                  f"{progress.halt.reason}; free space there and run the same "
+                                  f"command again")
         progress.log(f"[{stage}] MLflow writes took {progress.tracking_seconds:.1f} s of driver "
                      f"time ({1000 * progress.tracking_seconds / len(configs):.0f} ms per trial)")
         return progress.tracking_seconds

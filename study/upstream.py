@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from common.errors import StudyInputError
+from common.files import write_text_atomically
 from common.keys import Cell
 from study.spec import StudySpec, Upstream
 from study.tracking import StudyTracker
@@ -76,7 +77,7 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
         raise
     tracker.finish(run_id, "FINISHED")
     save_weights(model, path)
-    card.write_text(json.dumps({"upstream_task": upstream.task,
+    write_text_atomically(card, json.dumps({"upstream_task": upstream.task,
                                 "upstream_val_acc": summary["final_val_acc"],
                                 "mlflow_run_id": run_id, "recipe": upstream.recipe.__dict__},
                                indent=1))

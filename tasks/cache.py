@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from common.errors import StudyInputError
+from common.files import reserve
 
 MANIFEST = "manifest.json"
 
@@ -78,6 +79,8 @@ def write_split(folder: Path, slug: str, split: str, count: int, shape: tuple[in
     files = {kind: np.lib.format.open_memmap(folder / f"{split}.{kind}.npy", mode="w+",
                                              dtype=dtype, shape=size)
              for kind, (size, dtype) in arrays.items()}
+    for kind in files:
+        reserve(folder / f"{split}.{kind}.npy")
     filled = 0
     for chunk in chunks:
         chunk_images, chunk_labels = chunk[0], np.asarray(chunk[1], dtype=np.int64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import safetensors.torch
 from mlflow.tracking import MlflowClient
 
 from results.runs import load_runs
@@ -104,3 +106,48 @@ def assert_every_epoch_once(uri: str, trials, reference_uri: str) -> None:
         return sorted(m.step for m in c.get_metric_history(run_id, "train_loss"))
     for row in trials.itertuples():
         assert steps(client, row.run_id) == steps(ref_client, ref[row.trial_id]), row.trial_id
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs at tmp_path/disk that a test can fill and then grow (`mount -o remount`)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def resize(disk: Path, size: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+
+def test_a_full_cache_disk_stops_in_one_line_corrupts_nothing_and_a_rerun_finishes(
+        reference, small_disk, tmp_path):
+    cache, reference_uri = reference
+    prepared = sum(f.stat().st_size for f in cache.rglob("*")
+                   if f.is_file() and f.parts[-3:-2] != ("weights",))
+    resize(small_disk, prepared + 600_000)        # the data fits, the trials' outputs do not
+    for part in ("tasks", "backbones"):
+        shutil.copytree(cache / part, small_disk / part)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+
+    full = run_study(small_disk, tmp_path / "ray", store)
+    assert full.returncode == 2, full.stderr
+    error = full.stderr.splitlines()[-1]
+    assert re.match(r"error: (tune|final) stopped, a trial found no space left: .*No space left "
+                    rf"on device: '{small_disk}/.*'; free space there", error), error
+    assert sum(line.startswith("error:") for line in full.stderr.splitlines()) == 1
+    assert not list(small_disk.rglob("*.partial"))                   # nothing half-written
+    for path in small_disk.rglob("*.safetensors"):                   # what is there is whole
+        safetensors.torch.load_file(path)
+    _, runs = table(store)
+    assert "RUNNING" not in set(runs["status"])
+
+    resize(small_disk, 256 * 2 ** 20)
+    again = run_study(small_disk, tmp_path / "ray", store)
+    assert again.returncode == 0, again.stderr
+    runs = assert_same_table(store, reference_uri)
+    finished = trials_of(runs).query("status == 'FINISHED'")
+    assert finished["trial_id"].is_unique and len(finished) == len(
+        trials_of(table(reference_uri)[1]))

@@ -16,6 +16,7 @@ import timm
 from torch import nn
 
 from common.errors import StudyInputError
+from common.files import write_atomically
 from trainables.config import BackboneSpec
 
 
@@ -120,8 +121,8 @@ def load_weights(model: nn.Module, path: str | Path, key_prefix: str = "",
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
     from safetensors.torch import save_file
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_atomically(path, lambda partial: save_file(state, partial))
 
 
 def input_size(model: nn.Module, spec: BackboneSpec) -> int:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from common.files import write_atomically, write_text_atomically
 from trainables.backbones import resolve_weights
 from trainables.config import Recipe, TrialConfig
 from trainables.loop import MetricsSink
@@ -47,11 +47,7 @@ def replay(path: Path, model: torch.nn.Module, report: MetricsSink) -> dict | No
 
 
 def store(path: Path, model: torch.nn.Module, reports: list[dict], result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(partial))
-    os.replace(partial, path)
-    card = path.with_suffix(f".json.{os.getpid()}")
-    card.write_text(json.dumps({"reports": reports, "result": result}))
-    os.replace(card, path.with_suffix(".json"))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_atomically(path, lambda partial: save_file(state, partial))
+    write_text_atomically(path.with_suffix(".json"),
+                          json.dumps({"reports": reports, "result": result}))

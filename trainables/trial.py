@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.files import write_atomically, write_text_atomically
 from common.keys import SUMMARY
 from tasks import get_task, load_split
 from tasks.cache import load_sizes
@@ -117,9 +118,8 @@ def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
              if cfg.save == "all" or k in trained}
     path = weights_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
-    path.with_suffix(".json").write_text(json.dumps(cfg.to_dict()))
+    write_atomically(path, lambda partial: save_file(state, partial))
+    write_text_atomically(path.with_suffix(".json"), json.dumps(cfg.to_dict()))
     return str(path)
 
 
