@@ -48,3 +48,15 @@ def postgres_mlflow(tmp_path):
     finally:
         server.stop()
         database.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_reference(tmp_path_factory):
+    """An uninterrupted `study run demo --smoke`: its cache (which later runs reuse) and its
+    store, the table every fault test must give back."""
+    from tests.servers import run_study
+    folder = tmp_path_factory.mktemp("reference")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    done = run_study(folder / "cache", folder / "ray", uri)
+    assert done.returncode == 0, done.stderr
+    return folder / "cache", uri

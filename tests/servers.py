@@ -1,7 +1,8 @@
-"""The servers a cluster runs beside the study, started for real on loopback by the tests:
-PostgreSQL (Debian's packages; `tests/install_postgres.sh` installs them) in a private data
-folder, and `mlflow server` with a database backend and a local artifact root, which a test can
-stop and start again on the same port."""
+"""What the cluster tests share: the servers a cluster runs beside the study, started for real
+on loopback (PostgreSQL from Debian's packages, which `tests/install_postgres.sh` installs, in a
+private data folder; `mlflow server` over it with a local artifact root, which a test can stop
+and start again on the same port), and the smoke study run as a user runs it, with the checks
+that compare its MLflow record with an uninterrupted run's."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,12 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from results.runs import load_runs
+from results.table import paper_tables
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -96,3 +103,46 @@ class MlflowServer:
             os.killpg(self.process.pid, 15)          # the server and its workers
             self.process.wait(timeout=30)
             self.process = None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = "demo-smoke"
+
+
+def study_command(cache: Path, storage: Path) -> list[str]:
+    return [sys.executable, "-m", "study", "run", "demo", "--smoke", "--cache-dir", str(cache),
+            "--storage-path", str(storage)]
+
+
+def run_study(cache: Path, storage: Path, uri: str) -> subprocess.CompletedProcess:
+    return subprocess.run(study_command(cache, storage), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+
+
+def table(uri: str):
+    runs = load_runs(STUDY, uri)
+    return paper_tables(runs[runs["stage"] == "final"]).single, runs
+
+
+def trials_of(runs):
+    return runs[runs["stage"].isin(["tune", "final"])]
+
+
+def assert_same_table(uri: str, reference: str):
+    got, runs = table(uri)
+    expected, _ = table(reference)
+    pd.testing.assert_frame_equal(got.mean, expected.mean)
+    pd.testing.assert_frame_equal(got.cells, expected.cells)
+    return runs
+
+
+def assert_every_epoch_once(uri: str, trials, reference_uri: str) -> None:
+    """Each trial's per-epoch history holds the same steps as the uninterrupted run's: none
+    missing, none twice."""
+    ref = trials_of(table(reference_uri)[1]).set_index("trial_id")["run_id"]
+    client, ref_client = MlflowClient(uri), MlflowClient(reference_uri)
+
+    def steps(c, run_id):
+        return sorted(m.step for m in c.get_metric_history(run_id, "train_loss"))
+    for row in trials.itertuples():
+        assert steps(client, row.run_id) == steps(ref_client, ref[row.trial_id]), row.trial_id
