@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-scale analysis test test-slow smoke bench install clean
+.PHONY: demo demo-scale analysis test test-slow test-cluster smoke bench install clean
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -37,6 +37,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# the cluster path and its faults: a fake autoscaling Ray cluster, MLflow over PostgreSQL
+# (installed from Debian's packages when absent), a killed worker node, an MLflow outage, a
+# full disk; needs root for the tmpfs it fills
+test-cluster: $(STAMP)
+	tests/install_postgres.sh
+	$(PY) -m pytest -m cluster
 
 clean:
 	rm -rf ray_results mlflow.db cache analysis_out mlartifacts .pytest_cache

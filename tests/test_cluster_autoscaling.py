@@ -6,6 +6,7 @@ on them, idle workers go; a worker node SIGKILLed mid-trial costs one FAILED att
 elsewhere, and the same table. `make test-cluster`."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.servers import ROOT, assert_same_table, trials_of, wait_until
+from tests.servers import ROOT, assert_same_table, table, trials_of, wait_until
 
 pytestmark = pytest.mark.cluster
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -60,6 +61,22 @@ def ended(job: subprocess.Popen, said: list[str]) -> str:
     log = "".join(said)
     assert job.returncode == 0 and "succeeded" in log, log
     return log
+
+
+def busy_worker_node(seconds: float = 60) -> str:
+    """The id of a worker node on which a trial's actor is alive now."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        listed = subprocess.run([RAY, "list", "actors", "--address", "http://127.0.0.1:8265",
+                                 "-f", "state=ALIVE", "-f", "class_name=ImplicitFunc",
+                                 "--format", "json"], env=ENV, capture_output=True, text=True)
+        actors = json.loads(listed.stdout) if listed.stdout.startswith("[") else []
+        nodes = [a["node_id"] for a in actors
+                 if WORKER_NODE.match(a.get("node_id") or "")]
+        if nodes:
+            return nodes[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial running on a worker node")
 
 
 def cluster_status() -> str:
@@ -105,12 +122,10 @@ def test_a_worker_node_killed_mid_trial_costs_one_attempt_and_no_result(
         said.append(line)
         if re.match(r"\[tune\] 1/\d+ trials", line):
             break
-    raylets = [p for p in psutil.process_iter(["name", "create_time"])
-               if p.info["name"] == "raylet"]
-    head = min(raylets, key=lambda p: p.info["create_time"])
-    for raylet in raylets:                      # every worker node's raylet, not the head's
-        if raylet.pid != head.pid:
-            raylet.send_signal(signal.SIGKILL)
+    node = busy_worker_node()
+    raylet = next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"
+                  and p.environ().get("RAY_OVERRIDE_NODE_ID_FOR_TESTING") == node)
+    raylet.send_signal(signal.SIGKILL)
     log = ended(job, said)
     assert "retrying" in log
 
@@ -118,8 +133,13 @@ def test_a_worker_node_killed_mid_trial_costs_one_attempt_and_no_result(
     trials = trials_of(runs)
     finished = trials[trials["status"] == "FINISHED"]
     failed = trials[trials["status"] == "FAILED"]
-    assert finished["trial_id"].is_unique and len(finished) == len(
-        trials_of(assert_same_table(reference_uri, reference_uri)))
+    assert finished["trial_id"].is_unique
+    assert len(finished) == len(trials_of(table(reference_uri)[1]))
     assert len(failed) >= 1 and set(failed["trial_id"]) <= set(finished["trial_id"])
     client = MlflowClient(postgres_mlflow.uri)
-    assert all("(retried)" in client.get_run(r).data.tags["error"] for r in failed["run_id"])
+    for run_id in failed["run_id"]:
+        error = client.get_run(run_id).data.tags["error"]
+        assert "(retried)" in error and "actor" in error           # it died with its actor
+    retried = finished[finished["trial_id"].isin(failed["trial_id"])]
+    assert all(client.get_run(r).data.params["node"] != node     # and ran again elsewhere
+               for r in retried["run_id"])
