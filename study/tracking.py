@@ -12,8 +12,8 @@ killed driver are closed as KILLED when the study starts again. The store defaul
 A tracking server that stops answering mid-study (a restart, a network cut) loses nothing: every
 call waits and retries with backoff (`PatientClient`), saying so once per outage, while the trials
 wait at their next report; a run is created at most once however often its creation is retried.
-After `VPT_MLFLOW_PATIENCE_SECONDS` (default 1800) without an answer the study stops with one
-line, and the same command continues it."""
+After `VPT_MLFLOW_PATIENCE_SECONDS` (default 1800) without an answer a call gives up with one
+line (what finished is stored, and the same command continues the study)."""
 from __future__ import annotations
 
 import functools
@@ -21,8 +21,8 @@ import importlib.metadata
 import math
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -154,12 +154,15 @@ class PatientClient:
     retried with exponential backoff (1 s doubling to 30 s) until it answers or `patience`
     seconds pass. The outage is announced once and its end once. `create_run` tags each run
     with a token and, on a retry, first looks for a run already holding it, so a request that
-    reached the server before the connection broke does not create a second run."""
+    reached the server before the connection broke does not create a second run. Once it has
+    given up, a call the server does not answer fails at once (closing the study's runs does not
+    wait out a second patience)."""
 
     def __init__(self, uri: str, log=_say, patience: float | None = None):
         self.uri, self.log = uri, log
         self.patience = patience or float(os.environ.get("VPT_MLFLOW_PATIENCE_SECONDS", 1800))
         self.client = MlflowClient(uri)
+        self.gave_up = False
 
     def __getattr__(self, name: str):
         method = getattr(self.client, name)
@@ -179,7 +182,8 @@ class PatientClient:
                     down_since = now
                     self.log(f"mlflow: {self.uri} does not answer; holding the study's writes and "
                              f"retrying with backoff (trials wait at their next report)")
-                if now - down_since > self.patience:
+                if self.gave_up or now - down_since > self.patience:
+                    self.gave_up = True
                     raise StudyInputError(
                         f"MLflow server {self.uri} has not answered for {self.patience:.0f} s; "
                         f"what finished is stored: run the same command again once it answers"
@@ -187,6 +191,7 @@ class PatientClient:
                 time.sleep(delay)
                 delay = min(2 * delay, 30.0)
                 continue
+            self.gave_up = False
             if down_since is not None:
                 self.log(f"mlflow: {self.uri} answers again after "
                          f"{time.monotonic() - down_since:.0f} s; nothing was lost")

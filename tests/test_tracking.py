@@ -1,8 +1,15 @@
 """The study's MLflow writer: epoch metrics are gathered and written at most every
-`flush_seconds` per trial, and none is lost at the summary or when a run ends early."""
+`flush_seconds` per trial, and none is lost at the summary or when a run ends early; a server
+that never answers is waited for, then refused in one line (the outage a server comes back from
+is `tests/test_cluster_faults.py`)."""
 from __future__ import annotations
 
-from study.tracking import StudyTracker
+import time
+
+import pytest
+
+from common.errors import StudyInputError
+from study.tracking import PatientClient, StudyTracker
 from tests.conftest import tiny_trial
 from common.keys import SUMMARY
 
@@ -36,3 +43,20 @@ def test_with_no_interval_each_epoch_is_written_at_once(tmp_path, cache_dir):
     run = tracker.start(tiny_trial(cache_dir))
     tracker.record(run, {"epoch": 1, "train_loss": 0.5})
     assert epochs_logged(tracker, run) == [1]
+
+
+def test_a_server_that_never_answers_is_waited_for_patience_seconds_then_refused(monkeypatch):
+    from tests.servers import free_port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    said = []
+    client = PatientClient(f"http://127.0.0.1:{free_port()}", said.append, patience=2)
+    began = time.monotonic()
+    with pytest.raises(StudyInputError, match=r"has not answered for 2 s; .* run the same "
+                                              r"command again"):
+        client.get_experiment_by_name("demo")
+    assert time.monotonic() - began >= 2
+    assert len(said) == 1 and "does not answer" in said[0]
+    began = time.monotonic()
+    with pytest.raises(StudyInputError):                 # given up: the next call fails at once
+        client.search_experiments()
+    assert time.monotonic() - began < 2
