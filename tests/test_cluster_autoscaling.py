@@ -44,7 +44,7 @@ def local_cluster(tmp_path):
 
 
 def submit(cache: Path, storage: Path, uri: str, folder: Path, *flags: str) -> subprocess.Popen:
-    """`ray job submit` of the smoke study, as the README's cluster section does it."""
+    """`ray job submit` of the smoke study, as docs/cluster.md does it."""
     folder.mkdir()
     study = (f"cd {folder} && python -m study run demo --smoke --address auto "
              f"--cpus-per-trial 1 --gpus-per-trial 1 --cache-dir {cache} "
