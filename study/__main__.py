@@ -201,10 +201,12 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
     finally:
         runner.shutdown()
     print(table.render(args.format))
-    status(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\n"
-           f"open it: mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
-           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs"
-           f"?workflowType=machine_learning")
+    page = f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    served = tracker.uri.startswith(("http://", "https://"))      # the server is the UI
+    status(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\nopen it: " + (
+        f"{tracker.uri.rstrip('/')}/{page}" if served else
+        f"mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
+        f"http://127.0.0.1:5000/{page}"))
     return 0
 
 
