@@ -1,3 +1,4 @@
 """The bottom layer every other package may import and that imports none of them: the errors a
 command line turns into one line and exit status 2, the keys of a trial's reports and the cell,
-and the registries' one rule (a name is registered once)."""
+the registries' one rule (a name is registered once), and file writes that a full disk cannot
+leave half done."""
