@@ -10,6 +10,7 @@ every later trial would fail the same way."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -241,8 +242,13 @@ class RayRunner:
     def start(self) -> None:
         if ray.is_initialized():
             return
-        # workers import the project as installed (`pip install -e .` on every node)
-        env = {FAULTS_ENV: os.environ[FAULTS_ENV]} if os.environ.get(FAULTS_ENV) else {}
+        # workers import the project as installed (`pip install -e .` on every node); a driver
+        # started by `ray job submit` shares its job's env_vars with the workers already, and
+        # Ray refuses to set one twice
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+        given = job.get("runtime_env", {}).get("env_vars", {})
+        env = {FAULTS_ENV: os.environ[FAULTS_ENV]} if os.environ.get(FAULTS_ENV) and \
+            FAULTS_ENV not in given else {}
         runtime_env = {"env_vars": env} if env else None
         try:
             if self.address:

@@ -34,7 +34,7 @@ def wait_until(ready, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not ready():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up within {seconds:.0f} s")
+            raise RuntimeError(f"waited {seconds:.0f} s for {what} in vain")
         time.sleep(0.25)
 
 

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -43,7 +42,8 @@ def local_cluster(tmp_path):
         subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True)
 
 
-def submit(cache: Path, storage: Path, uri: str, folder: Path, *flags: str) -> subprocess.Popen:
+def submit(cache: Path, storage: Path, uri: str, folder: Path, *flags: str,
+           **env: str) -> subprocess.Popen:
     """`ray job submit` of the smoke study, as docs/cluster.md does it."""
     folder.mkdir()
     study = (f"cd {folder} && python -m study run demo --smoke --address auto "
@@ -51,7 +51,8 @@ def submit(cache: Path, storage: Path, uri: str, folder: Path, *flags: str) -> s
              f"--storage-path {storage} {' '.join(flags)}")
     return subprocess.Popen(
         [RAY, "job", "submit", "--address", "http://127.0.0.1:8265", "--runtime-env-json",
-         f'{{"env_vars": {{"MLFLOW_TRACKING_URI": "{uri}"}}}}', "--", "bash", "-c", study],
+         json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": uri, **env}}), "--", "bash", "-c",
+         study],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -61,22 +62,6 @@ def ended(job: subprocess.Popen, said: list[str]) -> str:
     log = "".join(said)
     assert job.returncode == 0 and "succeeded" in log, log
     return log
-
-
-def busy_worker_node(seconds: float = 60) -> str:
-    """The id of a worker node on which a trial's actor is alive now."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        listed = subprocess.run([RAY, "list", "actors", "--address", "http://127.0.0.1:8265",
-                                 "-f", "state=ALIVE", "-f", "class_name=ImplicitFunc",
-                                 "--format", "json"], env=ENV, capture_output=True, text=True)
-        actors = json.loads(listed.stdout) if listed.stdout.startswith("[") else []
-        nodes = [a["node_id"] for a in actors
-                 if WORKER_NODE.match(a.get("node_id") or "")]
-        if nodes:
-            return nodes[0]
-        time.sleep(0.2)
-    raise AssertionError("no trial running on a worker node")
 
 
 def cluster_status() -> str:
@@ -116,16 +101,15 @@ def test_a_worker_node_killed_mid_trial_costs_one_attempt_and_no_result(
         smoke_reference, postgres_mlflow, local_cluster, tmp_path):
     cache, reference_uri = smoke_reference
     job = submit(cache, tmp_path / "ray", postgres_mlflow.uri, tmp_path / "job",
-                 "--max-failures", "2")
+                 "--max-failures", "2", VPT_INJECT_FAULTS="count/full_ft:stall")
+    markers = cache / "faults"
+    wait_until(lambda: any(markers.glob("*.stalled")), "a trial to stall", 120)
+    worker = psutil.Process(int(next(markers.glob("*.stalled")).read_text()))
+    raylet = worker.parent()                    # a Ray worker is its node's raylet's child
+    assert raylet.name() == "raylet"
+    node = raylet.environ()["RAY_OVERRIDE_NODE_ID_FOR_TESTING"]
+    raylet.send_signal(signal.SIGKILL)          # mid-trial: the worker is in its stall
     said = []
-    for line in job.stdout:
-        said.append(line)
-        if re.match(r"\[tune\] 1/\d+ trials", line):
-            break
-    node = busy_worker_node()
-    raylet = next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"
-                  and p.environ().get("RAY_OVERRIDE_NODE_ID_FOR_TESTING") == node)
-    raylet.send_signal(signal.SIGKILL)
     log = ended(job, said)
     assert "retrying" in log
 

@@ -2,10 +2,13 @@
 `VPT_INJECT_FAULTS="digits/linear:oom,count/full_ft:exit"`. `oom` raises an out-of-memory error
 in every attempt of the matching trials (they end FAILED after the retries); `exit` kills the
 worker process in the first attempt only (a marker file under the cache dir remembers it), so the
-retry finishes. The study driver passes the variable on to its Ray workers."""
+retry finishes; `stall` holds the first attempt for 30 s before it trains, its worker's pid in the
+marker, so that a test can kill the node it runs on mid-trial. The study driver passes the
+variable on to its Ray workers."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -13,6 +16,7 @@ import torch
 from trainables.config import TrialConfig
 
 ENV = "VPT_INJECT_FAULTS"
+STALL_SECONDS = 30
 
 
 def _kinds(cfg: TrialConfig) -> set[str]:
@@ -34,3 +38,9 @@ def inject(cfg: TrialConfig) -> None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
             os._exit(17)
+    if "stall" in kinds:
+        marker = Path(cfg.cache_dir) / "faults" / f"{cfg.trial_id}.stalled"
+        if not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(os.getpid()))
+            time.sleep(STALL_SECONDS)
