@@ -38,11 +38,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
-# the cluster path and its faults: a fake autoscaling Ray cluster, MLflow over PostgreSQL
-# (installed from Debian's packages when absent), a killed worker node, an MLflow outage, a
-# full disk; needs root for the tmpfs it fills
+# the cluster path and its faults: a fake autoscaling Ray cluster, MLflow over PostgreSQL and
+# its UI in headless Chromium (both installed from Debian's packages when absent), a killed
+# worker node, an MLflow outage, a full disk; needs root for the tmpfs it fills
 test-cluster: $(STAMP)
-	tests/install_postgres.sh
+	tests/install_debian_packages.sh
 	$(PY) -m pytest -m cluster
 
 clean:

@@ -1,8 +1,8 @@
 """What the cluster tests share: the servers a cluster runs beside the study, started for real
-on loopback (PostgreSQL from Debian's packages, which `tests/install_postgres.sh` installs, in a
-private data folder; `mlflow server` over it with a local artifact root, which a test can stop
-and start again on the same port), and the smoke study run as a user runs it, with the checks
-that compare its MLflow record with an uninterrupted run's."""
+on loopback (PostgreSQL from Debian's packages, which `tests/install_debian_packages.sh`
+installs, in a private data folder; `mlflow server` over it with a local artifact root, which a
+test can stop and start again on the same port), and the smoke study run as a user runs it, with
+the checks that compare its MLflow record with an uninterrupted run's."""
 from __future__ import annotations
 
 import os
@@ -46,7 +46,7 @@ class Postgres:
         self.bin = next((p for p in (PG_BIN, Path(shutil.which("initdb") or "/").parent)
                          if (p / "initdb").exists()), None)
         if self.bin is None:
-            raise RuntimeError("PostgreSQL is not installed: run tests/install_postgres.sh")
+            raise RuntimeError("PostgreSQL is not installed: run tests/install_debian_packages.sh")
         self.folder = Path(tempfile.mkdtemp(prefix="vpt-postgres-"))
         self.port = free_port()
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

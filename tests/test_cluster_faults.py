@@ -1,7 +1,7 @@
 """Faults of a cluster's services, on the real thing: the MLflow tracking server (over
 PostgreSQL) stopped for 30 s in the middle of a stage and started again, and the disk under the
-task cache filling up. Each ends with the same table as an uninterrupted run, nothing lost and nothing
-written twice. `make test-cluster`."""
+task cache filling up. Each ends with the same table as an uninterrupted run, nothing lost and
+nothing written twice. `make test-cluster`."""
 from __future__ import annotations
 
 import os
