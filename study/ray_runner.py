@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from common.errors import StudyInputError
 from common.files import disk_full
 from common.keys import SUMMARY, Cell
 from study.halving import Halving
-from study.tracking import StudyTracker
+from study.tracking import StudyTracker, say
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
 from trainables.loop import MetricsSink
@@ -76,10 +75,6 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 class _HaltOnFullDisk(tune.Stopper):
     """Stops every trial once one failed for want of disk space (`reason` says where)."""
 
@@ -94,7 +89,7 @@ class _HaltOnFullDisk(tune.Stopper):
 
 
 class _TrackAndShowProgress(tune.Callback):
-    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=_say):
+    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=say):
         self.tracker, self.stage, self.total, self.log = tracker, stage, total, log
         self.halt = _HaltOnFullDisk()
         self.run_ids: dict[str, str] = {}

@@ -145,7 +145,8 @@ def _unanswered(error: Exception) -> bool:
         or any(f"error code {code}" in text for code in (502, 503, 504)))
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """A status line: on stderr, so that stdout holds only what a command prints as its result."""
     print(line, file=sys.stderr, flush=True)
 
 
@@ -158,7 +159,7 @@ class PatientClient:
     given up, a call the server does not answer fails at once (closing the study's runs does not
     wait out a second patience)."""
 
-    def __init__(self, uri: str, log=_say, patience: float | None = None):
+    def __init__(self, uri: str, log=say, patience: float | None = None):
         self.uri, self.log = uri, log
         self.patience = patience or float(os.environ.get("VPT_MLFLOW_PATIENCE_SECONDS", 1800))
         self.client = MlflowClient(uri)
@@ -209,7 +210,7 @@ class PatientClient:
 
 class StudyTracker:
     def __init__(self, study: str, uri: str | None = None, flush_seconds: float = 2.0,
-                 log=_say):
+                 log=say):
         self.uri = uri or tracking_uri()
         self.flush_seconds = flush_seconds
         self.pending: dict[str, list[Metric]] = {}       # run id -> epoch metrics not yet written

@@ -77,9 +77,8 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
         raise
     tracker.finish(run_id, "FINISHED")
     save_weights(model, path)
-    write_text_atomically(card, json.dumps({"upstream_task": upstream.task,
-                                "upstream_val_acc": summary["final_val_acc"],
-                                "mlflow_run_id": run_id, "recipe": upstream.recipe.__dict__},
-                               indent=1))
+    write_text_atomically(card, json.dumps({
+        "upstream_task": upstream.task, "upstream_val_acc": summary["final_val_acc"],
+        "mlflow_run_id": run_id, "recipe": upstream.recipe.__dict__}, indent=1))
     log(f"backbone: upstream val acc {summary['final_val_acc']:.1f}% "
         f"({summary['wall_seconds']:.0f} s)")

@@ -76,11 +76,11 @@ def write_split(folder: Path, slug: str, split: str, count: int, shape: tuple[in
     arrays = {"images": ((count, *shape, 3), np.uint8), "labels": ((count,), np.int64)}
     if sized:
         arrays["sizes"] = ((count, 2), np.int32)
-    files = {kind: np.lib.format.open_memmap(folder / f"{split}.{kind}.npy", mode="w+",
-                                             dtype=dtype, shape=size)
+    paths = {kind: folder / f"{split}.{kind}.npy" for kind in arrays}
+    files = {kind: np.lib.format.open_memmap(paths[kind], mode="w+", dtype=dtype, shape=size)
              for kind, (size, dtype) in arrays.items()}
-    for kind in files:
-        reserve(folder / f"{split}.{kind}.npy")
+    for path in paths.values():
+        reserve(path)
     filled = 0
     for chunk in chunks:
         chunk_images, chunk_labels = chunk[0], np.asarray(chunk[1], dtype=np.int64)

@@ -103,8 +103,8 @@ def test_a_worker_node_killed_mid_trial_costs_one_attempt_and_no_result(
     job = submit(cache, tmp_path / "ray", postgres_mlflow.uri, tmp_path / "job",
                  "--max-failures", "2", VPT_INJECT_FAULTS="count/full_ft:stall")
     markers = cache / "faults"
-    wait_until(lambda: any(markers.glob("*.stalled")), "a trial to stall", 120)
-    worker = psutil.Process(int(next(markers.glob("*.stalled")).read_text()))
+    wait_until(lambda: any(markers.glob("*.stall")), "a trial to stall", 120)
+    worker = psutil.Process(int(next(markers.glob("*.stall")).read_text()))
     raylet = worker.parent()                    # a Ray worker is its node's raylet's child
     assert raylet.name() == "raylet"
     node = raylet.environ()["RAY_OVERRIDE_NODE_ID_FOR_TESTING"]

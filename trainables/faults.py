@@ -28,19 +28,21 @@ def _kinds(cfg: TrialConfig) -> set[str]:
     return kinds
 
 
+def _first_attempt(cfg: TrialConfig, kind: str) -> bool:
+    """True once per trial and fault kind: leaves a marker holding this worker's pid."""
+    marker = Path(cfg.cache_dir) / "faults" / f"{cfg.trial_id}.{kind}"
+    if marker.exists():
+        return False
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    return True
+
+
 def inject(cfg: TrialConfig) -> None:
     kinds = _kinds(cfg)
     if "oom" in kinds:
         raise torch.OutOfMemoryError(f"injected out of memory in {cfg.task}/{cfg.strategy}")
-    if "exit" in kinds:
-        marker = Path(cfg.cache_dir) / "faults" / f"{cfg.trial_id}.exited"
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            os._exit(17)
-    if "stall" in kinds:
-        marker = Path(cfg.cache_dir) / "faults" / f"{cfg.trial_id}.stalled"
-        if not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(str(os.getpid()))
-            time.sleep(STALL_SECONDS)
+    if "exit" in kinds and _first_attempt(cfg, "exit"):
+        os._exit(17)
+    if "stall" in kinds and _first_attempt(cfg, "stall"):
+        time.sleep(STALL_SECONDS)
