@@ -3,7 +3,8 @@ evaluation images, and an estimated number of GPU-hours. The FLOPs of one traini
 evaluation forward pass are counted exactly, per phase of a trial (FT-then-PT's FT phase as full
 finetuning, its prompt phase as prompt tuning) and per (backbone, strategy, prompt length), with
 `torch.utils.flop_counter` on a model built on the meta device (no memory, no weights). A prior
-phase that the tune stage trains once per task and replays (`trainables.priors`) is counted once.
+phase trained once and replayed (`trainables.priors`: FT-then-PT's FT, once per task in the tune
+stage, and in the final stage full_ft's own run of the seed) is counted once.
 The hours assume a stated fraction of a stated accelerator's dense bf16 peak. It is an estimate,
 not a measurement: bench/ measures throughput."""
 from __future__ import annotations
@@ -74,10 +75,11 @@ class StageCost:
         costs = (self.total, self.by_task[cfg.task])
         for cost in costs:
             cost.trials += 1
-        for index, (_, recipe) in enumerate(ordered):
-            if index < len(ordered) - 1 and shares_prior(cfg):
-                identity = (cfg.task, cfg.backbone, cfg.train_split, cfg.eval_split, cfg.seed,
-                            recipe)
+        for index, (phase, recipe) in enumerate(ordered):
+            last = index == len(ordered) - 1
+            if (last and cfg.kept_as_prior) or (not last and shares_prior(cfg)):
+                identity = (phase.name, cfg.task, cfg.backbone, cfg.train_split, cfg.eval_split,
+                            cfg.seed, recipe)
                 if identity in self.shared:
                     continue
                 self.shared.add(identity)

@@ -24,6 +24,7 @@ from tasks.cache import verify
 from tasks.splits import setting_splits, supports
 from tasks.prepare import prepare
 from trainables.config import Execution, TrialConfig
+from trainables.priors import discard_final_priors
 
 
 class Runner(Protocol):
@@ -119,6 +120,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
 
     final = spec.final_trials(selected, **where)
     run_stage("final", final, tracker, runner, log)
+    discard_final_priors(cache_dir, spec.name)
     final_runs = stage_runs(spec, tracker, "final", final)
     chosen = {cell_of(row): row.run_id for row in best.itertuples()}
     tracker.mark(final_runs, "selected_from", {row.run_id: chosen[cell_of(row)] for row in

@@ -42,6 +42,7 @@ TrialFunction = Callable[[TrialConfig, MetricsSink], dict]
 # the study never reads that grid.
 TUNE_ENVIRONMENT = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+AUTH_NOTICES = "ray._private.authentication.authentication_token_setup"
 
 
 @contextlib.contextmanager
@@ -249,8 +250,16 @@ class RayRunner:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False, runtime_env=runtime_env)
             else:
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                         runtime_env=runtime_env)
+                # a local Ray keeps Ray's default, token authentication, without its notice
+                # that it is on
+                notices = logging.getLogger(AUTH_NOTICES)
+                level = notices.level
+                notices.setLevel(logging.ERROR)
+                try:
+                    ray.init(include_dashboard=False, log_to_driver=False,
+                             configure_logging=False, runtime_env=runtime_env)
+                finally:
+                    notices.setLevel(level)
         except ConnectionError as error:
             raise StudyInputError(f"cannot join the Ray cluster at {self.address}: "
                                   f"{str(error).splitlines()[0]}") from None

@@ -101,7 +101,8 @@ class StudySpec:
             recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
             train_split=train_split, eval_split=eval_split, setting=cell.setting,
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
-            save=self._save(stage, chosen),
+            save=self._save(stage, chosen), kept_as_prior=stage == "final" and any(
+                get_strategy(other).prior == cell.strategy for other in self.strategies),
             **{name: self.strategy_setting(name, cell.task) for name in chosen.takes})
 
     def prior_recipe(self, cell: Cell, selected: Selection) -> Recipe | None:
@@ -140,17 +141,20 @@ class StudySpec:
         return leaders + followers
 
     def final_trials(self, selected: Selection, **where) -> list[TrialConfig]:
-        """Every seed of each selected cell (whose prior, if it has one, is selected too)."""
-        trials = []
+        """Every seed of each selected cell (whose prior, if it has one, is selected too). The
+        cells with a prior are queued last, so that each seed replays its prior's own final run
+        of that seed (trainables.priors)."""
+        leaders, followers = [], []
         for key, (lr, wd) in selected.items():
             cell = Cell(*key)
             prior = get_strategy(cell.strategy).prior
             if prior and cell._replace(strategy=prior) not in selected:
                 continue
             recipe = self.prior_recipe(cell, selected)
-            trials += [self.trial(stage="final", cell=cell, base_lr=lr, weight_decay=wd,
-                                  seed=seed, prior=recipe, **where) for seed in self.seeds]
-        return trials
+            (followers if prior else leaders).extend(
+                self.trial(stage="final", cell=cell, base_lr=lr, weight_decay=wd, seed=seed,
+                           prior=recipe, **where) for seed in self.seeds)
+        return leaders + followers
 
     def first_points(self) -> Selection:
         """Each cell's first grid point, as a selection: what `study plan` prices."""

@@ -46,7 +46,7 @@ SUMMARY_METRICS = ("trainable_params", "total_params", "tuned_percent", "images_
                    "final_test_acc", "final_test_loss")
 SUMMARY_PARAMS = ("train_size", "eval_size", "device", "precision", "normalization", "node",
                   "saved_weights")
-SUMMARY_TAGS = ("outcome",)
+SUMMARY_TAGS = ("outcome", "prior")     # prior: "trained" or "replayed" (trainables.priors)
 
 
 def tracking_uri() -> str:

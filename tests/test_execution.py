@@ -5,6 +5,7 @@ change a trial's identity."""
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -109,9 +110,37 @@ def test_the_tune_stage_shares_ft_then_pt_s_prior_and_replaying_it_changes_nothi
     assert [r for r in replayed if "epoch" in r] == [r for r in own if "epoch" in r]
     assert shared["final_val_acc"] == solo["final_val_acc"]
     assert shared["final_train_loss"] == pytest.approx(solo["final_train_loss"], rel=1e-6)
-    final = replace(first, stage="final", eval_split="test", train_split="train800val200")
-    run_trial(final, lambda r: None)
-    assert len(list(fresh_cache.joinpath("priors").glob("*.safetensors"))) == 1
+
+
+def test_ft_then_pt_s_final_run_replays_full_ft_s_final_run_of_its_seed(cache_dir, tmp_path):
+    import os
+    from trainables.priors import discard_final_priors
+    fresh_cache = tmp_path / "cache"
+    fresh_cache.mkdir()
+    os.symlink(os.path.join(cache_dir, "tasks"), fresh_cache / "tasks")
+    final = dict(stage="final", train_split="train800val200", eval_split="test")
+    consumer = tiny_trial(str(fresh_cache), "ft_then_pt", **final)
+    producer = tiny_trial(str(fresh_cache), "full_ft", recipe=consumer.prior_recipe,
+                          kept_as_prior=True, **final)
+    assert producer.trial_id == replace(producer, kept_as_prior=False).trial_id
+    own = []                                   # with no prior there, it trains its own FT
+    solo = run_trial(consumer, own.append)
+    kept = fresh_cache / "priors" / "final" / "test"
+    shutil.rmtree(kept)
+    ft = []
+    run_trial(producer, ft.append)             # full_ft's own run keeps itself as the prior
+    assert len(list(kept.glob("*.safetensors"))) == 1
+    replayed = []
+    shared = run_trial(consumer, replayed.append)
+    epochs = [r for r in replayed if "epoch" in r]
+    assert epochs[:producer.recipe.epochs] == [r for r in ft if "epoch" in r]
+    assert epochs == [r for r in own if "epoch" in r]       # bit for bit
+    assert shared["final_test_acc"] == solo["final_test_acc"]
+    assert shared["final_train_loss"] == solo["final_train_loss"]
+    assert (solo["prior"], shared["prior"]) == ("trained", "replayed")
+    fresh_cache.joinpath("priors", "tune-kept").touch()
+    discard_final_priors(fresh_cache, "test")
+    assert not kept.parent.exists() and fresh_cache.joinpath("priors", "tune-kept").exists()
 
 
 def test_attention_runs_through_pytorch_s_fused_sdpa(cache_dir):

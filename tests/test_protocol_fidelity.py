@@ -22,6 +22,7 @@ from study.card import rows
 from study.cost import StageCost, flops_per_image
 from study.spec import get_study
 from tasks import get_task
+from tasks.splits import split_size
 from tests.conftest import tiny_trial
 from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Recipe
@@ -450,3 +451,36 @@ def test_fgvc_is_prepared_with_canvases_for_training_and_centre_crops_for_evalua
             pytest.raises(StudyInputError, match="crops 224"):
         prepare_tfds(task, None, tmp_path / "x", image_size=32, split_sizes={"train": 12},
                      splits={"train": "train[:2]"}, progress=False)
+
+
+def test_the_final_stage_queues_ft_then_pt_after_the_full_ft_runs_it_replays():
+    spec = get_study("demo")
+    selected = spec.first_points()
+    final = spec.final_trials(selected)
+    strategies = [c.strategy for c in final]
+    assert strategies.index("ft_then_pt") > max(i for i, s in enumerate(strategies)
+                                                if s != "ft_then_pt")
+    assert {c.strategy for c in final if c.kept_as_prior} == {"full_ft"}
+    for cfg in (c for c in final if c.strategy == "ft_then_pt"):
+        producer = next(c for c in final if c.strategy == "full_ft" and c.task == cfg.task
+                        and c.seed == cfg.seed)
+        assert producer.recipe == cfg.prior_recipe
+        assert (producer.train_split, producer.eval_split) == (cfg.train_split, cfg.eval_split)
+    assert not any(c.kept_as_prior for c in spec.tune_trials())
+    without = replace(spec, strategies=("full_ft", "vpt_deep"))
+    assert not any(c.kept_as_prior for c in without.final_trials(without.first_points()))
+    # priced once: FT-then-PT's final runs cost their prompt phase only
+    with_prior, alone = StageCost(), StageCost()
+    for cfg in final:
+        with_prior.add(cfg)
+        if cfg.strategy != "ft_then_pt":
+            alone.add(cfg)
+    expected = 0.0
+    for cfg in (c for c in final if c.strategy == "ft_then_pt"):
+        key = replace(cfg, cache_dir="", seed=0, recipe=None, prior_recipe=None, stage="",
+                      task="", train_split="", eval_split="", setting="")
+        train_flops, eval_flops = flops_per_image(key, 1)
+        task = get_task(cfg.task)
+        expected += spec.epochs * (split_size(task, cfg.train_split) * train_flops
+                                   + split_size(task, cfg.eval_split) * eval_flops)
+    assert with_prior.total.flops - alone.total.flops == pytest.approx(expected)

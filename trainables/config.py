@@ -75,7 +75,7 @@ class Execution:
             raise ValueError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
 
 
-RUNS_NOT_RESULTS = ("cache_dir", "execution", "save")     # left out of a trial's identity
+RUNS_NOT_RESULTS = ("cache_dir", "execution", "save", "kept_as_prior")   # not in a trial's identity
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class TrialConfig:
     cache_dir: str = field(default="", compare=False)
     execution: Execution = field(default_factory=Execution, compare=False)
     save: str = field(default="", compare=False)   # "", "trainable" or "all": weights kept after
+    kept_as_prior: bool = field(default=False, compare=False)   # later trials replay this one
+                                                  # as their prior phase (`trainables.priors`)
 
     @property
     def trial_id(self) -> str:

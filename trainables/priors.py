@@ -1,13 +1,20 @@
-"""A prior phase shared across trials. FT-then-PT first finetunes the whole network with one fixed
-recipe, so in the tune stage every prompt lr and weight decay of a task repeats the same
-computation (same backbone, data, recipe, seed and precision). The first trial to train it keeps
-the trained weights and the phase's per-epoch reports under <cache>/priors/ (written atomically);
-later trials in any process or node sharing the cache load the weights and replay the reports
-instead of training again. Final-stage trials differ in seed and train their own."""
+"""A prior phase shared across trials. FT-then-PT first finetunes the whole network with its
+task's selected FT recipe, which repeats a computation (same backbone, data, recipe, seed and
+precision) done elsewhere:
+- in the tune stage, by every prompt lr and weight decay of the task: the first trial to train it
+  keeps it, and the others replay it;
+- in the final stage, by full_ft's own final run of the same seed: that run is `kept_as_prior`
+  and queued first, and FT-then-PT's run replays it (as the paper's code prompt-tunes the FT
+  run's checkpoint). These live under the study's own folder and go when its final stage ends.
+A prior is the trained weights and the phase's per-epoch reports under <cache>/priors/ (written
+atomically); a trial in any process or node sharing the cache loads the weights and sends the
+reports again instead of training, and trains the phase itself when the prior is not there."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -20,7 +27,21 @@ from trainables.loop import MetricsSink
 
 
 def shares_prior(cfg: TrialConfig) -> bool:
-    return cfg.stage == "tune" and cfg.prior_recipe is not None
+    return cfg.prior_recipe is not None
+
+
+def priors_folder(cache_dir: str | Path, study: str, stage: str) -> Path:
+    """The tune stage's priors are shared by any study with the same cache; the final stage's
+    are one study's, discarded when its final stage ends (`discard_final_priors`)."""
+    folder = Path(cache_dir) / "priors"
+    return folder if stage == "tune" else folder / stage / study
+
+
+def discard_final_priors(cache_dir: str | Path, study: str) -> None:
+    folder = priors_folder(cache_dir, study, "final")
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):       # another study's may still be there
+        folder.parent.rmdir()
 
 
 def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype | None) -> Path:
@@ -32,7 +53,8 @@ def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype 
                 **{k: v for k, v in cfg.to_dict().items()
                    if k in ("task", "backbone", "train_split", "eval_split", "seed")}}
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cfg.cache_dir) / "priors" / f"{cfg.task}-{phase}-{key}.safetensors"
+    folder = priors_folder(cfg.cache_dir, cfg.study, cfg.stage)
+    return folder / f"{cfg.task}-{phase}-{key}.safetensors"
 
 
 def replay(path: Path, model: torch.nn.Module, report: MetricsSink) -> dict | None:

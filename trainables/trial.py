@@ -1,11 +1,10 @@
 """One trial from config to summary: the task's training split is put on the device once per
 worker process (kept for the next trial a reused actor runs), the timm backbone is built with its
-weights, then for the strategy's prior (if any; in the tune stage trained once per task and shared,
-see `trainables.priors`) and the strategy itself: adapt the model, set `requires_grad` by name,
-train. When only the classifier head trains, every image passes the frozen backbone once and the
-head trains on those features. Per-epoch metrics and a final summary (outcome, last-epoch
-accuracy, parameter counts, tuned %, wall time, images/s) leave through `report`; the summary is
-also returned."""
+weights, then for the strategy's prior (if any; trained once and shared, see `trainables.priors`)
+and the strategy itself: adapt the model, set `requires_grad` by name, train. When only the
+classifier head trains, every image passes the frozen backbone once and the head trains on those
+features. Per-epoch metrics and a final summary (outcome, last-epoch accuracy, parameter counts,
+tuned %, wall time, images/s) leave through `report`; the summary is also returned."""
 from __future__ import annotations
 
 import functools
@@ -192,21 +191,25 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
     normalize = Normalize.of(mean, std, on)
     dtype = autocast_dtype(cfg.execution, on, model)
 
-    epoch, result = 1, {}
+    epoch, result, prior = 1, {}, {}
     ordered = phases(cfg)
     for index, (phase, recipe) in enumerate(ordered):
         model = phase.prepare(model, cfg).to(on)
         model.zero_grad(set_to_none=True)       # no gradient of an earlier phase survives
-        shared = index < len(ordered) - 1 and shares_prior(cfg)
-        path = prior_path(cfg, phase.name, recipe, dtype) if shared else None
+        last = index == len(ordered) - 1
+        shared = not last and shares_prior(cfg)
+        path = (prior_path(cfg, phase.name, recipe, dtype)
+                if shared or (last and cfg.kept_as_prior) else None)
         result = replay(path, model, report) if shared else None
         if result is None:
             reports = []
             result = train_phase(model, train_split, eval_split, normalize, phase, recipe, cfg,
                                  dtype, lambda metrics: (reports.append(metrics), report(metrics)),
                                  first_epoch=epoch)
-            if shared and result["outcome"] == "finished":
+            if path and result["outcome"] == "finished":
                 store(path, model, reports, result)
+        if shared:
+            prior = {"prior": "replayed" if result.get("replayed") else "trained"}
         if result["outcome"] != "finished":
             break
         epoch += recipe.epochs
@@ -226,7 +229,7 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
         "device": str(on), "precision": "bf16" if dtype else "fp32",
-        "normalization": f"mean={mean} std={std}", "saved_weights": saved,
+        "normalization": f"mean={mean} std={std}", "saved_weights": saved, **prior,
     }
     report(summary)
     return model, summary
