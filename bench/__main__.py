@@ -17,6 +17,9 @@ import torch
 
 from bench.measure import fresh, prepared_cache, run_project
 
+# environment variables that choose PyTorch's CPU kernels, recorded with the command when set
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                   "OMP_NUM_THREADS")
 DENSE_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}     # datasheets, FLOP/s
 HERE = Path(__file__).resolve().parent
 
@@ -42,11 +45,12 @@ class Size:
     probe_epochs: int = 100
     driver_trials: int = 1000
     gpu_batches: tuple[int, ...] = (64, 128)
+    gemm_reps: int = 500
 
 
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
              grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20,
-             gpu_batches=(8,))
+             gpu_batches=(8,), gemm_reps=20)
 
 
 def machine() -> str:
@@ -189,6 +193,28 @@ def mfu(size: Size, work: Path, figures: Figures) -> None:
                         f"({achieved / 1e9:.0f} GFLOP/s, {seconds * 1000:.0f} ms per step)")
 
 
+def kernels(size: Size, work: Path, figures: Figures) -> None:
+    """Where a CPU training step's time goes: its share in matrix products, and the fp32 GEMM
+    rate PyTorch's path gets on one core against oneDNN's on the same core."""
+    from bench.measure import DEMO, config, gemm_rates, gemm_share
+    share = gemm_share(config(DEMO, "full_ft", ""), 64)
+    figures.add(f"matrix products' share of the {DEMO.tag} full_ft step (batch 64, fp32, "
+                f"torch.profiler's self CPU time): {100 * share:.0f}%")
+    held = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    rates = {}
+    for shape, reps in (((64 * 17, 64, 256), size.gemm_reps), ((2048, 2048, 2048), 5)):
+        ours, onednn = rates[shape] = gemm_rates(*shape, reps)
+        figures.add(f"fp32 linear {shape[0]}x{shape[1]} -> {shape[2]}, one thread: PyTorch's "
+                    f"path ({'MKL' if torch.backends.mkl.is_available() else 'its BLAS'}) "
+                    f"{ours / 1e9:.0f} GFLOP/s, oneDNN"
+                    f"{f' held to {held}' if held else ''} {onednn / 1e9:.0f} GFLOP/s: "
+                    f"{ratio(onednn, ours)}")
+    ours, onednn = rates[(64 * 17, 64, 256)]
+    figures.add(f"the {DEMO.tag} step if its matrix products ran at oneDNN's rate: "
+                f"{1 / (1 - share + share * ours / onednn):.2f}x faster (an estimate from the "
+                f"two figures above)")
+
+
 def probe(size: Size, work: Path, figures: Figures) -> None:
     """The linear probe on features computed once vs through the frozen backbone each epoch."""
     from bench.measure import linear_probe
@@ -259,8 +285,8 @@ def halving(size: Size, work: Path, figures: Figures) -> None:
     section.measure(size is QUICK, work, figures)
 
 
-MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "probe": probe,
-            "driver": driver, "halving": halving, "gpu": gpu}
+MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "kernels": kernels,
+            "probe": probe, "driver": driver, "halving": halving, "gpu": gpu}
 
 
 def write_results(path: Path, command: str, figures: Figures) -> None:
@@ -278,6 +304,7 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
                "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), "
+               "kernels (a CPU step's share in matrix products; fp32 GEMM, PyTorch vs oneDNN), "
                "probe (linear probe on cached features), driver (trivial trials per second), "
                "halving (successive halving against the full grid: cost and what it selects), "
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; only with CUDA). The "
@@ -315,8 +342,8 @@ def main(argv=None) -> int:
         print(f"== {number}/{len(sections)} {name} (elapsed {time.perf_counter() - began:.0f} s)",
               flush=True)
         MEASURES[name](size, work, figures)
-    command = "python -m bench" + "".join(f" {a}" for a in (argv if argv is not None
-                                                            else sys.argv[1:]))
+    command = "".join(f"{k}={os.environ[k]} " for k in KERNEL_SETTINGS if k in os.environ) + \
+        "python -m bench" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     write_results(results, command, figures)
     print(f"done in {time.perf_counter() - began:.0f} s; figures added to {results}")
     return 0

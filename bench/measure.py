@@ -1,14 +1,18 @@
 """The project's side of each benchmark figure, measured in this process: the machine's matmul
 peak, one training epoch through the project's loop (device-resident uint8, normalised on the
 device) against the reference loop (PNG decoding DataLoader), the model FLOP utilisation of a
-training step, the linear probe on cached features against the probe through the backbone, and
-a trivial trial function for measuring the Ray driver's overhead per trial; and the scratch
-helpers every section shares (a prepared cache, a fresh path, trials through the project's Ray
-runner into a fresh MLflow store)."""
+training step, the share of a CPU step in matrix products and the fp32 GEMM rate of PyTorch's
+path against oneDNN's, the linear probe on cached features against the probe through the
+backbone, and a trivial trial function for measuring the Ray driver's overhead per trial; and
+the scratch helpers every section shares (a prepared cache, a fresh path, trials through the
+project's Ray runner into a fresh MLflow store)."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,9 +132,8 @@ def project_data_rate(pixels: np.ndarray, batch_size: int = 64) -> float:
     return len(split) / (time.perf_counter() - began)
 
 
-def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
-                     steps: int = 3) -> tuple[float, float]:
-    """(model FLOP/s achieved by the training step, step seconds) at one batch."""
+def training_step(cfg: TrialConfig, batch: int, dtype: torch.dtype | None):
+    """One training step of the trial's model on a random batch, as a function, run once."""
     model = trainable_model(cfg)
     size = model.patch_embed.img_size[0]
     x = torch.randn(batch, 3, size, size, device=device())
@@ -147,6 +150,13 @@ def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
         optimizer.step()
     step()
     synchronize()
+    return step
+
+
+def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
+                     steps: int = 3) -> tuple[float, float]:
+    """(model FLOP/s achieved by the training step, step seconds) at one batch."""
+    step = training_step(cfg, batch, dtype)
     began = time.perf_counter()
     for _ in range(steps):
         step()
@@ -154,6 +164,56 @@ def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
     seconds = (time.perf_counter() - began) / steps
     last_phase = len(phases(cfg)) - 1
     return flops_per_image(replace(cfg, cache_dir=""), last_phase)[0] * batch / seconds, seconds
+
+
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+@contextlib.contextmanager
+def one_thread():
+    """PyTorch on one CPU thread, as a study's trials run by default."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def gemm_share(cfg: TrialConfig, batch: int, steps: int = 5) -> float:
+    """The share of a CPU training step's time on one thread spent in matrix products
+    (torch.profiler's self CPU time of mm, addmm and bmm over all operators')."""
+    from torch.profiler import ProfilerActivity, profile
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")      # no notices of its own on stderr
+    with one_thread():
+        step = training_step(cfg, batch, None)
+        with profile(activities=[ProfilerActivity.CPU]) as profiled:
+            for _ in range(steps):
+                step()
+    events = profiled.key_averages()
+    return (sum(e.self_cpu_time_total for e in events if e.key in GEMMS)
+            / sum(e.self_cpu_time_total for e in events))
+
+
+def gemm_rates(rows: int, inner: int, columns: int, reps: int) -> tuple[float, float]:
+    """fp32 FLOP/s of a linear layer (rows x inner inputs, columns outputs) on one CPU thread:
+    through PyTorch's own path (its BLAS, MKL in x86 builds) and through oneDNN (torch.utils.
+    mkldnn's layer), which PyTorch does not use for fp32 matrix products."""
+    with warnings.catch_warnings():     # its layers are TorchScript, which warns it is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        from torch.utils.mkldnn import to_mkldnn
+        onednn = to_mkldnn(torch.nn.Linear(inner, columns).eval())
+    layer = torch.nn.Linear(inner, columns).eval()
+    x = torch.randn(rows, inner)
+    rates = []
+    with one_thread(), torch.no_grad():
+        for forward, inputs in ((layer, x), (onednn, x.to_mkldnn())):
+            forward(inputs)
+            began = time.perf_counter()
+            for _ in range(reps):
+                forward(inputs)
+            rates.append(2 * rows * inner * columns * reps / (time.perf_counter() - began))
+    return rates[0], rates[1]
 
 
 def linear_probe(cache_dir: str, task: str, epochs: int, seed: int, cached: bool) -> dict:
