@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from common.errors import StudyInputError
 
 TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
-        "trial_id", "outcome", "error", "selected", "selected_from")
+        "trial_id", "outcome", "error", "selected", "selected_from", "prior", "prior_from")
 PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
           "train_size", "saved_weights")
 NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",

@@ -11,7 +11,7 @@ import time
 from typing import Callable, Protocol
 
 from common.keys import Cell
-from results.runs import load_runs
+from results.runs import counted, load_runs
 from results.selection import select_best
 from results.table import PaperTables, paper_tables
 from study import card
@@ -25,6 +25,7 @@ from tasks.splits import setting_splits, supports
 from tasks.prepare import prepare
 from trainables.config import Execution, TrialConfig
 from trainables.priors import discard_final_priors
+from trainables.strategy import get_strategy
 
 
 class Runner(Protocol):
@@ -67,6 +68,20 @@ def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list
 
 def cell_of(row) -> Cell:
     return Cell(*(getattr(row, column) for column in Cell._fields))
+
+
+def prior_sources(final_runs) -> dict[str, str]:
+    """Each final run that replayed its prior -> the run it replayed: its prior strategy's final
+    run of the same cell and seed (`trainables.priors`)."""
+    done = counted(final_runs)
+    runs = {(cell_of(row), row.seed): row.run_id for row in done.itertuples()}
+    sources = {}
+    for row in done.itertuples():
+        if row.prior == "replayed":
+            prior = cell_of(row)._replace(strategy=get_strategy(row.strategy).prior)
+            if (prior, row.seed) in runs:
+                sources[row.run_id] = runs[(prior, row.seed)]
+    return sources
 
 
 def selection(best) -> Selection:
@@ -125,5 +140,6 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     chosen = {cell_of(row): row.run_id for row in best.itertuples()}
     tracker.mark(final_runs, "selected_from", {row.run_id: chosen[cell_of(row)] for row in
                                                final_runs.itertuples() if cell_of(row) in chosen})
+    tracker.mark(final_runs, "prior_from", prior_sources(final_runs))
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
     return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)

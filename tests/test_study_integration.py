@@ -4,6 +4,7 @@ table's numbers equal the runs'; rerunning the same study runs nothing again."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import MappingProxyType
 
 import pandas as pd
@@ -22,11 +23,12 @@ SPACE = SearchSpace("it", MappingProxyType({
     "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
 }), DEMO_LENGTHS)
 SPEC = StudySpec(name="integration", tasks=("digits", "count"),
-                 strategies=("full_ft", "vpt_deep", "linear"), backbones=(TINY_VIT,),
-                 search_space=SPACE, epochs=2, warmup_epochs=1, seeds=(42, 44),
-                 prompt_dropout=0.1)
-TUNE_TRIALS = 2 * (1 + 2 + 2)
-FINAL_TRIALS = 2 * 3 * 2
+                 strategies=("full_ft", "vpt_deep", "linear", "ft_then_pt"),
+                 backbones=(TINY_VIT,), search_space=SPACE, epochs=2, warmup_epochs=1,
+                 seeds=(42, 44), prompt_dropout=0.1)
+FIRST_TUNE_TRIALS = 2 * (1 + 2 + 2)             # then FT-then-PT's, from full_ft's selection
+TUNE_TRIALS = FIRST_TUNE_TRIALS + 2 * 2
+FINAL_TRIALS = 2 * 4 * 2
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +114,8 @@ def test_selection_uses_val_and_final_uses_the_selected_lr(study):
 
 
 def test_rerunning_the_study_runs_nothing_again(study):
-    assert f"[tune] {TUNE_TRIALS} trials: {TUNE_TRIALS} already finished, 0 to run" \
-        in study["second_log"]
+    assert f"[tune] {FIRST_TUNE_TRIALS} trials: {FIRST_TUNE_TRIALS} already finished, 0 to " \
+        f"run" in study["second_log"]
     assert f"[final] {FINAL_TRIALS} trials: {FINAL_TRIALS} already finished, 0 to run" \
         in study["second_log"]
     pd.testing.assert_frame_equal(study["again"].cells, study["table"].cells)
@@ -150,3 +152,16 @@ def test_runs_carry_their_stage_parent_provenance_and_the_selection(study):
             sources = {r.data.tags["selected_from"] for r in final
                        if (r.data.tags["task"], r.data.tags["strategy"]) == (task, strategy)}
             assert sources == {best.info.run_id}
+
+
+def test_ft_then_pt_s_final_runs_replay_full_ft_s_and_say_which(study, cache_dir):
+    final = {(r.data.tags["task"], r.data.tags["strategy"], r.data.tags["seed"]): r
+             for r in study["runs"] if r.data.tags["stage"] == "final"}
+    replayed = [(key, run) for key, run in final.items()
+                if key[1] == "ft_then_pt" and run.data.tags["prior"] == "replayed"]
+    assert replayed          # queued after every full_ft run: in practice all of them replay
+    for (task, _, seed), run in replayed:
+        assert run.data.tags["prior_from"] == final[(task, "full_ft", seed)].info.run_id
+    assert all("prior" not in run.data.tags for key, run in final.items()
+               if key[1] != "ft_then_pt")
+    assert not (Path(cache_dir) / "priors" / "final").exists()     # gone with the stage
