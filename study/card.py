@@ -232,7 +232,8 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
                 f"{t}={spec.search_space.prompt_length(t)}" for t in spec.tasks), lengths.name)
             add("prompt dropout", strategy, spec.prompt_dropout)
         if chosen.prior:
-            add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task",
+            add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task; in "
+                f"the final stage, {chosen.prior}'s own final run of the same seed",
                 chosen.prior)
         if "lora_rank" in chosen.takes:
             add("lora rank / alpha", strategy, f"{spec.lora_rank} / {spec.lora_alpha}",
