@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from bench.measure import fresh, prepared_cache, run_project
 
 # environment variables that choose PyTorch's CPU kernels, recorded with the command when set
 KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
-                   "OMP_NUM_THREADS")
+                   "OMP_NUM_THREADS", "GOMP_SPINCOUNT")
 DENSE_BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}     # datasheets, FLOP/s
 HERE = Path(__file__).resolve().parent
 
@@ -46,11 +47,12 @@ class Size:
     driver_trials: int = 1000
     gpu_batches: tuple[int, ...] = (64, 128)
     gemm_reps: int = 500
+    contention_steps: int = 40
 
 
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
              grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20,
-             gpu_batches=(8,), gemm_reps=20)
+             gpu_batches=(8,), gemm_reps=20, contention_steps=5)
 
 
 def machine() -> str:
@@ -215,6 +217,34 @@ def kernels(size: Size, work: Path, figures: Figures) -> None:
                 f"two figures above)")
 
 
+def contention(size: Size, work: Path, figures: Figures) -> None:
+    """The pretraining's step on 2 threads with every core idle and with one core busy (another
+    process spinning), under libgomp's default spin and the project's (common/openmp.py); one
+    thread for comparison. Each in a fresh process, since libgomp reads its settings at load."""
+    from common.openmp import SPIN
+
+    def step_ms(threads: int, spin: str | None, busy: bool) -> float:
+        env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+        env.update({"GOMP_SPINCOUNT": spin} if spin else {})
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            done = subprocess.run([sys.executable, "-m", "bench.step", str(threads), "128",
+                                   str(size.contention_steps)], env=env, check=True,
+                                  capture_output=True, text=True)
+        finally:
+            if hog:
+                hog.kill()
+                hog.wait()
+        return float(done.stdout.split()[-1])
+
+    for busy in (False, True):
+        default, ours, one = step_ms(2, None, busy), step_ms(2, SPIN, busy), step_ms(1, SPIN, busy)
+        figures.add(f"demo-vit-32 step at batch 128 (the pretraining's) on 2 threads, "
+                    f"{'one core busy' if busy else 'cores idle'}: GOMP_SPINCOUNT={SPIN} "
+                    f"{ours:.0f} ms vs libgomp's default {default:.0f} ms: "
+                    f"{ratio(default, ours)} (one thread: {one:.0f} ms)")
+
+
 def probe(size: Size, work: Path, figures: Figures) -> None:
     """The linear probe on features computed once vs through the frozen backbone each epoch."""
     from bench.measure import linear_probe
@@ -286,7 +316,8 @@ def halving(size: Size, work: Path, figures: Figures) -> None:
 
 
 MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "kernels": kernels,
-            "probe": probe, "driver": driver, "halving": halving, "gpu": gpu}
+            "contention": contention, "probe": probe, "driver": driver, "halving": halving,
+            "gpu": gpu}
 
 
 def write_results(path: Path, command: str, figures: Figures) -> None:
@@ -305,6 +336,7 @@ def main(argv=None) -> int:
         epilog="sections: grid (project vs reference sweep, MLflow share), epoch (images/s), "
                "augment (random crop + flip on the device vs none), mfu (FLOP utilisation), "
                "kernels (a CPU step's share in matrix products; fp32 GEMM, PyTorch vs oneDNN), "
+               "contention (the pretraining's 2-thread step with a core busy, by OpenMP spin), "
                "probe (linear probe on cached features), driver (trivial trials per second), "
                "halving (successive halving against the full grid: cost and what it selects), "
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; only with CUDA). The "

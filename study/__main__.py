@@ -10,8 +10,11 @@ import shlex
 import signal
 import sys
 
-from common.errors import StudyInputError
-from trainables.config import PRECISIONS, Execution
+from common.openmp import wait_briefly
+
+wait_briefly()                                    # before torch is imported (common/openmp.py)
+from common.errors import StudyInputError  # noqa: E402
+from trainables.config import PRECISIONS, Execution  # noqa: E402
 
 EPILOG = """examples:
   python -m study list

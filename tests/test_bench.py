@@ -59,7 +59,8 @@ def test_an_unknown_section_is_refused():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: unknown section(s) nope; valid: grid, epoch, "
-                                     "augment, mfu, kernels, probe, driver, halving, gpu")
+                                     "augment, mfu, kernels, contention, probe, driver, "
+                                     "halving, gpu")
 
 
 @pytest.mark.slow
@@ -75,5 +76,6 @@ def test_a_quick_run_measures_every_figure(tmp_path):
                    "torch.compile vs eager", "MFU of the full_ft step",
                    "linear probe trial wall time", "Ray driver throughput",
                    "random crop + flip on the device", "halving vs full grid",
-                   "same (lr, wd) selected", "matrix products' share", "fp32 linear"):
+                   "same (lr, wd) selected", "matrix products' share", "fp32 linear",
+                   "one core busy"):
         assert any(needle in line for line in lines), needle

@@ -1,4 +1,5 @@
-"""The command lines: listing, planning, and bad input refused with one line and status 2."""
+"""The command lines: listing, planning, bad input refused with one line and status 2, and the
+OpenMP setting the driver makes before torch loads."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from common.openmp import SPIN
 from study.__main__ import main as study_main
 
 
@@ -62,3 +64,21 @@ def test_the_installed_project_imports_from_any_directory_without_pythonpath(tmp
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(os.path.join("study", "protocol.py"))
+
+
+@pytest.mark.parametrize("given, expected", [(None, SPIN), ("5", "5")])
+def test_the_driver_sets_a_short_openmp_spin_before_torch_loads(given, expected):
+    watch = ("import os, sys\n"
+             "seen = []\n"
+             "class Watch:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'torch' and not seen:\n"
+             "            seen.append(os.environ.get('GOMP_SPINCOUNT'))\n"
+             "sys.meta_path.insert(0, Watch())\n"
+             "import study.__main__, torch\n"
+             "print(seen[0])\n")
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    env.update({"GOMP_SPINCOUNT": given} if given else {})
+    done = subprocess.run([sys.executable, "-c", watch], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.split()[-1] == expected
