@@ -29,7 +29,7 @@ DEMO_UPSTREAM = Upstream(task="upstream",
 def demo(smoke: bool = False) -> StudySpec:
     """Offline mini-VTAB: 7 demo tasks (2 natural, 2 specialized, 3 structured) x all seven
     strategies on a 32 px ViT that the project pretrains on crops of other photographs.
-    `python -m study run demo` (`make demo`). About 9 minutes on 2 CPU cores (11 with the
+    `python -m study run demo` (`make demo`). About 9 minutes on 2 CPU cores (10.5 with the
     install); the README shows the table it produced. `--smoke`: 2 tasks x 3 strategies, 2
     epochs, about a minute."""
     spec = StudySpec(
