@@ -203,15 +203,16 @@ def kernels(size: Size, work: Path, figures: Figures) -> None:
     figures.add(f"matrix products' share of the {DEMO.tag} full_ft step (batch 64, fp32, "
                 f"torch.profiler's self CPU time): {100 * share:.0f}%")
     held = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    demo_shape = (64 * 17, 64, 256)     # batch 64 x 17 tokens, width 64 -> the MLP's 256
     rates = {}
-    for shape, reps in (((64 * 17, 64, 256), size.gemm_reps), ((2048, 2048, 2048), 5)):
+    for shape, reps in ((demo_shape, size.gemm_reps), ((2048, 2048, 2048), 5)):
         ours, onednn = rates[shape] = gemm_rates(*shape, reps)
         figures.add(f"fp32 linear {shape[0]}x{shape[1]} -> {shape[2]}, one thread: PyTorch's "
                     f"path ({'MKL' if torch.backends.mkl.is_available() else 'its BLAS'}) "
                     f"{ours / 1e9:.0f} GFLOP/s, oneDNN"
                     f"{f' held to {held}' if held else ''} {onednn / 1e9:.0f} GFLOP/s: "
                     f"{ratio(onednn, ours)}")
-    ours, onednn = rates[(64 * 17, 64, 256)]
+    ours, onednn = rates[demo_shape]
     figures.add(f"the {DEMO.tag} step if its matrix products ran at oneDNN's rate: "
                 f"{1 / (1 - share + share * ours / onednn):.2f}x faster (an estimate from the "
                 f"two figures above)")
@@ -221,6 +222,7 @@ def contention(size: Size, work: Path, figures: Figures) -> None:
     """The pretraining's step on 2 threads with every core idle and with one core busy (another
     process spinning), under libgomp's default spin and the project's (common/openmp.py); one
     thread for comparison. Each in a fresh process, since libgomp reads its settings at load."""
+    from bench.measure import DEMO
     from common.openmp import SPIN
 
     def step_ms(threads: int, spin: str | None, busy: bool) -> float:
@@ -239,7 +241,7 @@ def contention(size: Size, work: Path, figures: Figures) -> None:
 
     for busy in (False, True):
         default, ours, one = step_ms(2, None, busy), step_ms(2, SPIN, busy), step_ms(1, SPIN, busy)
-        figures.add(f"demo-vit-32 step at batch 128 (the pretraining's) on 2 threads, "
+        figures.add(f"{DEMO.tag} step at batch 128 (the pretraining's) on 2 threads, "
                     f"{'one core busy' if busy else 'cores idle'}: GOMP_SPINCOUNT={SPIN} "
                     f"{ours:.0f} ms vs libgomp's default {default:.0f} ms: "
                     f"{ratio(default, ours)} (one thread: {one:.0f} ms)")
