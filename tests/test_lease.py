@@ -99,12 +99,16 @@ def test_another_hosts_lease_is_taken_over_only_once_expired(store):
 
 
 def test_the_holder_renews_then_releases(store):
-    held = lease(store, ttl=0.9)
+    held = lease(store, ttl=3.0)                # renewed every second
     client = MlflowClient(store)
+
+    def holder() -> Holder:
+        return Holder(**json.loads(client.get_experiment(held.experiment_id).tags[TAG]))
     with held:
-        first = Holder(**json.loads(client.get_experiment(held.experiment_id).tags[TAG]))
-        time.sleep(1.2)                        # past the first lease's end: renewed by now
-        renewed = Holder(**json.loads(client.get_experiment(held.experiment_id).tags[TAG]))
+        first = holder()
+        deadline = time.time() + 10
+        while (renewed := holder()).until == first.until and time.time() < deadline:
+            time.sleep(0.1)
         assert renewed.until > first.until and renewed.token == first.token
         assert not renewed.gone()
     assert TAG not in client.get_experiment(held.experiment_id).tags
