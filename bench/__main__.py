@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.measure import fresh, prepared_cache, run_project
+from common.machine import machine
 
 # environment variables that choose PyTorch's CPU kernels, recorded with the command when set
 KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
@@ -53,18 +53,6 @@ class Size:
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
              grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20,
              gpu_batches=(8,), gemm_reps=20, contention_steps=5)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
 
 
 def ratio(a: float, b: float) -> str:

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--compile", action="store_true",
                              help="run training steps through torch.compile (pays a compile per "
                                   "trial; worth it for long trials)")
+            sub.add_argument("--pretrain", action="store_true",
+                             help="a study that pretrains its own backbone (the demo): pretrain "
+                                  "it here when the cache has none, instead of copying the "
+                                  "weights the project ships")
             sub.add_argument("--save-full-weights", action="store_true", default=None,
                              help="final stage: keep full weights of strategies that change the "
                                   "backbone (for `analysis attributions`; large for ViT-B)")
@@ -234,6 +238,8 @@ def main(argv=None) -> int:
         from study.spec import get_study
         spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds,
                          save_full_weights=getattr(args, "save_full_weights", None))
+        if getattr(args, "pretrain", False):
+            spec = spec.pretraining_here()
         halving = None
         if getattr(args, "scheduler", "grid") == "halving":
             from study.halving import Halving

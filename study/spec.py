@@ -22,10 +22,13 @@ Selection = Mapping[Cell, tuple[float, float]]    # cell -> selected (base lr, w
 
 @dataclass(frozen=True)
 class Upstream:
-    """How the project pretrains a backbone itself when its weights file is missing."""
+    """How the project pretrains a backbone itself when its weights file is missing. `shipped`
+    names a copy of what this pretraining produced that the project ships in study/data/ (with
+    its card); a study starts from it instead of pretraining, unless `study run --pretrain`."""
     task: str
     recipe: Recipe
     seed: int = 0
+    shipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,14 @@ class StudySpec:
             save=self._save(stage, chosen), kept_as_prior=stage == "final" and any(
                 get_strategy(other).prior == cell.strategy for other in self.strategies),
             **{name: self.strategy_setting(name, cell.task) for name in chosen.takes})
+
+    def pretraining_here(self) -> "StudySpec":
+        """The study with its backbone pretrained on this machine (when the cache has none)
+        rather than copied from the project's shipped weights."""
+        if self.upstream is None:
+            raise StudyInputError(f"study '{self.name}' has no pretraining of its own: its "
+                                  f"backbones' weights come from files")
+        return replace(self, upstream=replace(self.upstream, shipped=None))
 
     def prior_recipe(self, cell: Cell, selected: Selection) -> Recipe | None:
         """The recipe selected for the strategy's prior in the same task (None without one)."""

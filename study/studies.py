@@ -22,7 +22,8 @@ DEMO_BACKBONE = BackboneSpec(
 SMOKE_WEIGHTS = "backbones/demo_vit_upstream_smoke.safetensors"
 DEMO_UPSTREAM = Upstream(task="upstream",
                          recipe=Recipe("adamw", 0.004, 0.05, epochs=15, warmup_epochs=2,
-                                       batch_size=128))
+                                       batch_size=128),
+                         shipped="demo_vit_upstream.safetensors")
 
 
 @register_study("demo")
@@ -43,7 +44,7 @@ def demo(smoke: bool = False) -> StudySpec:
                        strategies=("full_ft", "vpt_deep", "linear"),
                        search_space=search_spaces.SMOKE, epochs=2, warmup_epochs=1, seeds=(42,),
                        backbones=(replace(DEMO_BACKBONE, weights=SMOKE_WEIGHTS),),
-                       upstream=replace(DEMO_UPSTREAM, recipe=replace(
+                       upstream=replace(DEMO_UPSTREAM, shipped=None, recipe=replace(
                            DEMO_UPSTREAM.recipe, epochs=2, warmup_epochs=1)))
     return spec
 

@@ -2,20 +2,27 @@
 missing file or one for another architecture is refused up front. When the demo backbone's file
 is missing and the study says how to make it, the project pretrains it itself on an upstream task
 (crops of photographs that no downstream task uses), with the same loop as every trial, records
-the run in MLflow (stage "pretrain"), saves safetensors into the cache and prints its upstream
-accuracy."""
+the run in MLflow (stage "pretrain"), saves safetensors into the cache with a card (what made it,
+its upstream accuracy, its sha256, the machine) and prints its upstream accuracy. The project
+ships the demo backbone it pretrained so (study/data/): a study copies that file instead when the
+card says the same backbone and recipe made it, so every machine adapts the same weights."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from common.errors import StudyInputError
-from common.files import write_text_atomically
+from common.files import write_atomically, write_text_atomically
 from common.keys import Cell
+from common.machine import machine
 from study.spec import StudySpec, Upstream
 from study.tracking import StudyTracker
 from tasks import get_task
@@ -23,6 +30,8 @@ from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
 from trainables.config import BackboneSpec, Execution, TrialConfig
 from trainables.trial import build_model, train_model
+
+SHIPPED = Path(__file__).parent / "data"       # weights the project ships, each with its card
 
 
 def ensure_backbones(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
@@ -42,20 +51,61 @@ def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
                                    seed=0), 2, pretrained=False)
 
 
+def made_by(backbone: BackboneSpec, upstream: Upstream) -> dict:
+    """What a pretrained weights file depends on, as its card records it."""
+    return json.loads(json.dumps({
+        "architecture": backbone.name, "overrides": dict(backbone.overrides),
+        "upstream_task": upstream.task, "seed": upstream.seed, "recipe": upstream.recipe.__dict__}))
+
+
+def read_card(weights: Path) -> dict | None:
+    card = weights.with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else None
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shipped_copy(backbone: BackboneSpec, upstream: Upstream) -> Path | None:
+    """The copy of this pretraining's weights that the project ships, if its card says this
+    backbone and recipe made it and its bytes are the ones the card names; else None."""
+    if upstream.shipped is None:
+        return None
+    path = SHIPPED / upstream.shipped
+    card = read_card(path) if path.exists() else None
+    if card is None or card.get("made_by") != made_by(backbone, upstream) \
+            or card.get("sha256") != sha256(path):
+        return None
+    return path
+
+
 def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,
             tracker: StudyTracker, log: Callable[[str], None]) -> None:
     path = resolve_weights(backbone, cache_dir)
-    card = path.with_suffix(".json")
     if path.exists():
         create_backbone(backbone, num_classes=2, cache_dir=cache_dir)   # refuses a misfit
-        if card.exists():
-            log(f"backbone: {path} (pretrained here; upstream val acc "
-                f"{json.loads(card.read_text())['upstream_val_acc']:.1f}%)")
+        card = read_card(path)
+        if card:
+            log(f"backbone: {path} (upstream val acc {card['upstream_val_acc']:.1f}%)")
         return
     if upstream is None:
         raise StudyInputError(f"weights file {path} does not exist"
                               + (f": {backbone.obtain}" if backbone.obtain else ""))
-    prepare(get_task(upstream.task), cache_dir)
+    prepare(get_task(upstream.task), cache_dir)     # its images are the demo's FID reference too
+    shipped = shipped_copy(backbone, upstream)
+    if shipped is None:
+        _pretrain(study, backbone, upstream, path, cache_dir, tracker, log)
+        return
+    write_atomically(path, lambda partial: shutil.copyfile(shipped, partial))
+    write_text_atomically(path.with_suffix(".json"), shipped.with_suffix(".json").read_text())
+    log(f"backbone: {backbone.tag} as the project pretrained it on '{upstream.task}' (upstream "
+        f"val acc {read_card(path)['upstream_val_acc']:.1f}%; how and where: "
+        f"{path.with_suffix('.json')}); `--pretrain` pretrains it here instead")
+
+
+def _pretrain(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path,
+              cache_dir: str, tracker: StudyTracker, log: Callable[[str], None]) -> None:
     cfg = TrialConfig(study=study, stage="pretrain", task=upstream.task, strategy="full_ft",
                       backbone=replace(backbone, weights=None), recipe=upstream.recipe,
                       seed=upstream.seed, train_split="train", eval_split="val",
@@ -77,8 +127,9 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
         raise
     tracker.finish(run_id, "FINISHED")
     save_weights(model, path)
-    write_text_atomically(card, json.dumps({
-        "upstream_task": upstream.task, "upstream_val_acc": summary["final_val_acc"],
-        "mlflow_run_id": run_id, "recipe": upstream.recipe.__dict__}, indent=1))
+    write_text_atomically(path.with_suffix(".json"), json.dumps({
+        "made_by": made_by(backbone, upstream), "upstream_val_acc": summary["final_val_acc"],
+        "sha256": sha256(path), "made_on": f"{machine()}, {time.strftime('%Y-%m-%d')}",
+        "mlflow_run_id": run_id}, indent=1))
     log(f"backbone: upstream val acc {summary['final_val_acc']:.1f}% "
         f"({summary['wall_seconds']:.0f} s)")
