@@ -70,17 +70,14 @@ def cell_of(row) -> Cell:
     return Cell(*(getattr(row, column) for column in Cell._fields))
 
 
-def prior_sources(final_runs) -> dict[str, str]:
-    """Each final run that replayed its prior -> the run it replayed: its prior strategy's final
-    run of the same cell and seed (`trainables.priors`)."""
-    done = counted(final_runs)
-    runs = {(cell_of(row), row.seed): row.run_id for row in done.itertuples()}
+def prior_sources(runs, producers: dict[tuple[Cell, int], str]) -> dict[str, str]:
+    """Each run that replayed its prior -> the run that kept it (`trainables.priors`): in
+    `producers`, by (the cell of its prior strategy, seed)."""
     sources = {}
-    for row in done.itertuples():
-        if row.prior == "replayed":
-            prior = cell_of(row)._replace(strategy=get_strategy(row.strategy).prior)
-            if (prior, row.seed) in runs:
-                sources[row.run_id] = runs[(prior, row.seed)]
+    for row in counted(runs).itertuples():
+        key = (cell_of(row)._replace(strategy=get_strategy(row.strategy).prior), row.seed)
+        if row.prior == "replayed" and key in producers:
+            sources[row.run_id] = producers[key]
     return sources
 
 
@@ -120,8 +117,11 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     after_prior = spec.tune_trials(selection(best), **where)
     if after_prior:
         run_stage("tune", after_prior, tracker, runner, log, label=" from selected priors")
+        kept = {(cell_of(row), spec.tune_seed): row.run_id for row in best.itertuples()} \
+            if spec.keeps_tune_priors() else {}          # the selected runs kept themselves
         tune += after_prior
         tune_runs = stage_runs(spec, tracker, "tune", tune)
+        tracker.mark(tune_runs, "prior_from", prior_sources(tune_runs, kept))
         best = select_best(tune_runs)
     selected = selection(best)
     tracker.mark(tune_runs, "selected", {run_id: "true" for run_id in best["run_id"]})
@@ -140,6 +140,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     chosen = {cell_of(row): row.run_id for row in best.itertuples()}
     tracker.mark(final_runs, "selected_from", {row.run_id: chosen[cell_of(row)] for row in
                                                final_runs.itertuples() if cell_of(row) in chosen})
-    tracker.mark(final_runs, "prior_from", prior_sources(final_runs))
+    tracker.mark(final_runs, "prior_from", prior_sources(final_runs, {
+        (cell_of(row), row.seed): row.run_id for row in counted(final_runs).itertuples()}))
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
     return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)

@@ -3,9 +3,12 @@ strategies, backbone, search space, epochs, batch size, seeds. Its docstring giv
 that runs it and what it should produce. Per-stage trial configs are derived from the spec."""
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
+
+import torch
 
 from common.errors import StudyInputError, UnknownName
 from common.keys import Cell
@@ -13,11 +16,21 @@ from common.registry import add
 from search_spaces import SearchSpace
 from tasks import get_task
 from tasks.splits import setting_splits, supports
+from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.strategy import get_strategy
 
 FINAL_SEEDS = (42, 44, 82, 100, 800)
+TUNE_PRIORS_BYTES = 2 ** 30      # disk that a tune stage's kept prior runs may take (`trial`)
 Selection = Mapping[Cell, tuple[float, float]]    # cell -> selected (base lr, weight decay)
+
+
+@functools.lru_cache(maxsize=None)
+def weights_bytes(backbone: BackboneSpec) -> int:
+    """The size of a backbone's weights, from the model built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = create_backbone(replace(backbone, weights=None, hub_weights=False), 2)
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 @dataclass(frozen=True)
@@ -104,9 +117,24 @@ class StudySpec:
             recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
             train_split=train_split, eval_split=eval_split, setting=cell.setting,
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
-            save=self._save(stage, chosen), kept_as_prior=stage == "final" and any(
-                get_strategy(other).prior == cell.strategy for other in self.strategies),
+            save=self._save(stage, chosen),
+            kept_as_prior=self.is_prior(cell.strategy) and (
+                stage == "final" or self.keeps_tune_priors()),
             **{name: self.strategy_setting(name, cell.task) for name in chosen.takes})
+
+    def is_prior(self, strategy: str) -> bool:
+        """Whether another strategy of the study starts from this one (full_ft, for FT-then-PT)."""
+        return any(get_strategy(other).prior == strategy for other in self.strategies)
+
+    def keeps_tune_priors(self) -> bool:
+        """Whether every tune run of a prior strategy keeps its weights, so that the strategies
+        starting from it replay the selected one instead of training it again: only when they
+        all fit in TUNE_PRIORS_BYTES of disk (the demo's 14 take 12 MB; `paper`'s ViT-B/16 runs
+        would take about 160 GB, so there each task's first FT-then-PT trial trains it)."""
+        runs = [(cell, len(self.search_space.grid_for(get_strategy(cell.strategy).grid)
+                           .points())) for cell in self.cells() if self.is_prior(cell.strategy)]
+        return sum(points * weights_bytes(self.backbone(cell.backbone))
+                   for cell, points in runs) <= TUNE_PRIORS_BYTES
 
     def pretraining_here(self) -> "StudySpec":
         """The study with its backbone pretrained on this machine (when the cache has none)

@@ -20,7 +20,7 @@ from common.keys import Cell
 from search_spaces import PAPER_SGD, TABLES_16_18, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.card import rows
 from study.cost import StageCost, flops_per_image
-from study.spec import get_study
+from study.spec import get_study, weights_bytes
 from tasks import get_task
 from tasks.splits import split_size
 from tests.conftest import tiny_trial
@@ -466,7 +466,6 @@ def test_the_final_stage_queues_ft_then_pt_after_the_full_ft_runs_it_replays():
                         and c.seed == cfg.seed)
         assert producer.recipe == cfg.prior_recipe
         assert (producer.train_split, producer.eval_split) == (cfg.train_split, cfg.eval_split)
-    assert not any(c.kept_as_prior for c in spec.tune_trials())
     without = replace(spec, strategies=("full_ft", "vpt_deep"))
     assert not any(c.kept_as_prior for c in without.final_trials(without.first_points()))
     # priced once: FT-then-PT's final runs cost their prompt phase only
@@ -484,3 +483,28 @@ def test_the_final_stage_queues_ft_then_pt_after_the_full_ft_runs_it_replays():
         expected += spec.epochs * (split_size(task, cfg.train_split) * train_flops
                                    + split_size(task, cfg.eval_split) * eval_flops)
     assert with_prior.total.flops - alone.total.flops == pytest.approx(expected)
+
+
+def test_the_tune_stage_keeps_full_ft_s_runs_as_priors_where_they_fit_on_disk():
+    spec = get_study("demo")
+    first = spec.tune_trials()
+    assert spec.keeps_tune_priors()
+    assert {c.strategy for c in first if c.kept_as_prior} == {"full_ft"}
+    assert all(c.kept_as_prior for c in first if c.strategy == "full_ft")
+    # each FT-then-PT tune trial's prior is the full_ft tune run of the selected recipe: the
+    # same recipe, splits, seed and backbone, which is what names a kept prior (priors.prior_path)
+    for cfg in spec.tune_trials(spec.first_points()):
+        producer = next(c for c in first if c.strategy == "full_ft" and c.task == cfg.task
+                        and c.recipe == cfg.prior_recipe)
+        assert (producer.train_split, producer.eval_split, producer.seed, producer.backbone) == \
+            (cfg.train_split, cfg.eval_split, cfg.seed, cfg.backbone)
+    # counted once by the plan: the tune stage costs 7 FT phases less than training them again
+    kept, trained = StageCost(), StageCost()
+    for cfg in first + spec.tune_trials(spec.first_points()):
+        kept.add(cfg)
+        trained.add(replace(cfg, kept_as_prior=False))
+    assert trained.total.trial_epochs - kept.total.trial_epochs == len(spec.tasks) * spec.epochs
+    # ViT-B/16's 350 MB per run, over every FT grid point of 19 tasks, would not fit
+    paper = get_study("paper")
+    assert weights_bytes(paper.backbones[0]) > 300e6 and not paper.keeps_tune_priors()
+    assert not any(c.kept_as_prior for c in paper.tune_trials())

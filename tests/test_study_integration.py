@@ -154,6 +154,16 @@ def test_runs_carry_their_stage_parent_provenance_and_the_selection(study):
             assert sources == {best.info.run_id}
 
 
+def test_ft_then_pt_s_tune_runs_replay_the_selected_full_ft_tune_run_and_say_which(study):
+    tune = [r for r in study["runs"] if r.data.tags["stage"] == "tune"]
+    chosen = {r.data.tags["task"]: r.info.run_id for r in tune
+              if r.data.tags["strategy"] == "full_ft" and r.data.tags.get("selected") == "true"}
+    replaying = [r for r in tune if r.data.tags["strategy"] == "ft_then_pt"]
+    assert replaying and {r.data.tags["prior"] for r in replaying} == {"replayed"}
+    for run in replaying:
+        assert run.data.tags["prior_from"] == chosen[run.data.tags["task"]]
+
+
 def test_ft_then_pt_s_final_runs_replay_full_ft_s_and_say_which(study, cache_dir):
     final = {(r.data.tags["task"], r.data.tags["strategy"], r.data.tags["seed"]): r
              for r in study["runs"] if r.data.tags["stage"] == "final"}
