@@ -1,4 +1,4 @@
-"""Command line: `python -m study list | plan <study> | explain <study> | run <study>`. Bad input
+"""Command line: `python -m study list | plan | explain | run | pretrain <study>`. Bad input
 (an unknown name, a malformed flag) prints one line and exits with status 2, before anything
 starts. `run` prints its progress on stderr and the table on stdout."""
 from __future__ import annotations
@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m study explain paper             # every setting of a preset and its source
   python -m study run demo --smoke          # about a minute
   python -m study run demo                  # the offline demo study (make demo)
+  python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
   open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1` at
@@ -105,14 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--compile", action="store_true",
                              help="run training steps through torch.compile (pays a compile per "
                                   "trial; worth it for long trials)")
-            sub.add_argument("--pretrain", action="store_true",
-                             help="a study that pretrains its own backbone (the demo): pretrain "
-                                  "it here when the cache has none, instead of copying the "
-                                  "weights the project ships")
             sub.add_argument("--save-full-weights", action="store_true", default=None,
                              help="final stage: keep full weights of strategies that change the "
                                   "backbone (for `analysis attributions`; large for ViT-B)")
+    pretrain = commands.add_parser(
+        "pretrain", help="pretrain the backbone of a study that makes its own (the demo) into "
+                         "the cache, instead of the weights the project ships; then stop")
+    pretrain.add_argument("study", help="a study name from `python -m study list`")
+    pretrain.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
+                          help="where the weights go, under backbones/ (default: ./cache); a "
+                               "cache that has them already is left as it is")
     return parser
+
+
+def cmd_pretrain(spec, cache_dir: str) -> int:
+    from study.tracking import StudyTracker
+    from study.upstream import ensure_backbones
+    ensure_backbones(spec, os.path.abspath(cache_dir), StudyTracker(spec.name), status)
+    return 0
 
 
 def cmd_list() -> None:
@@ -236,10 +247,11 @@ def main(argv=None) -> int:
             cmd_list()
             return 0
         from study.spec import get_study
-        spec = get_study(args.study, smoke=args.smoke, seeds=args.seeds,
+        spec = get_study(args.study, smoke=getattr(args, "smoke", False),
+                         seeds=getattr(args, "seeds", None),
                          save_full_weights=getattr(args, "save_full_weights", None))
-        if getattr(args, "pretrain", False):
-            spec = spec.pretraining_here()
+        if args.command == "pretrain":
+            return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
         halving = None
         if getattr(args, "scheduler", "grid") == "halving":
             from study.halving import Halving

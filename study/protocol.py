@@ -18,7 +18,7 @@ from study import card
 from study.lease import DriverLease
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
-from study.upstream import ensure_backbones
+from study.upstream import ensure_backbones, weights_cards
 from tasks import get_task
 from tasks.cache import verify
 from tasks.splits import setting_splits, supports
@@ -107,7 +107,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     about = f": {spec.description}" if spec.description not in ("", spec.name) else ""
     heading = f"**{spec.name}**{about}" + (f", run by `{command}`" if command else "") + "\n\n"
     tracker.log_card({"protocol_card.md": card.render(spec), "protocol_card.csv":
-                      card.render(spec, "csv")}, heading)
+                      card.render(spec, "csv"), **weights_cards(spec, cache_dir)}, heading)
 
     where = {"cache_dir": cache_dir, "execution": execution}
     tune = spec.tune_trials(**where)

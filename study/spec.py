@@ -37,7 +37,7 @@ def weights_bytes(backbone: BackboneSpec) -> int:
 class Upstream:
     """How the project pretrains a backbone itself when its weights file is missing. `shipped`
     names a copy of what this pretraining produced that the project ships in study/data/ (with
-    its card); a study starts from it instead of pretraining, unless `study run --pretrain`."""
+    its card): a study starts from it instead (`python -m study pretrain` pretrains anyway)."""
     task: str
     recipe: Recipe
     seed: int = 0
@@ -130,7 +130,7 @@ class StudySpec:
         """Whether every tune run of a prior strategy keeps its weights, so that the strategies
         starting from it replay the selected one instead of training it again: only when they
         all fit in TUNE_PRIORS_BYTES of disk (the demo's 14 take 12 MB; `paper`'s ViT-B/16 runs
-        would take about 160 GB, so there each task's first FT-then-PT trial trains it)."""
+        would take about 105 GB, so there each task's first FT-then-PT trial trains it)."""
         runs = [(cell, len(self.search_space.grid_for(get_strategy(cell.strategy).grid)
                            .points())) for cell in self.cells() if self.is_prior(cell.strategy)]
         return sum(points * weights_bytes(self.backbone(cell.backbone))

@@ -29,10 +29,11 @@ DEMO_UPSTREAM = Upstream(task="upstream",
 @register_study("demo")
 def demo(smoke: bool = False) -> StudySpec:
     """Offline mini-VTAB: 7 demo tasks (2 natural, 2 specialized, 3 structured) x all seven
-    strategies on a 32 px ViT that the project pretrains on crops of other photographs.
-    `python -m study run demo` (`make demo`). About 9 minutes on 2 CPU cores (10.5 with the
+    strategies on a 32 px ViT that the project pretrained on crops of other photographs (its
+    weights ship in study/data/; `python -m study pretrain demo` makes them here).
+    `python -m study run demo` (`make demo`). About 8 minutes on 2 CPU cores (9.5 with the
     install); the README shows the table it produced. `--smoke`: 2 tasks x 3 strategies, 2
-    epochs, about a minute."""
+    epochs, pretraining its own backbone for 2 epochs, about a minute."""
     spec = StudySpec(
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
         backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,

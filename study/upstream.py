@@ -63,6 +63,17 @@ def read_card(weights: Path) -> dict | None:
     return json.loads(card.read_text()) if card.exists() else None
 
 
+def weights_cards(spec: StudySpec, cache_dir: str) -> dict[str, str]:
+    """The card of each backbone whose weights the project pretrained, by artifact file name."""
+    cards = {}
+    for backbone in spec.backbones:
+        card = resolve_weights(backbone, cache_dir).with_suffix(".json") \
+            if backbone.weights else None
+        if card and card.exists():
+            cards[f"backbone_{backbone.tag}.json"] = card.read_text()
+    return cards
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -101,7 +112,8 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
     write_text_atomically(path.with_suffix(".json"), shipped.with_suffix(".json").read_text())
     log(f"backbone: {backbone.tag} as the project pretrained it on '{upstream.task}' (upstream "
         f"val acc {read_card(path)['upstream_val_acc']:.1f}%; how and where: "
-        f"{path.with_suffix('.json')}); `--pretrain` pretrains it here instead")
+        f"{path.with_suffix('.json')}); `python -m study pretrain {study}` on a cache without it "
+        f"pretrains it here")
 
 
 def _pretrain(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path,

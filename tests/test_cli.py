@@ -40,7 +40,7 @@ def test_plan_counts_trials_per_stage(capsys):
     (["run", "demo", "--cpus-per-trial", "-1"], "must be > 0"),
     (["run", "demo", "--gpus-per-trial", "x"], "'x' is not a number"),
     (["plan", "demo", "--seeds", "4,a"], "seeds must be integers"),
-    (["run", "paper", "--pretrain"], "study 'paper' has no pretraining of its own"),
+    (["pretrain", "paper"], "study 'paper' has no pretraining of its own"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(argv, message):
     result = run("study", *argv)
