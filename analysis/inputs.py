@@ -30,9 +30,12 @@ def measured_fid(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
 
 def reference_images(args: argparse.Namespace, runs: pd.DataFrame) -> tuple[str, np.ndarray]:
     """(slug, images) of the prepared task standing for the pretraining data: --reference, the
-    study's upstream task, or a prepared ImageNet sample."""
+    study's upstream task, or a prepared ImageNet sample. A reference the demo generators make
+    is generated here when the cache lacks it (a study that copied its backbone never needed
+    it)."""
     from study.spec import get_study
-    from tasks import is_prepared, load_split
+    from tasks import get_task, is_prepared, load_split
+    from tasks.prepare import prepare
     upstream = get_study(args.study).upstream if args.study_spec else None
     reference = args.reference or (
         upstream.task if upstream else "upstream" if "pretrain" in set(runs["stage"]) else
@@ -42,5 +45,7 @@ def reference_images(args: argparse.Namespace, runs: pd.DataFrame) -> tuple[str,
                               "ImageNet with `python -m tasks prepare imagenet_sample "
                               "--from-folder DIR` (DIR/imagenet_sample/train.txt), or pass "
                               "--reference <prepared task slug>")
+    if get_task(reference).source.startswith("demo:"):
+        prepare(get_task(reference), args.cache_dir)          # nothing when already prepared
     split = "train" if reference in ("upstream", "imagenet_sample") else "train800val200"
     return reference, load_split(args.cache_dir, reference, split)[0]

@@ -1,5 +1,5 @@
-"""User-facing errors. Each carries one line that the CLI prints before exiting with status 2;
-anything else that escapes is a bug and keeps its traceback."""
+"""What the command line tells its user: errors, each one line that the CLI prints before exiting
+with status 2 (anything else that escapes is a bug and keeps its traceback), and status lines."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +17,11 @@ class UnknownName(StudyInputError, KeyError):
 
     def __str__(self) -> str:          # KeyError would quote the message
         return self.args[0]
+
+
+def say(line: str) -> None:
+    """A status line: on stderr, so that stdout holds only what a command prints as its result."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def exit_status(command: Callable[[], None]) -> int:

@@ -13,7 +13,7 @@ import sys
 from common.openmp import wait_briefly
 
 wait_briefly()                                    # before torch is imported (common/openmp.py)
-from common.errors import StudyInputError  # noqa: E402
+from common.errors import StudyInputError, say  # noqa: E402
 from trainables.config import PRECISIONS, Execution  # noqa: E402
 
 EPILOG = """examples:
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_pretrain(spec, cache_dir: str) -> int:
     from study.tracking import StudyTracker
     from study.upstream import ensure_backbones
-    ensure_backbones(spec, os.path.abspath(cache_dir), StudyTracker(spec.name), status)
+    ensure_backbones(spec, os.path.abspath(cache_dir), StudyTracker(spec.name), say)
     return 0
 
 
@@ -215,22 +215,17 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
                               compile=args.compile, gpu_share=args.gpus_per_trial)
         table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution,
-                          log=status, command=command)
+                          log=say, command=command)
     finally:
         runner.shutdown()
     print(table.render(args.format))
     page = f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
     served = tracker.uri.startswith(("http://", "https://"))      # the server is the UI
-    status(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\nopen it: " + (
+    say(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\nopen it: " + (
         f"{tracker.uri.rstrip('/')}/{page}" if served else
         f"mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
         f"http://127.0.0.1:5000/{page}"))
     return 0
-
-
-def status(line: str) -> None:
-    """Progress and hints go to stderr, so that stdout holds only the table."""
-    print(line, file=sys.stderr, flush=True)
 
 
 def _interrupt(signum, frame):

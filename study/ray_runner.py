@@ -18,21 +18,23 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import ray
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from common.errors import StudyInputError
+from common.errors import StudyInputError, say
 from common.files import disk_full
 from common.keys import SUMMARY, Cell
 from study.halving import Halving
-from study.tracking import StudyTracker, say
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV
 from trainables.loop import MetricsSink
 from trainables.trial import run_trial
+
+if TYPE_CHECKING:          # workers import this module for `_trainable`: no MLflow there
+    from study.tracking import StudyTracker
 
 TrialFunction = Callable[[TrialConfig, MetricsSink], dict]
 

@@ -21,7 +21,6 @@ import importlib.metadata
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -34,7 +33,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from common.errors import StudyInputError
+from common.errors import StudyInputError, say
 from common.keys import SUMMARY
 from tasks import get_task
 from trainables.config import TrialConfig
@@ -143,11 +142,6 @@ def _unanswered(error: Exception) -> bool:
     return isinstance(error, MlflowException) and text.startswith("API request to") and (
         "failed with exception" in text or "failed with timeout exception" in text
         or any(f"error code {code}" in text for code in (502, 503, 504)))
-
-
-def say(line: str) -> None:
-    """A status line: on stderr, so that stdout holds only what a command prints as its result."""
-    print(line, file=sys.stderr, flush=True)
 
 
 class PatientClient:

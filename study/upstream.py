@@ -103,9 +103,9 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
     if upstream is None:
         raise StudyInputError(f"weights file {path} does not exist"
                               + (f": {backbone.obtain}" if backbone.obtain else ""))
-    prepare(get_task(upstream.task), cache_dir)     # its images are the demo's FID reference too
     shipped = shipped_copy(backbone, upstream)
     if shipped is None:
+        prepare(get_task(upstream.task), cache_dir)
         _pretrain(study, backbone, upstream, path, cache_dir, tracker, log)
         return
     write_atomically(path, lambda partial: shutil.copyfile(shipped, partial))

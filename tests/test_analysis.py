@@ -331,3 +331,14 @@ def test_attribution_panels_caption_each_row_and_carry_one_colour_bar():
     assert len(fig.axes) == 2 * 3 + 1                       # the grid and one colour bar
     assert fig.axes[0].get_ylabel() == "true class 1\nFT: 0, VPT: 1"
     assert fig.axes[-1].get_ylabel() == "attribution (scaled per image)"
+
+
+def test_fid_generates_the_demo_reference_a_copied_backbone_never_needed(tmp_path):
+    from types import SimpleNamespace
+    from analysis.inputs import reference_images
+    from tasks import is_prepared
+    args = SimpleNamespace(reference=None, cache_dir=str(tmp_path), study="demo", study_spec=True)
+    assert not is_prepared(tmp_path, "upstream")
+    reference, found = reference_images(args, pd.DataFrame({"stage": ["final"]}))
+    assert reference == "upstream" and is_prepared(tmp_path, "upstream")
+    assert found.shape == (12000, 32, 32, 3) and found.std() > 0
