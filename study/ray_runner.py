@@ -26,6 +26,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from common.errors import StudyInputError, say
 from common.files import disk_full
+from common.memory import release
 from common.keys import SUMMARY, Cell
 from study.halving import Halving
 from trainables.config import TrialConfig
@@ -63,7 +64,10 @@ def _trainable(config: dict, trial: TrialFunction) -> None:
 
     def report(metrics: dict) -> None:        # the summary says which node ran the trial
         tune.report({**metrics, "node": node} if SUMMARY in metrics else metrics)
-    trial(TrialConfig.from_dict(config["trial"]), report)
+    try:
+        trial(TrialConfig.from_dict(config["trial"]), report)
+    finally:
+        release()                  # the actor runs the next trial in a new thread (common.memory)
 
 
 def _error_text(trial) -> str:
