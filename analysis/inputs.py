@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.errors import StudyInputError
+from common.errors import StudyInputError, say
 
 
 def final_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +45,8 @@ def reference_images(args: argparse.Namespace, runs: pd.DataFrame) -> tuple[str,
                               "ImageNet with `python -m tasks prepare imagenet_sample "
                               "--from-folder DIR` (DIR/imagenet_sample/train.txt), or pass "
                               "--reference <prepared task slug>")
-    if get_task(reference).source.startswith("demo:"):
-        prepare(get_task(reference), args.cache_dir)          # nothing when already prepared
+    task = get_task(reference)
+    if task.source.startswith("demo:") and prepare(task, args.cache_dir):
+        say(f"data: generated demo task '{reference}' into {args.cache_dir}")
     split = "train" if reference in ("upstream", "imagenet_sample") else "train800val200"
     return reference, load_split(args.cache_dir, reference, split)[0]
