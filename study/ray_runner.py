@@ -26,8 +26,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from common.errors import StudyInputError, say
 from common.files import disk_full
-from common.memory import release
 from common.keys import SUMMARY, Cell
+from common.memory import release
 from study.halving import Halving
 from trainables.config import TrialConfig
 from trainables.faults import ENV as FAULTS_ENV

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from common import memory
-
 from tests.conftest import tiny_trial
 from trainables.config import Execution, Recipe, TrialConfig
 from trainables.trial import build_model, load, only_head_trains, run_trial
@@ -162,7 +161,7 @@ def test_what_a_trial_thread_freed_goes_back_to_the_system():
     def trial_thread():              # as Tune runs a reused actor's trial: in a thread of its own
         blocks = [np.ones(16_000) for _ in range(3_000)]     # 375 MB in heap-sized blocks
         del blocks
-    assert memory.MALLOC_TRIM is not None                     # glibc, as on every Linux node here
+    assert memory.MALLOC_TRIM is not None                     # glibc (Linux)
     before = resident_mb()
     thread = threading.Thread(target=trial_thread)
     thread.start()
