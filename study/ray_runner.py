@@ -1,17 +1,19 @@
-"""The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid
-(a function trainable calling `trainables.trial.run_trial`, or another function of the same
+"""The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid (a
+function trainable calling `trainables.trial.run_trial`, or another function of the same
 signature, with `tune.report`), with per-trial resources from the command line,
 `reuse_actors=True`, a local Ray by default or a cluster by address, and a Tune callback that
 hands every report to the study's MLflow tracker (timing what that costs the driver) and prints
-progress (trials done / total, elapsed, ETA). With `halving`, the tune stage runs ASHA within
-each cell (`CellHalving`); a trial it stops is a FINISHED run tagged outcome=stopped. A trial that
-fails because a disk is full stops the stage (the trials still running end KILLED) with one line:
-every later trial would fail the same way."""
+progress (trials done / total, elapsed, and an ETA from the mean trial time and how many trials
+run at once). After each trial the worker hands back the memory it freed (`common.memory`). With
+`halving`, the tune stage runs ASHA within each cell (`CellHalving`); a trial it stops is a
+FINISHED run tagged outcome=stopped. A trial that fails because a disk is full stops the stage
+(the trials still running end KILLED) with one line: every later trial would fail the same way."""
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -67,7 +69,7 @@ def _trainable(config: dict, trial: TrialFunction) -> None:
     try:
         trial(TrialConfig.from_dict(config["trial"]), report)
     finally:
-        release()                  # the actor runs the next trial in a new thread (common.memory)
+        release()
 
 
 def _error_text(trial) -> str:
@@ -75,6 +77,12 @@ def _error_text(trial) -> str:
     if path and os.path.exists(path):
         return Path(path).read_text()
     return "the trial raised an error (no error file)"
+
+
+def remaining_seconds(trial_seconds: float, done: int, left: int, slots: int) -> float:
+    """A stage's time left: the mean wall time of its `done` trials, once for each round of
+    `slots` trials at a time (the most seen running together) that the `left` trials need."""
+    return trial_seconds / done * math.ceil(left / max(1, slots))
 
 
 def _clock(seconds: float) -> str:
@@ -102,6 +110,9 @@ class _TrackAndShowProgress(tune.Callback):
         self.run_ids: dict[str, str] = {}
         self.done = self.failed = 0
         self.started = time.perf_counter()
+        self.began: dict[str, float] = {}      # trial id -> when its current attempt started
+        self.trial_seconds = 0.0               # wall time of the trials ended so far
+        self.slots = 1                         # the most trials seen running at once
         self.tracking_seconds = 0.0           # driver time spent writing to MLflow
 
     def _tracked(self, write, *args, **kwargs):
@@ -122,6 +133,8 @@ class _TrackAndShowProgress(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
+        self.began[trial.trial_id] = time.perf_counter()
+        self.slots = max(self.slots, len(self.began))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._tracked(self.tracker.record, self._run(trial), result)
@@ -129,6 +142,7 @@ class _TrackAndShowProgress(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed attempt that Ray will retry: its run ends FAILED; the retry gets a new run."""
         run_id = self.run_ids.pop(trial.trial_id, None)
+        self.began.pop(trial.trial_id, None)
         if run_id:
             self.tracker.finish(run_id, "FAILED", _error_text(trial) + "\n(retried)")
         self.log(f"[{self.stage}] retrying {trial.config['trial']['task']} "
@@ -139,8 +153,10 @@ class _TrackAndShowProgress(tune.Callback):
         self.run_ids.pop(trial.trial_id, None)
         self.done += 1
         self.failed += status != "FINISHED"
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.done * (self.total - self.done)
+        now = time.perf_counter()
+        self.trial_seconds += now - self.began.pop(trial.trial_id, now)
+        elapsed = now - self.started
+        eta = remaining_seconds(self.trial_seconds, self.done, self.total - self.done, self.slots)
         cfg = trial.config["trial"]
         self.log(f"[{self.stage}] {self.done}/{self.total} trials"
                  f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "

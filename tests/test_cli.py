@@ -83,3 +83,11 @@ def test_the_driver_sets_a_short_openmp_spin_before_torch_loads(given, expected)
     done = subprocess.run([sys.executable, "-c", watch], env=env, capture_output=True,
                           text=True, timeout=120, check=True)
     assert done.stdout.split()[-1] == expected
+
+
+def test_the_eta_counts_rounds_of_trials_running_together():
+    from study.ray_runner import remaining_seconds
+    assert remaining_seconds(4.0, 1, 104, 2) == 208.0      # 52 rounds of two 4 s trials
+    assert remaining_seconds(8.0, 2, 3, 2) == 8.0          # a last round of one trial
+    assert remaining_seconds(5.0, 1, 1, 0) == 5.0          # no slot seen: one at a time
+    assert remaining_seconds(10.0, 5, 0, 4) == 0.0
