@@ -67,10 +67,9 @@ def weights_cards(spec: StudySpec, cache_dir: str) -> dict[str, str]:
     """The card of each backbone whose weights the project pretrained, by artifact file name."""
     cards = {}
     for backbone in spec.backbones:
-        card = resolve_weights(backbone, cache_dir).with_suffix(".json") \
-            if backbone.weights else None
-        if card and card.exists():
-            cards[f"backbone_{backbone.tag}.json"] = card.read_text()
+        card = read_card(resolve_weights(backbone, cache_dir)) if backbone.weights else None
+        if card:
+            cards[f"backbone_{backbone.tag}.json"] = json.dumps(card, indent=1)
     return cards
 
 
