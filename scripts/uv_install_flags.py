@@ -1,0 +1,40 @@
+"""Prints the flags that make `uv pip install` use the package indexes pip is configured with
+(`pip config list`: index-url, extra-index-url, find-links, constraint), since uv does not read
+pip's configuration. The Makefile installs with uv, which unpacks and compiles in parallel: the
+project's 6 GB of wheels install in about 30 s where pip takes about 1.5 min."""
+from __future__ import annotations
+
+import ast
+import shlex
+import subprocess
+import sys
+
+UV_FLAG = {"index-url": "--index-url", "extra-index-url": "--extra-index-url",
+           "find-links": "--find-links", "constraint": "--constraint"}
+SCOPES = ("global", "install", ":env:")     # pip's precedence: a later scope wins
+
+
+def pip_settings(pip_config_list: str) -> dict[str, list[str]]:
+    """The index settings in `pip config list` output, by pip's precedence."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for line in pip_config_list.splitlines():
+        key, _, value = line.partition("=")
+        scope, _, name = key.rpartition(".")
+        if name in UV_FLAG and scope in SCOPES:
+            found[scope, name] = ast.literal_eval(value).split()
+    return {name: found[scope, name] for scope in SCOPES for name in UV_FLAG
+            if (scope, name) in found}
+
+
+def uv_flags(settings: dict[str, list[str]]) -> list[str]:
+    flags = ["--index-strategy", "unsafe-best-match"]   # as pip: the best version of any index
+    for name, values in settings.items():
+        for value in values:
+            flags += [UV_FLAG[name], value]
+    return flags
+
+
+if __name__ == "__main__":
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=True,
+                            capture_output=True, text=True).stdout
+    print(shlex.join(uv_flags(pip_settings(listed))))
