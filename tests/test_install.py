@@ -1,0 +1,29 @@
+"""The Makefile's install: uv gets the package indexes pip is configured with, by pip's own
+precedence (a setting in the environment over one in a file), read through real `pip config`."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_uv_is_given_the_indexes_pip_is_configured_with(tmp_path):
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nindex-url = https://mirror.example/simple\n"
+                      "extra-index-url = file:///a/simple file:///b/simple\n"
+                      "find-links = /from-file\n[install]\nconstraint = /caps.txt\n")
+    env = {**os.environ, "PIP_CONFIG_FILE": str(config), "PIP_FIND_LINKS": "/from-env"}
+    printed = subprocess.run([sys.executable, "scripts/uv_install_flags.py"], cwd=ROOT, env=env,
+                             check=True, capture_output=True, text=True).stdout
+    flags = shlex.split(printed)
+    pairs = set(zip(flags[::2], flags[1::2]))
+    assert len(flags) == 2 * len(pairs)
+    assert {("--index-url", "https://mirror.example/simple"),
+            ("--extra-index-url", "file:///a/simple"), ("--extra-index-url", "file:///b/simple"),
+            ("--find-links", "/from-env"), ("--constraint", "/caps.txt"),
+            ("--index-strategy", "unsafe-best-match")} <= pairs
+    assert ("--find-links", "/from-file") not in pairs
