@@ -1,7 +1,7 @@
 """Prints the flags that make `uv pip install` use the package indexes pip is configured with
-(`pip config list`: index-url, extra-index-url, find-links, constraint), since uv does not read
-pip's configuration. The Makefile installs with uv, which unpacks and compiles in parallel:
-`make install` takes 37-39 s on 2 cores where pip took 1:33-1:39 (docs/speed.md)."""
+(`pip config list`: index-url, extra-index-url, find-links, constraint, no-index), since uv does
+not read pip's configuration. The Makefile installs with uv, which unpacks and compiles in
+parallel: `make install` takes 37-39 s on 2 cores where pip took 1:33-1:39 (docs/speed.md)."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 UV_FLAG = {"index-url": "--index-url", "extra-index-url": "--extra-index-url",
-           "find-links": "--find-links", "constraint": "--constraint"}
+           "find-links": "--find-links", "constraint": "--constraint", "no-index": "--no-index"}
+YES = {"1", "true", "yes", "on"}
 SCOPES = ("global", "install", ":env:")     # pip's precedence: a later scope wins
 
 
@@ -29,6 +30,9 @@ def pip_settings(pip_config_list: str) -> dict[str, list[str]]:
 def uv_flags(settings: dict[str, list[str]]) -> list[str]:
     flags = ["--index-strategy", "unsafe-best-match"]   # as pip: the best version of any index
     for name, values in settings.items():
+        if name == "no-index":                          # a switch: pip reads yes/no words
+            flags += [UV_FLAG[name]] if values[-1].lower() in YES else []
+            continue
         for value in values:
             flags += [UV_FLAG[name], value]
     return flags
