@@ -11,7 +11,7 @@ install: $(STAMP)
 # uv installs what pip would (same pins, pip's configured indexes) in 40 % of pip's time
 $(STAMP): requirements.txt pyproject.toml scripts/uv_install_flags.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv==0.13.9
+	$(PY) -m pip install --quiet --quiet uv==0.13.9
 	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode \
 		$$($(PY) scripts/uv_install_flags.py) -r requirements.txt -e .
 	touch $(STAMP)
