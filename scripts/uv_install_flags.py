@@ -16,15 +16,14 @@ SCOPES = ("global", "install", ":env:")     # pip's precedence: a later scope wi
 
 
 def pip_settings(pip_config_list: str) -> dict[str, list[str]]:
-    """The index settings in `pip config list` output, by pip's precedence."""
-    found: dict[tuple[str, str], list[str]] = {}
+    """The index settings in `pip config list` output; where a scope sets one again, it wins."""
+    found = []
     for line in pip_config_list.splitlines():
         key, _, value = line.partition("=")
         scope, _, name = key.rpartition(".")
         if name in UV_FLAG and scope in SCOPES:
-            found[scope, name] = ast.literal_eval(value).split()
-    return {name: found[scope, name] for scope in SCOPES for name in UV_FLAG
-            if (scope, name) in found}
+            found.append((SCOPES.index(scope), name, ast.literal_eval(value).split()))
+    return {name: values for _, name, values in sorted(found)}
 
 
 def uv_flags(settings: dict[str, list[str]]) -> list[str]:
@@ -32,9 +31,8 @@ def uv_flags(settings: dict[str, list[str]]) -> list[str]:
     for name, values in settings.items():
         if name == "no-index":                          # a switch: pip reads yes/no words
             flags += [UV_FLAG[name]] if values[-1].lower() in YES else []
-            continue
-        for value in values:
-            flags += [UV_FLAG[name], value]
+        else:
+            flags += [part for value in values for part in (UV_FLAG[name], value)]
     return flags
 
 
