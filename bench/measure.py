@@ -30,7 +30,8 @@ from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.loop import Normalize, Split, train
 from trainables.optimizers import make_optimizer
 from trainables.strategy import get_strategy
-from trainables.trial import build_model, device, phases, run_trial
+from trainables.model import build_model, phases
+from trainables.trial import device, run_trial
 
 DEMO = replace(DEMO_BACKBONE, weights=None, label="demo-vit-32")   # speed does not need weights
 VIT_S = BackboneSpec("vit_small_patch16_224", label="vit-s16-224")

@@ -23,7 +23,7 @@ from tasks import load_split
 from trainables.backbones import create_backbone, normalization
 from trainables.config import TrialConfig
 from trainables.optimizers import make_optimizer, make_schedule
-from trainables.trial import phases
+from trainables.model import phases
 
 
 

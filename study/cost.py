@@ -22,7 +22,7 @@ from tasks.splits import split_size
 from trainables.backbones import input_size
 from trainables.config import TrialConfig
 from trainables.priors import shares_prior
-from trainables.trial import build_model, phases
+from trainables.model import build_model, phases
 
 PEAK_FLOPS = 312e12            # NVIDIA A100 dense bf16
 UTILISATION = 0.4

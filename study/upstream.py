@@ -29,7 +29,8 @@ from tasks import get_task
 from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
 from trainables.config import BackboneSpec, Execution, TrialConfig
-from trainables.trial import build_model, train_model
+from trainables.model import build_model
+from trainables.trial import train_model
 
 SHIPPED = Path(__file__).parent / "data"       # weights the project ships, each with its card
 

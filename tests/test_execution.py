@@ -17,7 +17,8 @@ import torch
 from common import memory
 from tests.conftest import tiny_trial
 from trainables.config import Execution, Recipe, TrialConfig
-from trainables.trial import build_model, load, only_head_trains, run_trial
+from trainables.model import build_model
+from trainables.trial import load, only_head_trains, run_trial
 
 PROBE = Recipe("sgd", 1.0, 0.0, epochs=3, warmup_epochs=1, batch_size=64)
 

@@ -30,7 +30,8 @@ from trainables.loop import Split, set_train_mode, train
 from trainables.optimizers import VptAdamW, make_optimizer, make_schedule
 from trainables.prompts import add_prompts
 from trainables.strategy import get_strategy
-from trainables.trial import build_model, run_trial, train_model
+from trainables.model import build_model
+from trainables.trial import run_trial, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = BackboneSpec("vit_tiny_patch16_224", overrides=(("img_size", 32), ("patch_size", 8),

@@ -8,25 +8,23 @@ tuned %, wall time, images/s) leave through `report`; the summary is also return
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections import OrderedDict
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.files import write_atomically, write_text_atomically
 from common.keys import SUMMARY
 from tasks import get_task, load_split
 from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
+from trainables.checkpoint import save_trained
 from trainables.config import Execution, Recipe, TrialConfig
 from trainables.faults import inject
 from trainables.priors import prior_path, replay, shares_prior, store
 from trainables.loop import Inputs, MetricsSink, Normalize, Split, autocast, train
-from trainables.strategy import Strategy, get_strategy
+from trainables.model import phases
+from trainables.strategy import Strategy
 
 
 def device() -> torch.device:
@@ -103,56 +101,9 @@ def features(model: torch.nn.Module, split: Split, normalize: Inputs, dtype: tor
     return Split(torch.cat(out), split.labels, split.name)
 
 
-def weights_path(cfg: TrialConfig) -> Path:
-    return Path(cfg.cache_dir) / "weights" / cfg.study / f"{cfg.trial_id}.safetensors"
 
 
-def save_trained(model: torch.nn.Module, cfg: TrialConfig) -> str:
-    """Keep the trained weights for later analyses: only what trained (prompts and head for
-    VPT), or everything with `save="all"`; the path goes into the summary."""
-    if not cfg.save:
-        return ""
-    from safetensors.torch import save_file
-    trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if cfg.save == "all" or k in trained}
-    path = weights_path(cfg)
-    write_atomically(path, lambda partial: save_file(state, partial))
-    write_text_atomically(path.with_suffix(".json"), json.dumps(cfg.to_dict()))
-    return str(path)
 
-
-def build_model(cfg: TrialConfig, num_classes: int, cache_dir: str | Path = "",
-                pretrained: bool = True, phase: int | None = None) -> torch.nn.Module:
-    """The trial's model: the backbone (with its pretrained weights unless told not to) prepared
-    by every phase's strategy in turn (or the phases up to `phase`), so that the last one's
-    parameters take gradients. Under `torch.device("meta")` it costs no memory."""
-    backbone = cfg.backbone if pretrained else replace(cfg.backbone, weights=None,
-                                                       hub_weights=False)
-    model = create_backbone(backbone, num_classes, cache_dir)
-    for strategy, _ in phases(cfg)[:None if phase is None else phase + 1]:
-        model = strategy.prepare(model, cfg)
-    return model
-
-
-def load_trained(path: str | Path, cache_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig]:
-    """Rebuild a trained model from `save_trained`'s file: the pretrained, adapted architecture,
-    then the saved weights on top."""
-    from safetensors.torch import load_file
-    path = Path(path)
-    cfg = TrialConfig.from_dict(json.loads(path.with_suffix(".json").read_text()))
-    model = build_model(cfg, get_task(cfg.task).num_classes, cache_dir)
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    if unexpected:
-        raise ValueError(f"{path} has weights the model lacks: {unexpected[:3]}")
-    return model.eval(), cfg
-
-
-def phases(cfg: TrialConfig):
-    """(strategy, recipe) trained in order: the strategy's prior first (FT-then-PT), then it."""
-    strategy = get_strategy(cfg.strategy)
-    prior = [(get_strategy(strategy.prior), cfg.prior_recipe)] if strategy.prior else []
-    return prior + [(strategy, cfg.recipe)]
 
 
 def train_phase(model: torch.nn.Module, train_split: Split, eval_split: Split,

@@ -20,7 +20,7 @@ def arguments(parser) -> None:
 
 def trained_pair(final, task: str, cache_dir: str) -> dict:
     """The first seed's trained FT and VPT-deep models of a task."""
-    from trainables.trial import load_trained
+    from trainables.checkpoint import load_trained
     pair = {}
     for strategy in ("full_ft", "vpt_deep"):
         rows = final[(final["task"] == task) & (final["strategy"] == strategy)]
