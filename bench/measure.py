@@ -46,7 +46,7 @@ def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "d
     return TrialConfig(study="bench", stage="bench", task=task, strategy=strategy,
                        backbone=backbone, recipe=recipe or RECIPES[grid], seed=0,
                        train_split="train800", eval_split="val200",
-                       prompt_length=prompt_length if get_strategy(strategy).prompted else 0,
+                       knobs=get_strategy(strategy).knob_values(prompt_length=prompt_length),
                        cache_dir=cache_dir)
 
 

@@ -1,7 +1,7 @@
 """Search spaces as data: lr x weight-decay grids, each with its optimiser (and, where a protocol
 sets them per grid, batch size and warm-up), grouped into a `SearchSpace` that maps each
-strategy's grid key ("full", "prompt", "mixed", "lora") to a grid and carries the per-task VPT
-prompt lengths. The paper has two readings (../README.md, `python -m study explain paper`):
+strategy's grid key ("full", "prompt", "mixed", "lora") to a grid and carries per-task tables of
+strategy knobs (VPT's prompt lengths), keyed by knob name. The paper has two readings (../README.md, `python -m study explain paper`):
 `PAPER`, the protocol its code ran (ChengHan111/VPT-or-FT, i.e. KMnP/vpt plus Mixed), and
 `PAPER_AS_WRITTEN`, its text. Base lrs are scaled by batch / 256 in the loop."""
 from __future__ import annotations
@@ -36,17 +36,24 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class PromptLengths:
+class PerTask:
+    """One value per task of a strategy knob (VPT's prompt lengths)."""
     name: str
-    lengths: Mapping[str, int]
+    values: Mapping[str, int]
     source: str                         # where the numbers come from
+
+    def value(self, task: str):
+        try:
+            return self.values[task]
+        except KeyError:
+            raise StudyInputError(f"table '{self.name}' has no value for task '{task}'") from None
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
     grids: Mapping[str, Grid]
-    prompt_lengths: PromptLengths
+    per_task: Mapping[str, PerTask]     # knob name -> its per-task table
 
     def grid_for(self, key: str) -> Grid:
         try:
@@ -54,12 +61,8 @@ class SearchSpace:
         except KeyError:
             raise StudyInputError(f"search space '{self.name}' has no '{key}' grid") from None
 
-    def prompt_length(self, task: str) -> int:
-        try:
-            return self.prompt_lengths.lengths[task]
-        except KeyError:
-            raise StudyInputError(f"search space '{self.name}' has no prompt length for task "
-                                  f"'{task}'") from None
+    def table(self, knob: str) -> PerTask | None:
+        return self.per_task.get(knob)
 
 
 def _lengths(file: str) -> Mapping[str, int]:
@@ -71,15 +74,21 @@ def _lengths(file: str) -> Mapping[str, int]:
 # VPT's per-task lengths, recovered from the paper's own Tuned / Total rows (P:137,159 and Tables
 # 10-15, 19): tuned = 9216 * P + 769 * C for deep prompts on ViT-B/16 with a C-class head fits one
 # P per task; the paper's code says it "strictly followed the ones in VPT" (VPT-or-FT README:125).
-VPT_LENGTHS = PromptLengths("vpt", _lengths("prompt_lengths_as_run.csv"),
+VPT_LENGTHS = PerTask("vpt", _lengths("prompt_lengths_as_run.csv"),
                             "VPT's lengths, as the paper's Tuned/Total rows (P:137,159,620) fit")
 # Tables 16-18 (P:596-610), which the text cites from E2VPT [37] (P:512); 15 of 19 differ.
-TABLES_16_18 = PromptLengths("tables_16_18", _lengths("prompt_lengths.csv"),
+TABLES_16_18 = PerTask("tables_16_18", _lengths("prompt_lengths.csv"),
                              "the paper's Tables 16-18 (P:512,596-610)")
-DEMO_LENGTHS = PromptLengths("demo", MappingProxyType(
+DEMO_LENGTHS = PerTask("demo", MappingProxyType(
     {"photos": 4, "photo_regions": 8, "digits": 8, "microscopy": 4, "count": 8,
      "sprite_location": 8, "sprite_orientation": 8,
      "photos_scale": 4, "microscopy_scale": 4, "count_scale": 8}), "chosen for the 32 px demo ViT")
+
+
+
+def prompt_lengths(table: PerTask) -> Mapping[str, PerTask]:
+    return MappingProxyType({"prompt_length": table})
+
 
 PAPER_WEIGHT_DECAYS = (0.01, 0.001, 0.0001, 0.0)
 # The paper's SGD grid (P:79; VPT-or-FT tune_vtab.py:247-253 "prompt"), momentum 0.9, batch 64
@@ -100,24 +109,24 @@ TOAST_LORA = Grid("toast_lora", "vpt_sgd", (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.
 
 PAPER = SearchSpace("paper", MappingProxyType(
     {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),
-    VPT_LENGTHS)
+    prompt_lengths(VPT_LENGTHS))
 TOAST = SearchSpace("toast", MappingProxyType(
     {"full": TOAST_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),
-    VPT_LENGTHS)
+    prompt_lengths(VPT_LENGTHS))
 PAPER_AS_WRITTEN = SearchSpace("paper_as_written", MappingProxyType(
     {"full": PAPER_SGD, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": PAPER_SGD}),
-    TABLES_16_18)
+    prompt_lengths(TABLES_16_18))
 # The demo's small grid: two or three lrs per family, no weight decay, for the 32 px demo ViT.
 _DEMO_FULL = Grid("demo_full", "adamw", (0.004, 0.001), (0.0,))
 DEMO = SearchSpace("demo", MappingProxyType({
     "full": _DEMO_FULL, "mixed": _DEMO_FULL,
     "prompt": Grid("demo_prompt", "sgd", (5.0, 1.0, 0.25), (0.0,)),
     "lora": Grid("demo_lora", "adamw", (0.02, 0.005), (0.0,)),
-}), DEMO_LENGTHS)
+}), prompt_lengths(DEMO_LENGTHS))
 _SMOKE_FULL = Grid("smoke_full", "adamw", (0.002,), (0.0,))
 SMOKE_GRIDS: Mapping[str, Grid] = MappingProxyType({
     "full": _SMOKE_FULL, "mixed": _SMOKE_FULL,
     "prompt": Grid("smoke_prompt", "sgd", (2.5,), (0.0,)),
     "lora": Grid("smoke_lora", "adamw", (0.01,), (0.0,)),
 })
-SMOKE = SearchSpace("smoke", SMOKE_GRIDS, DEMO_LENGTHS)
+SMOKE = SearchSpace("smoke", SMOKE_GRIDS, prompt_lengths(DEMO_LENGTHS))

@@ -53,6 +53,16 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _knob(text: str) -> tuple[str, object]:
+    """NAME=VALUE (fixed) or NAME=V1,V2,... (searched beside lr and wd); the value's type is
+    checked against the strategy's declaration once the study is known."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise argparse.ArgumentTypeError(f"a knob is NAME=VALUE or NAME=V1,V2, got '{text}'")
+    parts = [v.strip() for v in values.split(",")]
+    return name.strip(), parts[0] if len(parts) == 1 else tuple(parts)
+
+
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -73,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("study", help="a study name from `python -m study list`")
         sub.add_argument("--smoke", action="store_true", help="a tiny version (about a minute)")
         sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
+        sub.add_argument("--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
+                         help="set a strategy's knob for the study: lora_rank=4 (every strategy "
+                              "that takes it) or adaptformer.bottleneck=8 (one strategy); "
+                              "several values, e.g. lora_rank=4,8,16, are searched beside lr and "
+                              "wd; `python -m study list` shows each strategy's knobs")
         if name == "explain":
             sub.add_argument("--format", choices=("markdown", "csv"), default="markdown")
         if name in ("plan", "run"):
@@ -139,7 +154,10 @@ def cmd_list() -> None:
         print(f"  {task.slug:<22} {task.group:<12} {task.num_classes:>4}  {task.source}")
     print("strategies:")
     for strategy in all_strategies().values():
-        print(f"  {strategy.name:<22} grid={strategy.grid:<7} {strategy.summary}")
+        knobs = "; ".join(f"{k.name}={k.default}" + (f" searched {k.search}" if k.search else
+                          " per task" if k.per_task else "") for k in strategy.knobs)
+        print(f"  {strategy.name:<22} grid={strategy.grid:<7} {strategy.summary}"
+              + (f" [{knobs}]" if knobs else ""))
 
 
 def cmd_plan(spec, halving=None) -> None:
@@ -156,9 +174,11 @@ def cmd_plan(spec, halving=None) -> None:
     for s in spec.strategies:
         grid = spec.search_space.grid_for(get_strategy(s).grid)
         recipe = spec.recipe(get_strategy(s).grid, 0.0, 0.0)
+        searched = "".join(f" x {c.knob.name} {c.values}" for c in spec.knob_choices(s)
+                           if c.mode == "searched")
         print(f"  {s:<12} grid {grid.name} ({grid.optimizer}, batch {recipe.batch_size}, "
               f"warm-up {recipe.warmup_epochs}): base lr {grid.base_lrs} x wd "
-              f"{grid.weight_decays}")
+              f"{grid.weight_decays}{searched} = {len(spec.points(s))} points")
     assumed = spec.first_points()          # the price of a trial does not depend on its lr
     tune = spec.tune_trials() + spec.tune_trials(assumed)
     stages = {"tune": [(cfg, 1.0) for cfg in tune]}
@@ -198,8 +218,7 @@ def cmd_plan(spec, halving=None) -> None:
 def halving_share(spec, cfg, halving) -> float:
     """The fraction of a tune trial's own epochs that halving is expected to run, over its
     cell's grid."""
-    from trainables.strategy import get_strategy
-    points = len(spec.search_space.grid_for(get_strategy(cfg.strategy).grid).points())
+    points = len(spec.points(cfg.strategy))
     return halving.expected_epochs(points, cfg.recipe) / (points * cfg.recipe.epochs)
 
 
@@ -245,6 +264,8 @@ def main(argv=None) -> int:
         spec = get_study(args.study, smoke=getattr(args, "smoke", False),
                          seeds=getattr(args, "seeds", None),
                          save_full_weights=getattr(args, "save_full_weights", None))
+        if getattr(args, "knob", None):
+            spec = spec.with_knobs(dict(args.knob))
         if args.command == "pretrain":
             return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
         halving = None

@@ -71,16 +71,16 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("schedule", "vpt_epoch"): Source(
         f"P:79 (cosine); {VPT} src/solver/lr_scheduler.py:41-66 stepped per epoch at "
         f"src/engine/trainer.py:235 (the first epoch runs at lr 0)"),
-    ("prompt lengths", "vpt"): Source(
+    ("prompt_length", "vpt"): Source(
         f"P:137,159,620 (Tuned/Total rows: 9216 P + 769 C fits one P per task); {VPT} "
         f"README.md:125 ('strictly followed the ones in VPT'), README.md:142 (cifar100: 10)",
         "text (P:512, Tables 16-18, cited from E2VPT [37]) differs on 15 of 19 tasks. Follows "
         "the code and the paper's own Tuned/Total rows"),
-    ("prompt lengths", "tables_16_18"): Source(
+    ("prompt_length", "tables_16_18"): Source(
         "P:512,596-610 (Tables 16-18)",
         "the paper's Tuned/Total rows (P:137,159) and its code use VPT's lengths. Follows the "
         "text"),
-    ("prompt dropout", 0.1): Source(f"{VPT} README.md:142-143 (MODEL.PROMPT.DROPOUT 0.1)"),
+    ("prompt_dropout", 0.1): Source(f"{VPT} README.md:142-143 (MODEL.PROMPT.DROPOUT 0.1)"),
     ("model dropout", "train mode"): Source(
         f"the backbone rows; the encoder trains in train mode for FT ({VPT} "
         f"src/models/vit_models.py:201-202) and for LoRA (TOAST "
@@ -164,9 +164,12 @@ SOURCES: dict[tuple[str, object], Source] = {
                                                  "base.yaml:19"),
     ("warm-up epochs", ("toast_lora", 10)): Source("TOAST visual_classification/configs/"
                                                    "base.yaml:19"),
-    ("lora rank / alpha", (4, 1.0)): Source(
+    ("lora_rank", 4): Source(
         "TOAST visual_classification/src/models/vit_models.py:106-113 (loralib Linear(r=4) on "
-        "each whole qkv; loralib's default lora_alpha 1, so scale 1/4)"),
+        "each whole qkv)"),
+    ("lora_alpha", 1.0): Source(
+        "TOAST visual_classification/src/models/vit_models.py:106-113 (loralib's default "
+        "lora_alpha 1, so scale 1/4)"),
     ("precision", "auto"): Source(
         "project choice (bf16 autocast on CUDA; VPT src/engine/trainer.py trains in fp32)",
         "the code trains in fp32; `--precision fp32` runs it so (bf16's effect on accuracy is "
@@ -184,10 +187,23 @@ SOURCES: dict[tuple[str, object], Source] = {
 }
 
 
-def _source(setting: str, keys) -> Source:
+def _source(setting: str, keys, otherwise: str = "project choice") -> Source:
     """The source of the first key that has one."""
     return next((SOURCES[(setting, k)] for k in keys if (setting, k) in SOURCES),
-                Source("project choice"))
+                Source(otherwise))
+
+
+def _knob_row(spec: StudySpec, choice) -> tuple[str, tuple, str]:
+    """(value, source keys, source otherwise) of one knob of a strategy (`KnobChoice`)."""
+    knob = choice.knob
+    declared = knob.source if choice.origin == "strategy" else f"set by the study ({knob.source})"
+    if choice.mode == "per task":
+        table = choice.table
+        return (f"per task ({table.name}): " + ", ".join(
+            f"{t}={table.value(t)}" for t in spec.tasks), (table.name,), table.source)
+    if choice.mode == "searched":
+        return f"searched: {choice.values}", (choice.values,), declared
+    return str(choice.value), (choice.value,), declared
 
 
 def _dropout(spec: StudySpec, strategy: str) -> tuple[str, str]:
@@ -206,8 +222,8 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     """One row per (setting, strategy): value, source, and where the text and code disagree."""
     out = []
 
-    def add(setting: str, strategy: str, value, *keys) -> None:   # keys: most specific first
-        source = _source(setting, keys or (value,))
+    def add(setting: str, strategy: str, value, *keys, otherwise="project choice") -> None:
+        source = _source(setting, keys or (value,), otherwise)     # keys: most specific first
         out.append({"setting": setting, "strategy": strategy, "value": str(value),
                     "source": source.where, "text vs code": source.text_vs_code})
 
@@ -226,18 +242,17 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         add("warm-up epochs", strategy, recipe.warmup_epochs, (used, recipe.warmup_epochs),
             (grid.name, recipe.warmup_epochs))
         add("schedule", strategy, recipe.schedule)
-        if chosen.prompted:
-            lengths = spec.search_space.prompt_lengths
-            add("prompt lengths", strategy, ", ".join(
-                f"{t}={spec.search_space.prompt_length(t)}" for t in spec.tasks), lengths.name)
-            add("prompt dropout", strategy, spec.prompt_dropout)
+        for choice in spec.knob_choices(strategy):
+            value, keys, otherwise = _knob_row(spec, choice)
+            add(choice.knob.name, strategy, value, *keys, otherwise=otherwise)
         if chosen.prior:
             add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task; in "
                 f"the final stage, {chosen.prior}'s own final run of the same seed",
                 chosen.prior)
-        if "lora_rank" in chosen.takes:
-            add("lora rank / alpha", strategy, f"{spec.lora_rank} / {spec.lora_alpha}",
-                (spec.lora_rank, spec.lora_alpha))
+        if chosen.merges:
+            add("inference cost", strategy, "none added: the trained update merges into the "
+                "weights after training", otherwise="the update is linear in the frozen weights "
+                "(W + dW, or a scale and shift folded into the layer before)")
         add("model dropout", strategy, *_dropout(spec, strategy))
     for backbone in spec.backbones:
         add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights {backbone.weights}",

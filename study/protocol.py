@@ -81,9 +81,10 @@ def prior_sources(runs, producers: dict[tuple[Cell, int], str]) -> dict[str, str
     return sources
 
 
-def selection(best) -> Selection:
-    """`select_best`'s rows as cell -> selected (base lr, weight decay)."""
-    return {cell_of(row): (row.base_lr, row.weight_decay) for row in best.itertuples()}
+def selection(spec: StudySpec, best, trials: list[TrialConfig]) -> Selection:
+    """`select_best`'s rows as cell -> the point of the trial that won."""
+    points = {cfg.trial_id: spec.point_of(cfg) for cfg in trials}
+    return {cell_of(row): points[row.trial_id] for row in best.itertuples()}
 
 
 def run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir: str,
@@ -114,7 +115,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     run_stage("tune", tune, tracker, runner, log)
     tune_runs = stage_runs(spec, tracker, "tune", tune)
     best = select_best(tune_runs)
-    after_prior = spec.tune_trials(selection(best), **where)
+    after_prior = spec.tune_trials(selection(spec, best, tune), **where)
     if after_prior:
         run_stage("tune", after_prior, tracker, runner, log, label=" from selected priors")
         kept = {(cell_of(row), spec.tune_seed): row.run_id for row in best.itertuples()} \
@@ -123,7 +124,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
         tune_runs = stage_runs(spec, tracker, "tune", tune)
         tracker.mark(tune_runs, "prior_from", prior_sources(tune_runs, kept))
         best = select_best(tune_runs)
-    selected = selection(best)
+    selected = selection(spec, best, tune)
     tracker.mark(tune_runs, "selected", {run_id: "true" for run_id in best["run_id"]})
     missing = set(spec.cells()) - set(selected)
     if missing:
@@ -131,7 +132,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
             f"{', '.join('/'.join(cell) for cell in sorted(missing))}")
     for row in best.itertuples():
         log(f"[select] {row.backbone} @{row.setting} {row.task:>20} {row.strategy:<12} "
-            f"base_lr={row.base_lr:g} wd={row.weight_decay:g} val={row.final_val_acc:.1f}%")
+            f"{selected[cell_of(row)].label()} val={row.final_val_acc:.1f}%")
 
     final = spec.final_trials(selected, **where)
     run_stage("final", final, tracker, runner, log)

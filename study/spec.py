@@ -5,24 +5,56 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, replace
-from typing import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from itertools import product
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 
 from common.errors import StudyInputError, UnknownName
 from common.keys import Cell
 from common.registry import add
-from search_spaces import SearchSpace
+from search_spaces import PerTask, SearchSpace
 from tasks import get_task
 from tasks.splits import setting_splits, supports
 from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
-from trainables.strategy import get_strategy
+from trainables.strategy import Knob, all_strategies, get_strategy
 
 FINAL_SEEDS = (42, 44, 82, 100, 800)
 TUNE_PRIORS_BYTES = 2 ** 30      # disk that a tune stage's kept prior runs may take (`trial`)
-Selection = Mapping[Cell, tuple[float, float]]    # cell -> selected (base lr, weight decay)
+
+
+class Point(NamedTuple):
+    """One point of a cell's search: base lr, weight decay and the values of the knobs searched
+    beside them, as (name, value) pairs."""
+    base_lr: float
+    weight_decay: float
+    knobs: tuple[tuple[str, Any], ...] = ()
+
+    def label(self) -> str:
+        return ",".join([f"lr={self.base_lr:g}", f"wd={self.weight_decay:g}",
+                         *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in self.knobs)])
+
+
+Selection = Mapping[Cell, Point]     # cell -> its selected point (or a (base lr, wd) pair)
+
+
+@dataclass(frozen=True)
+class KnobChoice:
+    """How a study sets one knob of one strategy: `mode` "fixed" (`value`), "per task" (`table`)
+    or "searched" (`values`, a grid axis beside lr and wd); `origin` says who set it: the study
+    (`StudySpec.knobs`), its search space's table, or the strategy's declaration."""
+    knob: Knob
+    mode: str
+    origin: str
+    value: Any = None
+    values: tuple = ()
+    table: PerTask | None = None
+
+    def for_task(self, task: str) -> Any:
+        return self.table.value(task) if self.table else self.value
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,12 +88,12 @@ class StudySpec:
     batch_size: int = 64
     seeds: tuple[int, ...] = FINAL_SEEDS
     tune_seed: int = 42
-    prompt_dropout: float = 0.1
     eval_every: int = 1                       # evaluate every n epochs (and after the last)
     save_full_weights: bool = False           # final stage: keep full weights of strategies that
                                               # train everything (prompts and heads always kept)
-    lora_rank: int = 8
-    lora_alpha: float | None = None           # LoRA scale alpha / rank; None: alpha = rank
+    knobs: Mapping[str, Any] = field(default_factory=dict)   # "knob" or "strategy.knob" -> a
+                                              # value (fixed), a tuple or list (searched) or a
+                                              # PerTask table; otherwise as the strategy declares
     schedule: str = "step"                    # lr schedule (trainables.optimizers.SCHEDULES)
     settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
     upstream: Upstream | None = None
@@ -78,6 +110,7 @@ class StudySpec:
                                       f"'s selected recipe, so {chosen.prior} must be in it too")
         for setting in self.settings:
             setting_splits(setting)
+        self._check_knobs()
         if not self.tasks or not self.strategies or not self.seeds or not self.backbones:
             raise StudyInputError(f"study '{self.name}' has no tasks, strategies, backbones or "
                                   f"seeds")
@@ -97,30 +130,100 @@ class StudySpec:
         return Recipe(grid.optimizer, base_lr, weight_decay, self.epochs, warmup,
                       grid.batch_size or self.batch_size, self.eval_every, self.schedule)
 
-    def strategy_setting(self, name: str, task: str):
-        """The value of a setting a strategy takes (`Strategy.takes`) for one task."""
-        if name == "prompt_length":
-            return self.search_space.prompt_length(task)
-        return getattr(self, name)
+    def _check_knobs(self) -> None:
+        """Every knob the study sets exists, with values of its type: a plain name is a knob of
+        some registered strategy (the study's presets share theirs with variants that leave a
+        strategy out), "strategy.knob" one of that strategy, in the study."""
+        for key, given in self.knobs.items():
+            for knob in self._knobs_named(key, self.strategies if "." in key else
+                                          all_strategies()):
+                values = given if isinstance(given, (tuple, list)) else (
+                    () if isinstance(given, PerTask) else (given,))
+                if isinstance(given, (tuple, list)) and not given:
+                    raise StudyInputError(f"study '{self.name}': knob '{key}' searches no "
+                                          f"values")
+                for value in values:
+                    knob.parse(value)
 
-    def trial(self, *, stage: str, cell: Cell, base_lr: float, weight_decay: float, seed: int,
+    def _knobs_named(self, key: str, strategies) -> list[Knob]:
+        """The knobs a key names among these strategies, or a one-line error naming theirs."""
+        strategy, _, name = key.rpartition(".")
+        taken = {f"{s}.{k.name}": k for s in strategies if not strategy or s == strategy
+                 for k in get_strategy(s).knobs}
+        found = [k for full, k in taken.items() if full.endswith(f".{name}")]
+        if not found:
+            offered = sorted({f"{s}.{k.name}" for s in self.strategies
+                              for k in get_strategy(s).knobs})
+            who = f"no strategy '{strategy}' of it" if strategy else "no strategy of it"
+            raise StudyInputError(f"study '{self.name}': {who} takes a knob '{name}'; its "
+                                  f"strategies take {', '.join(offered) or 'none'}")
+        return found
+
+    def with_knobs(self, given: Mapping[str, Any]) -> "StudySpec":
+        """The study with these knobs set (from the command line): each must be taken by one of
+        the study's own strategies."""
+        for key in given:
+            self._knobs_named(key, self.strategies)
+        return replace(self, knobs={**self.knobs, **given})
+
+    def knob_choices(self, strategy: str) -> tuple[KnobChoice, ...]:
+        """How the study sets each knob of a strategy: what the study gives ("strategy.knob"
+        before "knob"), else the search space's per-task table for a per-task knob, else the
+        declaration (its searched values, or its default)."""
+        choices = []
+        for knob in get_strategy(strategy).knobs:
+            key = next((k for k in (f"{strategy}.{knob.name}", knob.name) if k in self.knobs),
+                       None)
+            given = self.knobs.get(key) if key else None
+            table = self.search_space.table(knob.name) if knob.per_task else None
+            if isinstance(given, PerTask) or (key is None and table):
+                choices.append(KnobChoice(knob, "per task", "study" if key else
+                                          f"search space '{self.search_space.name}'",
+                                          table=given if key else table))
+            elif isinstance(given, (tuple, list)) or (key is None and knob.search):
+                values = tuple(knob.parse(v) for v in (given if key else knob.search))
+                choices.append(KnobChoice(knob, "searched", "study" if key else "strategy",
+                                          values=values))
+            else:
+                choices.append(KnobChoice(knob, "fixed", "study" if key else "strategy",
+                                          value=knob.parse(given if key else knob.default)))
+        return tuple(choices)
+
+    def points(self, strategy: str) -> list[Point]:
+        """The points a cell of the strategy searches: its grid's lr x wd, times the values of
+        each searched knob."""
+        searched = [c for c in self.knob_choices(strategy) if c.mode == "searched"]
+        return [Point(lr, wd, tuple(zip([c.knob.name for c in searched], values)))
+                for lr, wd in self.search_space.grid_for(get_strategy(strategy).grid).points()
+                for values in product(*(c.values for c in searched))]
+
+    def trial(self, *, stage: str, cell: Cell, point: Point, seed: int,
               prior: Recipe | None = None, cache_dir: str = "",
               execution: Execution = Execution()) -> TrialConfig:
-        """One trial of a cell at a grid point; `prior` is the recipe of the strategy's prior
+        """One trial of a cell at a point; `prior` is the recipe of the strategy's prior
         phase (FT-then-PT's FT: full_ft's selected recipe for the same task)."""
         chosen = get_strategy(cell.strategy)
         tune, final = setting_splits(cell.setting)
         train_split, eval_split = tune if stage == "tune" else final
+        knobs = {c.knob.name: c.for_task(cell.task) for c in self.knob_choices(cell.strategy)
+                 if c.mode != "searched"}
         return TrialConfig(
             study=self.name, stage=stage, task=cell.task, strategy=cell.strategy,
             backbone=self.backbone(cell.backbone),
-            recipe=self.recipe(chosen.grid, base_lr, weight_decay), seed=seed,
+            recipe=self.recipe(chosen.grid, point.base_lr, point.weight_decay), seed=seed,
             train_split=train_split, eval_split=eval_split, setting=cell.setting,
+            knobs=tuple({**knobs, **dict(point.knobs)}.items()),
+            searched=tuple(name for name, _ in point.knobs),
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
             save=self._save(stage, chosen),
             kept_as_prior=self.is_prior(cell.strategy) and (
-                stage == "final" or self.keeps_tune_priors()),
-            **{name: self.strategy_setting(name, cell.task) for name in chosen.takes})
+                stage == "final" or self.keeps_tune_priors()))
+
+    def point_of(self, cfg: TrialConfig) -> Point:
+        """The point a trial of this study ran at (the inverse of `trial`)."""
+        searched = [c.knob.name for c in self.knob_choices(cfg.strategy) if c.mode == "searched"]
+        return Point(cfg.recipe.base_lr, cfg.recipe.weight_decay,
+                     tuple((name, cfg.knob(name)) for name in searched))
 
     def is_prior(self, strategy: str) -> bool:
         """Whether another strategy of the study starts from this one (full_ft, for FT-then-PT)."""
@@ -131,8 +234,8 @@ class StudySpec:
         starting from it replay the selected one instead of training it again: only when they
         all fit in TUNE_PRIORS_BYTES of disk (the demo's 14 take 12 MB; `paper`'s ViT-B/16 runs
         would take about 105 GB, so there each task's first FT-then-PT trial trains it)."""
-        runs = [(cell, len(self.search_space.grid_for(get_strategy(cell.strategy).grid)
-                           .points())) for cell in self.cells() if self.is_prior(cell.strategy)]
+        runs = [(cell, len(self.points(cell.strategy))) for cell in self.cells()
+                if self.is_prior(cell.strategy)]
         return sum(points * weights_bytes(self.backbone(cell.backbone))
                    for cell, points in runs) <= TUNE_PRIORS_BYTES
 
@@ -149,8 +252,8 @@ class StudySpec:
         prior = get_strategy(cell.strategy).prior
         if prior is None:
             return None
-        base_lr, weight_decay = selected[cell._replace(strategy=prior)]
-        return self.recipe(get_strategy(prior).grid, base_lr, weight_decay)
+        point = Point(*selected[cell._replace(strategy=prior)])
+        return self.recipe(get_strategy(prior).grid, point.base_lr, point.weight_decay)
 
     def _save(self, stage: str, strategy) -> str:
         if stage != "final":
@@ -172,10 +275,9 @@ class StudySpec:
                     chosen.prior and cell._replace(strategy=chosen.prior) not in selected):
                 continue
             prior = self.prior_recipe(cell, selected or {})
-            points = self.search_space.grid_for(chosen.grid).points()
-            for index, (lr, wd) in enumerate(points):
+            for index, point in enumerate(self.points(cell.strategy)):
                 queue = followers if index and prior else leaders
-                queue.append(self.trial(stage="tune", cell=cell, base_lr=lr, weight_decay=wd,
+                queue.append(self.trial(stage="tune", cell=cell, point=point,
                                         seed=self.tune_seed, prior=prior, **where))
         return leaders + followers
 
@@ -184,21 +286,21 @@ class StudySpec:
         cells with a prior are queued last, so that each seed replays its prior's own final run
         of that seed (trainables.priors)."""
         leaders, followers = [], []
-        for key, (lr, wd) in selected.items():
+        for key, point in selected.items():
+            point = Point(*point)                 # (base lr, weight decay) will do
             cell = Cell(*key)
             prior = get_strategy(cell.strategy).prior
             if prior and cell._replace(strategy=prior) not in selected:
                 continue
             recipe = self.prior_recipe(cell, selected)
             (followers if prior else leaders).extend(
-                self.trial(stage="final", cell=cell, base_lr=lr, weight_decay=wd, seed=seed,
-                           prior=recipe, **where) for seed in self.seeds)
+                self.trial(stage="final", cell=cell, point=point, seed=seed, prior=recipe,
+                           **where) for seed in self.seeds)
         return leaders + followers
 
     def first_points(self) -> Selection:
         """Each cell's first grid point, as a selection: what `study plan` prices."""
-        return {cell: self.search_space.grid_for(get_strategy(cell.strategy).grid).points()[0]
-                for cell in self.cells()}
+        return {cell: self.points(cell.strategy)[0] for cell in self.cells()}
 
 
 STUDIES: dict[str, Callable[..., StudySpec]] = {}

@@ -37,7 +37,7 @@ def demo(smoke: bool = False) -> StudySpec:
     spec = StudySpec(
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
         backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
-        batch_size=64, seeds=(42, 44), prompt_dropout=0.1, lora_rank=4,
+        batch_size=64, seeds=(42, 44), knobs={"prompt_dropout": 0.1, "lora_rank": 4},
         upstream=DEMO_UPSTREAM, save_full_weights=True,
         description="offline demo suite on a project-pretrained ViT")
     if smoke:
@@ -117,7 +117,7 @@ def _paper(name: str, smoke: bool, **changes) -> StudySpec:
     recipe; 5 seeds. Test and val are evaluated every 10 epochs and after the last."""
     spec = StudySpec(name=name, tasks=tasks_in_suite("vtab1k"), strategies=PAPER_STRATEGIES,
                      backbones=(VIT_B16_IN21K,), search_space=search_spaces.PAPER, epochs=100,
-                     warmup_epochs=10, batch_size=64, prompt_dropout=0.1, schedule="vpt_epoch",
+                     warmup_epochs=10, batch_size=64, knobs={"prompt_dropout": 0.1}, schedule="vpt_epoch",
                      eval_every=10, description=name)
     spec = replace(spec, **changes)
     if smoke:
@@ -207,4 +207,5 @@ def paper_lora(smoke: bool = False) -> StudySpec:
     90.7."""
     return _paper("paper-lora", smoke, tasks=("cifar100",), strategies=("full_ft", "lora"),
                   settings=("400", "800", "10000"), backbones=(VIT_B16_IN21K_TOAST,),
-                  search_space=search_spaces.TOAST, lora_rank=4, lora_alpha=1.0)
+                  search_space=search_spaces.TOAST,
+                  knobs={"lora_rank": 4, "lora_alpha": 1.0})

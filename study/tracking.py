@@ -87,8 +87,10 @@ def provenance() -> dict[str, str]:
 
 def run_name(cfg: TrialConfig) -> str:
     """What tells a run from its neighbours, first: task/strategy/stage/grid point or seed."""
-    point = (f"lr={cfg.recipe.base_lr:g},wd={cfg.recipe.weight_decay:g}" if cfg.stage == "tune"
-             else f"seed={cfg.seed}")
+    knobs = dict(cfg.knobs)
+    point = (",".join([f"lr={cfg.recipe.base_lr:g}", f"wd={cfg.recipe.weight_decay:g}",
+                       *(f"{name}={knobs[name]}" for name in cfg.searched)])
+             if cfg.stage == "tune" else f"seed={cfg.seed}")
     setting = "" if cfg.setting == "800" else f"@{cfg.setting}"
     return f"{cfg.task}/{cfg.strategy}/{cfg.stage}{setting}/{point}"
 
@@ -105,9 +107,7 @@ def trial_params(cfg: TrialConfig) -> dict[str, object]:
     params = {"base_lr": r.base_lr, "lr": r.lr, "weight_decay": r.weight_decay,
               "batch_size": r.batch_size, "epochs": r.epochs, "warmup_epochs": r.warmup_epochs,
               "optimizer": r.optimizer, "schedule": r.schedule,
-              "prompt_length": cfg.prompt_length,
-              "prompt_dropout": cfg.prompt_dropout, "lora_rank": cfg.lora_rank,
-              "lora_alpha": cfg.lora_alpha,
+              **dict(cfg.knobs),
               "train_split": cfg.train_split, "eval_split": cfg.eval_split,
               "backbone_name": cfg.backbone.name, "backbone_weights": cfg.backbone.weights or "",
               "backbone_overrides": dict(cfg.backbone.overrides),

@@ -48,7 +48,7 @@ def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
     for strategy in spec.strategies:
         cell = Cell(backbone.tag, spec.settings[0], spec.tasks[0], strategy)
         with torch.device("meta"):
-            build_model(spec.trial(stage="tune", cell=cell, base_lr=1.0, weight_decay=0.0,
+            build_model(spec.trial(stage="tune", cell=cell, point=spec.points(strategy)[0],
                                    seed=0), 2, pretrained=False)
 
 

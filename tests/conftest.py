@@ -2,6 +2,7 @@
 spec so that unit tests train in well under a second."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -11,6 +12,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 from tasks import get_task  # noqa: E402
 from tasks.prepare import prepare  # noqa: E402
 from trainables.config import BackboneSpec, Recipe, TrialConfig  # noqa: E402
+from trainables.strategy import get_strategy  # noqa: E402
 
 TINY_VIT = BackboneSpec(name="vit_tiny_patch16_224", label="tiny-test-vit", overrides=(
     ("img_size", 32), ("patch_size", 8), ("embed_dim", 32), ("depth", 3), ("num_heads", 2)))
@@ -24,12 +26,19 @@ def cache_dir(tmp_path_factory) -> str:
     return str(folder)
 
 
+TINY_KNOBS = {"prompt_length": 4, "prompt_dropout": 0.0, "lora_rank": 2}
+
+
 def tiny_trial(cache_dir: str, strategy: str = "full_ft", **changes) -> TrialConfig:
+    """A two-epoch trial on the tiny ViT; `changes` set TrialConfig fields or, by name, the
+    strategy's knobs (small defaults in TINY_KNOBS, else the declared ones)."""
     recipe = changes.pop("recipe", Recipe("sgd", 0.5, 0.0, epochs=2, warmup_epochs=1,
                                           batch_size=64))
+    names = {f.name for f in dataclasses.fields(TrialConfig)}
+    knobs = {**TINY_KNOBS, **{k: changes.pop(k) for k in list(changes) if k not in names}}
     fields = dict(study="test", stage="tune", task="digits", strategy=strategy,
                   backbone=TINY_VIT, recipe=recipe, seed=42, train_split="train800",
-                  eval_split="val200", prompt_length=4, prompt_dropout=0.0, lora_rank=2,
+                  eval_split="val200", knobs=get_strategy(strategy).knob_values(**knobs),
                   prior_recipe=Recipe("adamw", 0.004, 0.0, 1, 0, 64), cache_dir=cache_dir)
     fields.update(changes)
     return TrialConfig(**fields)

@@ -48,7 +48,7 @@ def test_paper_preset_is_tables_1_and_2():
     assert spec.search_space.grid_for("full") == VPT_OFFICIAL_FT
     for cfg in spec.tune_trials():
         if cfg.strategy == "vpt_deep":
-            assert cfg.prompt_length == VPT_LENGTHS.lengths[cfg.task]
+            assert cfg.knob("prompt_length") == VPT_LENGTHS.values[cfg.task]
     assert len(spec.tune_trials()) == 19 * (16 + 40 + 40)      # FT-then-PT after FT's selection
 
 
@@ -56,7 +56,8 @@ def test_paper_as_written_reads_the_text():
     spec = get_study("paper-as-written")
     assert {spec.search_space.grid_for(k) for k in ("full", "prompt", "mixed")} == {PAPER_SGD}
     lengths = paper_prompt_lengths()
-    assert all(spec.search_space.prompt_length(t) == lengths[t] for t in spec.tasks)
+    assert all(spec.search_space.table("prompt_length").value(t) == lengths[t]
+               for t in spec.tasks)
 
 
 def test_paper_scale_covers_tables_5_and_6():

@@ -20,7 +20,7 @@ from common.keys import Cell
 from search_spaces import PAPER_SGD, TABLES_16_18, VPT_LENGTHS, VPT_OFFICIAL_FT
 from study.card import rows
 from study.cost import StageCost, flops_per_image
-from study.spec import get_study, weights_bytes
+from study.spec import Point, get_study, weights_bytes
 from tasks import get_task
 from tasks.splits import split_size
 from tests.conftest import tiny_trial
@@ -170,7 +170,7 @@ def test_the_presets_prompt_lengths_reproduce_every_printed_tuned_total(table):
     checked = 0
     for row in (r for r in _tuned_rows() if int(r["table"]) == table):
         cell = Cell(spec.backbones[backbone].tag, setting, row["task"], "vpt_deep")
-        cfg = spec.trial(stage="tune", cell=cell, base_lr=1.0, weight_decay=0.0, seed=0)
+        cfg = spec.trial(stage="tune", cell=cell, point=Point(1.0, 0.0), seed=0)
         with torch.device("meta"):
             model = build_model(cfg, get_task(row["task"]).num_classes, pretrained=False)
         trains = get_strategy("vpt_deep").trains
@@ -183,9 +183,9 @@ def test_the_presets_prompt_lengths_reproduce_every_printed_tuned_total(table):
 
 def test_tables_16_to_18_differ_from_the_lengths_as_run_on_15_tasks():
     vtab = get_study("paper").tasks
-    differ = [t for t in vtab if TABLES_16_18.lengths[t] != VPT_LENGTHS.lengths[t]]
+    differ = [t for t in vtab if TABLES_16_18.values[t] != VPT_LENGTHS.values[t]]
     assert len(differ) == 15
-    assert get_study("paper-as-written").search_space.prompt_lengths is TABLES_16_18
+    assert get_study("paper-as-written").search_space.table("prompt_length") is TABLES_16_18
 
 
 def test_the_official_head_init_and_normalisation():
@@ -287,8 +287,8 @@ def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
         assert value[("optimizer", strategy)] == "vpt_sgd"
         assert value[("lr grid", strategy)].startswith(str(PAPER_SGD.base_lrs))
         assert (value[("batch", strategy)], value[("warm-up epochs", strategy)]) == ("64", "10")
-        assert value[("prompt dropout", strategy)] == "0.1"
-        assert "cifar100=10," in value[("prompt lengths", strategy)]
+        assert value[("prompt_dropout", strategy)] == "0.1"
+        assert "cifar100=10," in value[("prompt_length", strategy)]
         assert value[("model dropout", strategy)].startswith("off")
     assert value[("model dropout", "full_ft")] == "vit_b16-in21k: dropout 0.1, drop-path 0.0"
     assert value[("schedule", "vpt_deep")] == "vpt_epoch"
@@ -298,19 +298,19 @@ def test_the_card_pins_the_paper_presets_values_and_names_a_source_for_each():
     assert chosen_here == {("tune seed", "all"), ("precision", "all")}
     disagreements = {k for k, r in card.items() if r["text vs code"]}
     assert {("optimizer", "full_ft"), ("lr grid", "full_ft"), ("batch", "full_ft"),
-            ("warm-up epochs", "full_ft"), ("prompt lengths", "vpt_deep")} <= disagreements
+            ("warm-up epochs", "full_ft"), ("prompt_length", "vpt_deep")} <= disagreements
     as_written = {(r["setting"], r["strategy"]): r["value"]
                   for r in rows(get_study("paper-as-written"))}
     assert as_written[("optimizer", "full_ft")] == "vpt_sgd"
     assert as_written[("batch", "full_ft")] == "64"
-    assert "cifar100=100," in as_written[("prompt lengths", "vpt_deep")]
+    assert "cifar100=100," in as_written[("prompt_length", "vpt_deep")]
 
 
 def test_lora_as_toast_runs_loralib_scale_and_the_whole_model_in_train_mode(cache_dir):
     spec = get_study("paper-lora")
     cfg = spec.trial(stage="tune", cell=Cell(spec.backbones[0].tag, "800", "cifar100", "lora"),
-                     base_lr=0.5, weight_decay=0.0, seed=0)
-    assert (cfg.lora_rank, cfg.lora_alpha) == (4, 1.0)
+                     point=Point(0.5, 0.0), seed=0)
+    assert (cfg.knob("lora_rank"), cfg.knob("lora_alpha")) == (4, 1.0)
     assert (cfg.recipe.optimizer, cfg.recipe.batch_size, cfg.recipe.warmup_epochs) == \
         ("vpt_sgd", 32, 10)
     assert dict(cfg.backbone.overrides)["drop_path_rate"] == 0.1 and cfg.backbone.dropout == 0
@@ -352,8 +352,10 @@ def test_fgvc_trains_its_final_model_on_train_only():
 
 def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
     card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper-lora"))}
-    assert card[("lora rank / alpha", "lora")]["value"] == "4 / 1.0"
-    assert "TOAST" in card[("lora rank / alpha", "lora")]["source"]
+    assert (card[("lora_rank", "lora")]["value"], card[("lora_alpha", "lora")]["value"]) == \
+        ("4", "1.0")
+    assert "TOAST" in card[("lora_rank", "lora")]["source"] and \
+        "TOAST" in card[("lora_alpha", "lora")]["source"]
     assert "not public" in card[("backbone", "all")]["text vs code"]
     assert card[("batch", "full_ft")]["value"] == card[("batch", "lora")]["value"] == "32"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search_spaces import DEMO_LENGTHS, Grid, SearchSpace
+from search_spaces import DEMO_LENGTHS, Grid, SearchSpace, prompt_lengths
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.spec import StudySpec
@@ -21,11 +21,11 @@ from tests.conftest import TINY_VIT
 SPACE = SearchSpace("it", MappingProxyType({
     "full": Grid("it_full", "adamw", (0.002,), (0.0,)),
     "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
-}), DEMO_LENGTHS)
+}), prompt_lengths(DEMO_LENGTHS))
 SPEC = StudySpec(name="integration", tasks=("digits", "count"),
                  strategies=("full_ft", "vpt_deep", "linear", "ft_then_pt"),
                  backbones=(TINY_VIT,), search_space=SPACE, epochs=2, warmup_epochs=1,
-                 seeds=(42, 44), prompt_dropout=0.1)
+                 seeds=(42, 44), knobs={"prompt_dropout": 0.1})
 FIRST_TUNE_TRIALS = 2 * (1 + 2 + 2)             # then FT-then-PT's, from full_ft's selection
 TUNE_TRIALS = FIRST_TUNE_TRIALS + 2 * 2
 FINAL_TRIALS = 2 * 4 * 2

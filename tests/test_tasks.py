@@ -29,7 +29,8 @@ def test_vtab1k_table_has_the_19_tasks_in_three_groups():
         splits = TASKS[slug].splits
         assert set(splits) == {"train800", "val200", "train800val200", "test"}
         assert splits["train800val200"] == f"{splits['train800']}+{splits['val200']}"
-        assert PAPER.prompt_length(slug) >= 1 and PAPER_AS_WRITTEN.prompt_length(slug) >= 1
+        assert all(space.table("prompt_length").value(slug) >= 1
+                   for space in (PAPER, PAPER_AS_WRITTEN))
 
 
 def test_demo_suite_spans_the_three_groups():

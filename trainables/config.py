@@ -75,7 +75,13 @@ class Execution:
             raise ValueError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
 
 
-RUNS_NOT_RESULTS = ("cache_dir", "execution", "save", "kept_as_prior")   # not in a trial's identity
+RUNS_NOT_RESULTS = ("cache_dir", "execution", "save", "kept_as_prior", "searched")   # not in a
+# trial's identity
+# Knobs that were fields of their own before strategies declared knobs: a trial's identity holds
+# them where and as it did (with these values when its strategy lacks them), so that every store
+# made before keeps resuming; any other knob joins the identity under "knobs".
+FIELDS_BEFORE_KNOBS = {"prompt_length": 0, "prompt_dropout": 0.0, "lora_rank": 0,
+                       "lora_alpha": None}
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,8 @@ class TrialConfig:
     train_split: str                  # train800 | train800val200 | ...
     eval_split: str                   # val200 | test
     setting: str = "800"              # data setting: train size, "1shot" or "full"
-    prompt_length: int = 0
-    prompt_dropout: float = 0.0
-    lora_rank: int = 0
-    lora_alpha: float | None = None   # LoRA scale = alpha / rank; None: alpha = rank (scale 1)
+    knobs: tuple[tuple[str, Any], ...] = ()   # the strategy's own settings, (name, value) by name
+    searched: tuple[str, ...] = field(default=(), compare=False)   # the knobs its study searches
     prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
     cache_dir: str = field(default="", compare=False)
     execution: Execution = field(default_factory=Execution, compare=False)
@@ -101,10 +105,25 @@ class TrialConfig:
     kept_as_prior: bool = field(default=False, compare=False)   # later trials replay this one
                                                   # as their prior phase (`trainables.priors`)
 
+    def __post_init__(self):
+        object.__setattr__(self, "knobs", tuple(sorted((str(k), v) for k, v in self.knobs)))
+
+    def knob(self, name: str) -> Any:
+        """The value of one of the strategy's knobs (`trainables.strategy.Knob`)."""
+        try:
+            return dict(self.knobs)[name]
+        except KeyError:
+            raise KeyError(f"trial of {self.strategy} has no knob '{name}'; it has "
+                           f"{[k for k, _ in self.knobs]}") from None
+
     @property
     def trial_id(self) -> str:
         identity = {k: v for k, v in self.to_dict().items()
                     if k not in RUNS_NOT_RESULTS}
+        knobs = dict(identity.pop("knobs"))
+        identity.update({k: knobs.pop(k, value) for k, value in FIELDS_BEFORE_KNOBS.items()})
+        if knobs:
+            identity["knobs"] = knobs
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -120,6 +139,8 @@ class TrialConfig:
         for key in ("fresh", "unused"):
             backbone[key] = tuple(backbone.get(key, ()))
         prior = raw.pop("prior_recipe", None)
+        raw["knobs"] = tuple(tuple(kv) for kv in raw.get("knobs", ()))
+        raw["searched"] = tuple(raw.get("searched", ()))
         return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),
                    prior_recipe=Recipe(**prior) if prior else None,
                    execution=Execution(**raw.pop("execution", {})), **raw)

@@ -81,3 +81,12 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
     if not pooled:
         vit.num_prefix_tokens = prefix + length
     return vit
+
+
+def prompting(deep: bool):
+    """A strategy's `adapt` that adds the trial's prompts (its `prompt_length` and
+    `prompt_dropout` knobs), deep or shallow."""
+    def adapt(vit: nn.Module, cfg) -> nn.Module:
+        return add_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+                           dropout=cfg.knob("prompt_dropout"), pooled=cfg.backbone.prompts_in_pool)
+    return adapt

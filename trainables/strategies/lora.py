@@ -3,7 +3,7 @@ train; the backbone's weights stay frozen but, as in TOAST (whose protocol the p
 follows), the whole model runs in train mode, drop-path included
 (visual_classification/src/engine/trainer.py:196)."""
 from trainables.lora import add_lora
-from trainables.strategy import LORA_SETTINGS, Strategy, register
+from trainables.strategy import LORA_KNOBS, Strategy, register
 
 
 def trains(name: str) -> bool:
@@ -11,8 +11,9 @@ def trains(name: str) -> bool:
 
 
 def adapt(model, cfg):
-    return add_lora(model, cfg.lora_rank, cfg.lora_alpha)
+    return add_lora(model, cfg.knob("lora_rank"), cfg.knob("lora_alpha"))
 
 
-STRATEGY = register(Strategy("lora", grid="lora", trains=trains, adapt=adapt, takes=LORA_SETTINGS,
-                             frozen_eval=False, summary="rank-r qkv updates + head"))
+STRATEGY = register(Strategy("lora", grid="lora", trains=trains, adapt=adapt, knobs=LORA_KNOBS,
+                             frozen_eval=False, merges=True,
+                             summary="rank-r qkv updates + head"))
