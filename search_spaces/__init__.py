@@ -1,6 +1,6 @@
 """Search spaces as data: lr x weight-decay grids, each with its optimiser (and, where a protocol
 sets them per grid, batch size and warm-up), grouped into a `SearchSpace` that maps each
-strategy's grid key ("full", "prompt", "mixed", "lora") to a grid and carries per-task tables of
+strategy's grid key ("full", "prompt", "mixed", "lora", "petl": the PETL_Vision methods) to a grid and carries per-task tables of
 strategy knobs (VPT's prompt lengths), keyed by knob name. The paper has two readings (../README.md, `python -m study explain paper`):
 `PAPER`, the protocol its code ran (ChengHan111/VPT-or-FT, i.e. KMnP/vpt plus Mixed), and
 `PAPER_AS_WRITTEN`, its text. Base lrs are scaled by batch / 256 in the loop."""
@@ -122,11 +122,13 @@ DEMO = SearchSpace("demo", MappingProxyType({
     "full": _DEMO_FULL, "mixed": _DEMO_FULL,
     "prompt": Grid("demo_prompt", "sgd", (5.0, 1.0, 0.25), (0.0,)),
     "lora": Grid("demo_lora", "adamw", (0.02, 0.005), (0.0,)),
+    "petl": Grid("demo_petl", "adamw", (0.02, 0.005), (0.0,)),
 }), prompt_lengths(DEMO_LENGTHS))
 _SMOKE_FULL = Grid("smoke_full", "adamw", (0.002,), (0.0,))
 SMOKE_GRIDS: Mapping[str, Grid] = MappingProxyType({
     "full": _SMOKE_FULL, "mixed": _SMOKE_FULL,
     "prompt": Grid("smoke_prompt", "sgd", (2.5,), (0.0,)),
     "lora": Grid("smoke_lora", "adamw", (0.01,), (0.0,)),
+    "petl": Grid("smoke_petl", "adamw", (0.01,), (0.0,)),
 })
 SMOKE = SearchSpace("smoke", SMOKE_GRIDS, prompt_lengths(DEMO_LENGTHS))
