@@ -8,6 +8,7 @@ names a strategy trained first in the same trial, whose weights this one starts 
 and the cost model read these fields and never branch on a strategy's name."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -144,7 +145,16 @@ def register(strategy: Strategy) -> Strategy:
 
 
 def get_strategy(name: str) -> Strategy:
+    """A strategy by name; one not registered yet is looked for in the module of its name under
+    trainables/strategies/ (a file added since the package was imported)."""
     import trainables.strategies  # noqa: F401  (fills the registry)
+    module = f"trainables.strategies.{name}"
+    if name not in STRATEGIES and name.isidentifier():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
     try:
         return STRATEGIES[name]
     except KeyError:
