@@ -1,13 +1,14 @@
 """The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid (a
 function trainable calling `trainables.trial.run_trial`, or another function of the same
 signature, with `tune.report`), with per-trial resources from the command line,
-`reuse_actors=True`, a local Ray by default or a cluster by address, and a Tune callback that
-hands every report to the study's MLflow tracker (timing what that costs the driver) and prints
-progress (trials done / total, elapsed, and an ETA from the mean trial time and how many trials
-run at once). After each trial the worker hands back the memory it freed (`common.memory`). With
+`reuse_actors=True`, a local Ray by default or a cluster by address, and Tune callbacks: one hands
+every report to the study's MLflow tracker (timing what that costs the driver) and tells the
+progress lines (trials done / total, elapsed, and an ETA from the mean trial time and how many
+trials run at once) how each trial ended; one halts the stage when a trial fails because a disk
+is full (the trials still running end KILLED, with one line: every later trial would fail the
+same way). After each trial the worker hands back the memory it freed (`common.memory`). With
 `halving`, the tune stage runs ASHA within each cell (`CellHalving`); a trial it stops is a
-FINISHED run tagged outcome=stopped. A trial that fails because a disk is full stops the stage
-(the trials still running end KILLED) with one line: every later trial would fail the same way."""
+FINISHED run tagged outcome=stopped."""
 from __future__ import annotations
 
 import contextlib
@@ -90,29 +91,75 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class _HaltOnFullDisk(tune.Stopper):
-    """Stops every trial once one failed for want of disk space (`reason` says where)."""
+class _HaltOnFullDisk(tune.Callback):
+    """Watches trials' errors; once one failed for want of disk space (`reason` says where),
+    its `stopper` stops every trial: every later trial would fail the same way."""
 
     def __init__(self):
         self.reason = ""
+        self.stopper = _StopAll(self)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = _error_text(trial)
+        if disk_full(error) and not self.reason:
+            self.reason = next(line for line in reversed(error.splitlines())
+                               if disk_full(line)).strip()
+
+
+class _StopAll(tune.Stopper):
+    def __init__(self, halt: _HaltOnFullDisk):
+        self.halt = halt
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return bool(self.reason)
+        return bool(self.halt.reason)
 
 
-class _TrackAndShowProgress(tune.Callback):
-    def __init__(self, tracker: StudyTracker, stage: str, total: int, log=say):
-        self.tracker, self.stage, self.total, self.log = tracker, stage, total, log
-        self.halt = _HaltOnFullDisk()
-        self.run_ids: dict[str, str] = {}
+class _ShowProgress:
+    """Prints a line as each trial ends: trials done / total, elapsed, an ETA from the mean
+    trial time and how many trials run at once (`remaining_seconds`), and what ended."""
+
+    def __init__(self, stage: str, total: int, log=say):
+        self.stage, self.total, self.log = stage, total, log
         self.done = self.failed = 0
         self.started = time.perf_counter()
         self.began: dict[str, float] = {}      # trial id -> when its current attempt started
         self.trial_seconds = 0.0               # wall time of the trials ended so far
         self.slots = 1                         # the most trials seen running at once
+
+    def started_trial(self, trial) -> None:
+        self.began[trial.trial_id] = time.perf_counter()
+        self.slots = max(self.slots, len(self.began))
+
+    def retried(self, trial) -> None:
+        self.began.pop(trial.trial_id, None)
+        self.log(f"[{self.stage}] retrying {trial.config['trial']['task']} "
+                 f"{trial.config['trial']['strategy']} after a failure")
+
+    def ended(self, trial, status: str, shown: str = "") -> None:
+        self.done += 1
+        self.failed += status != "FINISHED"
+        now = time.perf_counter()
+        self.trial_seconds += now - self.began.pop(trial.trial_id, now)
+        eta = remaining_seconds(self.trial_seconds, self.done, self.total - self.done, self.slots)
+        cfg = trial.config["trial"]
+        self.log(f"[{self.stage}] {self.done}/{self.total} trials"
+                 f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "
+                 f"{_clock(now - self.started)} | ETA {_clock(eta)} | {shown or status.lower()}: "
+                 f"{cfg['task']} {cfg['strategy']} lr={cfg['recipe']['base_lr']:g} "
+                 f"seed={cfg['seed']}")
+
+
+class _RecordRuns(tune.Callback):
+    """Hands every report to the study's MLflow tracker (one run per trial attempt, timing what
+    that costs the driver), decides how each trial ended (finished, stopped by halving, killed
+    with a stage that a full disk halted, failed) and tells `progress`."""
+
+    def __init__(self, tracker: StudyTracker, halt: _HaltOnFullDisk, progress: _ShowProgress):
+        self.tracker, self.halt, self.progress = tracker, halt, progress
+        self.run_ids: dict[str, str] = {}
         self.tracking_seconds = 0.0           # driver time spent writing to MLflow
 
     def _tracked(self, write, *args, **kwargs):
@@ -133,8 +180,7 @@ class _TrackAndShowProgress(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
-        self.began[trial.trial_id] = time.perf_counter()
-        self.slots = max(self.slots, len(self.began))
+        self.progress.started_trial(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._tracked(self.tracker.record, self._run(trial), result)
@@ -142,27 +188,14 @@ class _TrackAndShowProgress(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed attempt that Ray will retry: its run ends FAILED; the retry gets a new run."""
         run_id = self.run_ids.pop(trial.trial_id, None)
-        self.began.pop(trial.trial_id, None)
         if run_id:
             self.tracker.finish(run_id, "FAILED", _error_text(trial) + "\n(retried)")
-        self.log(f"[{self.stage}] retrying {trial.config['trial']['task']} "
-                 f"{trial.config['trial']['strategy']} after a failure")
+        self.progress.retried(trial)
 
     def _ended(self, trial, status: str, error: str | None = None, shown: str = ""):
         self._tracked(self.tracker.finish, self._run(trial), status, error)
         self.run_ids.pop(trial.trial_id, None)
-        self.done += 1
-        self.failed += status != "FINISHED"
-        now = time.perf_counter()
-        self.trial_seconds += now - self.began.pop(trial.trial_id, now)
-        elapsed = now - self.started
-        eta = remaining_seconds(self.trial_seconds, self.done, self.total - self.done, self.slots)
-        cfg = trial.config["trial"]
-        self.log(f"[{self.stage}] {self.done}/{self.total} trials"
-                 f"{f' ({self.failed} failed)' if self.failed else ''} | elapsed "
-                 f"{_clock(elapsed)} | ETA {_clock(eta)} | {shown or status.lower()}: "
-                 f"{cfg['task']} {cfg['strategy']} lr={cfg['recipe']['base_lr']:g} "
-                 f"seed={cfg['seed']}")
+        self.progress.ended(trial, status, shown)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
@@ -178,11 +211,7 @@ class _TrackAndShowProgress(tune.Callback):
         self._ended(trial, "FINISHED", shown=f"stopped at epoch {epoch}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = _error_text(trial)
-        if disk_full(error) and not self.halt.reason:
-            self.halt.reason = next(line for line in reversed(error.splitlines())
-                                    if disk_full(line)).strip()
-        self._ended(trial, "FAILED", error)
+        self._ended(trial, "FAILED", _error_text(trial))
 
     def close_open_runs(self):
         for run_id in self.run_ids.values():
@@ -289,7 +318,9 @@ class RayRunner:
     def __call__(self, configs: list[TrialConfig], stage: str) -> float:
         """Run the trials; return the driver's seconds spent writing to MLflow."""
         self.start()
-        progress = _TrackAndShowProgress(self.tracker, stage, len(configs))
+        halt = _HaltOnFullDisk()
+        progress = _ShowProgress(stage, len(configs))
+        record = _RecordRuns(self.tracker, halt, progress)
         trainable = tune.with_resources(tune.with_parameters(_trainable, trial=self.trial),
                                         {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
         name = f"{configs[0].study}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -300,20 +331,20 @@ class RayRunner:
                 self.halving) if self.halving and stage == "tune" else None),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(Path(self.storage_path).resolve()), verbose=0,
-                callbacks=[progress], stop=progress.halt,
+                callbacks=[halt, record], stop=halt.stopper,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures)))
         try:
             with tune_environment():
                 tuner.fit()
         finally:
-            progress.close_open_runs()
-        if progress.halt.reason:
+            record.close_open_runs()
+        if halt.reason:
             raise StudyInputError(f"{stage} stopped, a trial found no space left: "
-                                  f"{progress.halt.reason}; free space there and run the same "
+                                  f"{halt.reason}; free space there and run the same "
                                   f"command again")
-        progress.log(f"[{stage}] MLflow writes took {progress.tracking_seconds:.1f} s of driver "
-                     f"time ({1000 * progress.tracking_seconds / len(configs):.0f} ms per trial)")
-        return progress.tracking_seconds
+        progress.log(f"[{stage}] MLflow writes took {record.tracking_seconds:.1f} s of driver "
+                     f"time ({1000 * record.tracking_seconds / len(configs):.0f} ms per trial)")
+        return record.tracking_seconds
 
     def shutdown(self) -> None:
         if ray.is_initialized():
