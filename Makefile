@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-scale analysis test test-slow test-cluster smoke bench install clean
+.PHONY: demo demo-scale demo-petl analysis test test-slow test-cluster smoke bench install clean
 install: $(STAMP)
 
 # uv installs what pip would (same pins, pip's configured indexes) in 40 % of pip's time
@@ -21,6 +21,9 @@ demo: $(STAMP)
 
 demo-scale: $(STAMP)
 	$(PY) -m study run demo-scale
+
+demo-petl: $(STAMP)
+	$(PY) -m study run demo-petl
 
 analysis: $(STAMP)
 	for verb in table wins fid quadrants curves attributions; do \

@@ -44,7 +44,8 @@ def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "d
            recipe: Recipe | None = None, prompt_length: int = 8) -> TrialConfig:
     grid = get_strategy(strategy).grid
     return TrialConfig(study="bench", stage="bench", task=task, strategy=strategy,
-                       backbone=backbone, recipe=recipe or RECIPES[grid], seed=0,
+                       backbone=backbone, recipe=recipe or RECIPES["prompt" if grid == "prompt" else "full"],
+                       seed=0,
                        train_split="train800", eval_split="val200",
                        knobs=get_strategy(strategy).knob_values(prompt_length=prompt_length),
                        cache_dir=cache_dir)

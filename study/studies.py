@@ -10,6 +10,7 @@ from study.spec import StudySpec, Upstream, register_study
 from tasks import tasks_in_suite
 from tasks.spec import DEMO_SCALE_SIZES
 from trainables.config import BackboneSpec, Recipe
+from trainables.strategy import all_strategies, get_strategy
 
 ALL_STRATEGIES = ("full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed", "ft_then_pt", "lora")
 
@@ -68,6 +69,22 @@ def demo_scale(smoke: bool = False) -> StudySpec:
                        epochs=small.epochs, warmup_epochs=small.warmup_epochs, seeds=small.seeds,
                        backbones=small.backbones, upstream=small.upstream)
     return spec
+
+
+@register_study("demo-petl")
+def demo_petl(smoke: bool = False) -> StudySpec:
+    """Every registered strategy, the PETL_Vision methods included, on the demo's 7 tasks and
+    backbone: the demo's grids (the methods on its 'petl' grid) times each method's searched knobs
+    reduced to the first and last of the values PETL_Vision searches. `python -m study run
+    demo-petl` (`make demo-petl`); docs/demo-petl.md shows its table and the accuracy against
+    trainable parameters. `--smoke`: 2 tasks, 2 epochs, the smoke grids."""
+    base = demo(smoke=smoke)
+    strategies = ("full_ft", *sorted(set(all_strategies()) - {"full_ft"}))
+    reduced = {f"{name}.{knob.name}": (knob.search[0], knob.search[-1])
+               for name in strategies for knob in get_strategy(name).knobs if knob.search}
+    return replace(base, name="demo-petl" + ("-smoke" if smoke else ""), strategies=strategies,
+                   knobs={**base.knobs, **reduced},
+                   description="every strategy, the PETL methods with reduced knob grids")
 
 
 # The paper's backbones. Weights files live under <cache dir>/backbones/; `obtain` says where from.
