@@ -1,0 +1,13 @@
+"""The Houlsby adapter with random init as PETL_Vision runs it
+(experiment/config/method/rand_h_adapter.yml:2-8): an adapter after every block's attention and
+after its MLP, on the branch's output with its own residual ("sequential_after":
+model/block.py:108-111, 150-153), Xavier-initialised (`xavier`, model/utils.py:18-22); the adapters
+and the head train."""
+from trainables.adapters import SEQUENTIAL_AFTER, adapter_knobs, adapting, trains
+from trainables.strategy import Strategy, register
+
+STRATEGY = register(Strategy(
+    "rand_h_adapter", grid="petl", trains=trains,
+    adapt=adapting("xavier", attn=SEQUENTIAL_AFTER, mlp=SEQUENTIAL_AFTER),
+    knobs=adapter_knobs("rand_h_adapter", (4, 8, 16, 32), (0.01, 0.1, 1.0, 10.0), lines=(7, 6)),
+    frozen_eval=False, summary="adapter after each attention and MLP + head"))
