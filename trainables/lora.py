@@ -11,23 +11,27 @@ from torch import nn
 
 
 class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None,
+                 dropout: float = 0.0):
         super().__init__()
         self.base = base
         self.scale = (alpha or rank) / rank
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()    # on the update's input
         self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+        return self.base(x) + (self.dropout(x) @ self.lora_a.t() @ self.lora_b.t()) * self.scale
 
 
-def add_lora(vit: nn.Module, rank: int, alpha: float | None = None) -> nn.Module:
+def add_lora(vit: nn.Module, rank: int, alpha: float | None = None,
+             dropout: float = 0.0) -> nn.Module:
     """One low-rank update of each block's whole qkv projection, as `loralib.Linear(r=rank,
-    lora_alpha=alpha)` in TOAST (visual_classification/src/models/vit_models.py:106-113)."""
+    lora_alpha=alpha)` in TOAST (visual_classification/src/models/vit_models.py:106-113);
+    `dropout` on the update's input (loralib's lora_dropout, PETL_Vision's 0.1)."""
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
     for block in vit.blocks:
-        block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha)
+        block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha, dropout)
     return vit

@@ -7,10 +7,17 @@ acts on the prompts only: the backbone's own dropout and drop-path are turned of
 official prompted ViT runs its encoder in eval mode whatever trains (VPT
 src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
 average pooling skips them, unless the backbone pools them as the official MAE model does; the
-head of a class-token model still reads the class token after the final norm."""
+head of a class-token model still reads the class token after the final norm.
+
+`add_petl_prompts` is VPT as PETL_Vision runs it (model/vpt.py,
+model/vision_transformer.py:223-241): each prompted block gets its layer's prompts prepended before
+the class token and drops them from its output; shallow prompts enter block 0 only. Same init; one
+dropout mask for the whole batch (model/vpt.py:39); the backbone's dropout and drop-path are left as
+they are, since PETL_Vision trains the whole model in train mode (engine/trainer.py:100)."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from timm.layers import DropPath
@@ -23,8 +30,9 @@ class VisualPrompts(nn.Module):
     """Prompt embeddings: layer 0 as [1, P, D], later layers as [depth - 1, P, D] when deep."""
 
     def __init__(self, length: int, dim: int, depth: int, deep: bool, dropout: float,
-                 patch_area: int):
+                 patch_area: int, batch_mask: bool = False):
         super().__init__()
+        self.batch_mask = batch_mask            # one dropout mask for the batch (PETL_Vision)
         bound = math.sqrt(6.0 / float(3 * patch_area + dim))
         self.embeddings = nn.Parameter(torch.empty(1, length, dim).uniform_(-bound, bound))
         self.deep_embeddings = (nn.Parameter(torch.empty(depth - 1, length, dim)
@@ -34,6 +42,8 @@ class VisualPrompts(nn.Module):
 
     def at_layer(self, layer: int, batch: int) -> torch.Tensor:
         prompts = self.embeddings[0] if layer == 0 else self.deep_embeddings[layer - 1]
+        if self.batch_mask:
+            return self.dropout(prompts).expand(batch, -1, -1)
         return self.dropout(prompts.expand(batch, -1, -1))
 
 
@@ -42,11 +52,7 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
     """Attach prompts to a timm VisionTransformer in place and return it. `pooled`: average
     pooling reads the prompts too (the official MAE model's mean over every token but the class
     token); otherwise they count as prefix tokens, which pooling skips."""
-    if length < 1:
-        raise ValueError(f"prompt length must be >= 1, got {length}")
-    if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
-        raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
-                              f"the patch tokens); {type(vit).__name__} is not one")
+    _check(vit, length)
     if getattr(vit, "dynamic_img_size", False):
         raise StudyInputError("visual prompts need a fixed input size: with dynamic_img_size "
                               "timm resamples the position embedding past num_prefix_tokens, "
@@ -83,10 +89,50 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
     return vit
 
 
+def _check(vit: nn.Module, length: int) -> None:
+    if length < 1:
+        raise ValueError(f"prompt length must be >= 1, got {length}")
+    if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
+        raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
+                              f"the patch tokens); {type(vit).__name__} is not one")
+
+
+def add_petl_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) -> nn.Module:
+    """PETL_Vision's VPT on a timm VisionTransformer in place: prompts prepended at the input of
+    block 0 (shallow) or of every block (deep) and dropped from that block's output, so the
+    sequence after each block, pooling and head are the backbone's own."""
+    _check(vit, length)
+    blocks = list(vit.blocks)
+    patch = vit.patch_embed.patch_size
+    vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,
+                               patch_area=patch[0] * patch[1], batch_mask=True)
+    for layer, block in enumerate(blocks if deep else blocks[:1]):
+        block.register_forward_pre_hook(partial(_prepend, vit.prompt, layer))
+        block.register_forward_hook(partial(_drop_first, length))
+    return vit
+
+
+def _prepend(prompts: VisualPrompts, layer: int, _module, args):
+    x = args[0]
+    return (torch.cat([prompts.at_layer(layer, x.shape[0]).to(x.dtype), x], dim=1), *args[1:])
+
+
+def _drop_first(length: int, _module, _args, output):
+    return output[:, length:]
+
+
 def prompting(deep: bool):
     """A strategy's `adapt` that adds the trial's prompts (its `prompt_length` and
     `prompt_dropout` knobs), deep or shallow."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
         return add_prompts(vit, cfg.knob("prompt_length"), deep=deep,
                            dropout=cfg.knob("prompt_dropout"), pooled=cfg.backbone.prompts_in_pool)
+    return adapt
+
+
+def petl_prompting(deep: bool):
+    """A strategy's `adapt` that adds the trial's prompts as PETL_Vision does, deep or shallow."""
+    def adapt(vit: nn.Module, cfg) -> nn.Module:
+        return add_petl_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+                                dropout=cfg.knob("prompt_dropout"))
     return adapt
