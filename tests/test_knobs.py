@@ -59,7 +59,7 @@ def test_a_selected_point_carries_its_knobs_into_the_final_stage():
 
 
 @pytest.mark.parametrize("knobs, message", [
-    ({"bottleneck": 4}, "no strategy of it takes a knob 'bottleneck'"),
+    ({"no_such_knob": 4}, "no strategy of it takes a knob 'no_such_knob'"),
     ({"lora.prompt_length": 4}, "no strategy 'lora' of it takes a knob 'prompt_length'"),
     ({"lora_rank": "four"}, "knob 'lora_rank' takes int, got 'four'"),
     ({"lora_rank": 2.5}, "knob 'lora_rank' takes int, got 2.5"),
