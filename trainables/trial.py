@@ -46,8 +46,8 @@ def set_up(execution: Execution, seed: int) -> torch.device:
         tf32 = "tf32" if execution.precision == "tf32" else "ieee"
         torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = tf32
     if execution.compile:            # Inductor's compile workers: the trial's CPUs, not the node's
-        import torch._inductor.config
-        torch._inductor.config.compile_threads = max(1, execution.threads)
+        import torch._inductor.config as inductor
+        inductor.compile_threads = max(1, execution.threads)
     return on
 
 
