@@ -215,19 +215,21 @@ def cmd_plan(spec, halving=None) -> None:
     print_memory(spec, every_trial(spec))
 
 
-def every_trial(spec) -> list:
+def every_trial(spec, **where) -> list:
     """Each cell's trials at its first grid point, tune and final: what plan and run price."""
     assumed = spec.first_points()
-    return spec.tune_trials() + spec.tune_trials(assumed) + spec.final_trials(assumed)
+    return spec.tune_trials(**where) + spec.tune_trials(assumed, **where) + \
+        spec.final_trials(assumed, **where)
 
 
-def peaks(spec, precision: str) -> dict[str, int]:
+def peaks(spec, precision: str, cache_dir: str) -> dict[str, int]:
     """Each strategy's peak memory per trial on a GPU in this precision."""
     import torch
     from study.cost import strategy_footprints
     dtype = torch.bfloat16 if precision in ("auto", "bf16") else None
+    configs = every_trial(spec, cache_dir=cache_dir)
     return {strategy: footprint.peak
-            for strategy, footprint in strategy_footprints(every_trial(spec), dtype).items()}
+            for strategy, footprint in strategy_footprints(configs, dtype).items()}
 
 
 def print_memory(spec, configs) -> None:
@@ -269,7 +271,8 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
                        gpu_wait=args.gpu_wait)
     runner.preflight()
     try:
-        runner = runner.fit_resources(lambda: peaks(spec, args.precision))
+        runner = runner.fit_resources(
+            lambda: peaks(spec, args.precision, os.path.abspath(args.cache_dir)))
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
                               compile=args.compile)     # the runner gives each trial its share
         table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution,

@@ -111,10 +111,18 @@ def _probe() -> dict:
 
 
 def _autoscaler_report() -> dict | None:
-    """The autoscaler's last summary (node types active, pending, failed), None without one."""
+    """The autoscaler's last summary (node types active, launching, failed); None where nothing
+    can add nodes: a local Ray or a cluster started by hand, whose summary comes from Ray's
+    read-only provider, each node a type of its own."""
+    from ray.autoscaler._private.util import format_readonly_node_type
     from ray.experimental.internal_kv import _internal_kv_get
     raw = _internal_kv_get("__autoscaling_status")
-    return json.loads(raw).get("autoscaler_report") if raw else None
+    report = json.loads(raw).get("autoscaler_report") if raw else None
+    fixed = {format_readonly_node_type(node["NodeID"]) for node in ray.nodes()}
+    if not report or (set(report.get("active_nodes", {})) <= fixed
+                      and not report.get("pending_launches")):
+        return None
+    return report
 
 
 def cluster_text() -> str:

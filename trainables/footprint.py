@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from tasks import get_task
+from tasks.cache import is_prepared, read_manifest
 from tasks.splits import split_size
 from tasks.views import layout
 from trainables.backbones import input_size
@@ -74,12 +75,15 @@ def _on_meta(model: torch.nn.Module) -> bool:
     return next(model.parameters()).is_meta
 
 
-def resident_bytes(task: str, split: str, image_size: int) -> int:
+def resident_bytes(task: str, split: str, image_size: int, cache_dir: str = "") -> int:
     """The training split a process keeps on its device: uint8 images (canvases for an augmented
-    task), int64 labels and, with canvases, each image's int32 (h, w). 0 when its size is not
-    known before preparation."""
+    task), int64 labels and, with canvases, each image's int32 (h, w). A folder task's size is
+    read from the cache where it is prepared; 0 when it is not known."""
     spec = get_task(task)
-    count = split_size(spec, split) or 0
+    count = split_size(spec, split)
+    if count is None and cache_dir and is_prepared(cache_dir, task):
+        count = read_manifest(cache_dir, task)["splits"].get(split, {}).get("count")
+    count = count or 0
     shape = layout(spec.augment, split, image_size)
     side = shape["shape"][0]
     return count * (side * side * 3 + 8 + (8 if shape["sized"] else 0))
@@ -117,5 +121,5 @@ def trial_footprint(cfg: TrialConfig, dtype: torch.dtype | None,
                   setting="", cache_dir="", recipe=plain(cfg.recipe),
                   prior_recipe=plain(cfg.prior_recipe))
     model, size = _model_footprint(key, dtype)
-    return replace(model, data=max(resident_bytes(c.task, c.train_split, size)
+    return replace(model, data=max(resident_bytes(c.task, c.train_split, size, c.cache_dir)
                                    for c in (cfg, *data_of)))
