@@ -377,7 +377,7 @@ class RayRunner:
             return replace(self, shares=Shares(0.0))
         card = self._probe(probe_share, self.gpu_wait if autoscaling else PROBE_SECONDS)
         shares = fit_shares(requested, peaks(), card)
-        log(f"[resources] {card.name} ({amount(card.total_bytes)}): GPU share per trial "
+        log(f"[resources] {card.name} ({amount(card.total_bytes)}): GPU share per trial: "
             f"{shares.describe()}")
         return replace(self, shares=shares)
 

@@ -83,13 +83,9 @@ class Shares:
     def of(self, strategy: str) -> float:
         return dict(self.by_strategy).get(strategy, self.default)
 
-    @property
-    def any_gpu(self) -> bool:
-        return self.default > 0 or any(share > 0 for _, share in self.by_strategy)
-
     def describe(self) -> str:
         if not self.by_strategy:
-            return f"{self.default:g} GPU per trial"
+            return f"{self.default:g} for every strategy"
         return ", ".join(f"{strategy} {share:g}" for strategy, share in self.by_strategy)
 
 

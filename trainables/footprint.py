@@ -49,11 +49,10 @@ class Footprint:
 def saved_bytes(model: torch.nn.Module, batch: int, size: int,
                 dtype: torch.dtype | None) -> int:
     """Bytes of the tensors autograd saves in one training forward of `batch` images (the loss
-    included), each storage once, parameters excluded. `model` may be real or on the meta
-    device; it runs on fake CPU tensors either way, so the count costs no memory."""
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    with mode:
-        fake = model.to_empty(device="cpu") if _on_meta(model) else model
+    included), each storage once, parameters excluded. `model`, on the meta device, is given
+    fake CPU tensors in place (it is spent), so the count costs no memory."""
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fake = model.to_empty(device="cpu")
         x = torch.empty(batch, 3, size, size)
         y = torch.zeros(batch, dtype=torch.long)
         parameters = {p.untyped_storage()._cdata for p in fake.parameters()}
@@ -69,10 +68,6 @@ def saved_bytes(model: torch.nn.Module, batch: int, size: int,
                 torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             F.cross_entropy(fake(x).float(), y)
     return sum(saved.values())
-
-
-def _on_meta(model: torch.nn.Module) -> bool:
-    return next(model.parameters()).is_meta
 
 
 def resident_bytes(task: str, split: str, image_size: int, cache_dir: str = "") -> int:
