@@ -31,7 +31,7 @@ from trainables.loop import Normalize, Split, train
 from trainables.optimizers import make_optimizer
 from trainables.strategy import get_strategy
 from trainables.model import build_model, phases
-from trainables.trial import device, run_trial
+from trainables.trial import run_trial
 
 DEMO = replace(DEMO_BACKBONE, weights=None, label="demo-vit-32")   # speed does not need weights
 VIT_S = BackboneSpec("vit_small_patch16_224", label="vit-s16-224")
@@ -51,8 +51,18 @@ def config(backbone: BackboneSpec, strategy: str, cache_dir: str, task: str = "d
                        cache_dir=cache_dir)
 
 
-def trainable_model(cfg: TrialConfig, num_classes: int = 10) -> torch.nn.Module:
-    return build_model(cfg, num_classes, pretrained=False).to(device())
+CPU = torch.device("cpu")
+
+
+def device() -> torch.device:
+    """Where the benchmark's own models run: the GPU when there is one (a study's trial runs on
+    one only when given a share of it: `trainables.devices`)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trainable_model(cfg: TrialConfig, num_classes: int = 10,
+                    on: torch.device | None = None) -> torch.nn.Module:
+    return build_model(cfg, num_classes, pretrained=False).to(on or device())
 
 
 def synchronize() -> None:
@@ -60,19 +70,29 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """The best FLOP/s of an n x n matmul on this device in `dtype`."""
-    a = torch.randn(n, n, device=device(), dtype=dtype)
-    b = torch.randn(n, n, device=device(), dtype=dtype)
+def matmul_size(on: torch.device) -> tuple[int, int]:
+    """(n, products per timing) of the matmul peak: on a GPU twenty 8192^3 products between two
+    syncs (about 20 ms of work on an H200, so neither the launches nor the sync show); on a CPU
+    one 2048^3 product (tens of ms on a few cores)."""
+    return (8192, 20) if on.type == "cuda" else (2048, 1)
+
+
+def matmul_peak(dtype: torch.dtype, reps: int = 10) -> float:
+    """The best FLOP/s of n x n matmuls on this device in `dtype` (`matmul_size`)."""
+    on = device()
+    n, products = matmul_size(on)
+    a = torch.randn(n, n, device=on, dtype=dtype)
+    b = torch.randn(n, n, device=on, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(reps):
         synchronize()
         began = time.perf_counter()
-        a @ b
+        for _ in range(products):
+            a @ b
         synchronize()
         best = min(best, time.perf_counter() - began)
-    return 2 * n ** 3 / best
+    return 2 * n ** 3 * products / best
 
 
 def images(cache_dir: str, task: str, count: int, size: int | None) -> tuple[np.ndarray, ...]:
@@ -134,18 +154,20 @@ def project_data_rate(pixels: np.ndarray, batch_size: int = 64) -> float:
     return len(split) / (time.perf_counter() - began)
 
 
-def training_step(cfg: TrialConfig, batch: int, dtype: torch.dtype | None):
+def training_step(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
+                  on: torch.device | None = None):
     """One training step of the trial's model on a random batch, as a function, run once."""
-    model = trainable_model(cfg)
+    on = on or device()
+    model = trainable_model(cfg, on=on)
     size = model.patch_embed.img_size[0]
-    x = torch.randn(batch, 3, size, size, device=device())
-    y = torch.randint(0, 10, (batch,), device=device())
+    x = torch.randn(batch, 3, size, size, device=on)
+    y = torch.randint(0, 10, (batch,), device=on)
     optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
                                cfg.recipe)
     model.train()
 
     def step():
-        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=dtype is not None):
+        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=dtype is not None):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +210,7 @@ def gemm_share(cfg: TrialConfig, batch: int, steps: int = 5) -> float:
     from torch.profiler import ProfilerActivity, profile
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")      # no notices of its own on stderr
     with one_thread():
-        step = training_step(cfg, batch, None)
+        step = training_step(cfg, batch, None, on=CPU)
         with profile(activities=[ProfilerActivity.CPU]) as profiled:
             for _ in range(steps):
                 step()

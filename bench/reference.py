@@ -66,10 +66,17 @@ def loader(folder: Path, mean, std, batch_size: int, shuffle: bool, seed: int = 
                                        generator=torch.Generator().manual_seed(seed))
 
 
+def on_model(model, batches):
+    """The loader's batches, moved to the model's device (the GPU, where it has one)."""
+    on = next(model.parameters()).device
+    for x, y in batches:
+        yield x.to(on), y.to(on)
+
+
 def train_epoch(model, batches, optimizer, schedule=None) -> tuple[float, float, int]:
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
-    for x, y in batches:
+    for x, y in on_model(model, batches):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
@@ -87,7 +94,7 @@ def train_epoch(model, batches, optimizer, schedule=None) -> tuple[float, float,
 def evaluate(model, batches) -> tuple[float, float]:
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    for x, y in batches:
+    for x, y in on_model(model, batches):
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()

@@ -10,7 +10,7 @@ from common.errors import StudyInputError
 TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
         "trial_id", "outcome", "error", "selected", "selected_from", "prior", "prior_from")
 PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
-          "train_size", "saved_weights")
+          "train_size", "saved_weights", "device", "precision")
 NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",
            "train_size")
 

@@ -15,6 +15,7 @@ from common.openmp import wait_briefly
 wait_briefly()                                    # before torch is imported (common/openmp.py)
 from common.errors import StudyInputError, say  # noqa: E402
 from trainables.config import PRECISIONS, Execution  # noqa: E402
+from trainables.devices import AUTO  # noqa: E402
 
 EPILOG = """examples:
   python -m study list
@@ -23,7 +24,7 @@ EPILOG = """examples:
   python -m study run demo --smoke          # about a minute
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
-  python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
+  python -m study run demo --address auto --gpus-per-trial auto   # on a Ray cluster
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
   open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1` at
   http://127.0.0.1:5000/#/experiments/<id>/runs?workflowType=machine_learning (`run` prints it)
@@ -40,6 +41,16 @@ def _positive(kind: type, allow_zero: bool = False):
             raise argparse.ArgumentTypeError(f"'{text}' must be {'>= 0' if allow_zero else '> 0'}")
         return value
     return parse
+
+
+def _gpu_share(text: str) -> float | str:
+    if text == AUTO:
+        return AUTO
+    share = _positive(float, allow_zero=True)(text)
+    if share > 1:
+        raise argparse.ArgumentTypeError(f"'{text}': a trial uses one GPU at most (no data "
+                                         f"parallelism); give a share of one, or auto")
+    return share
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -102,8 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "the warm-up)")
         if name == "run":
             sub.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
-            sub.add_argument("--gpus-per-trial", type=_positive(float, allow_zero=True),
-                             default=0.0, help="fractions pack trials on one GPU, e.g. 0.25")
+            sub.add_argument("--gpus-per-trial", type=_gpu_share,
+                             help="the share of one GPU each trial takes, e.g. 0.5 (checked "
+                                  "against each strategy's peak memory, as `plan` prints it), "
+                                  "or auto: each strategy the smallest 1/k of the card that "
+                                  "holds its peak; 0: trials on CPUs (default: auto when the "
+                                  "Ray cluster has GPUs, else 0)")
+            sub.add_argument("--gpu-wait", type=_positive(float), default=1200.0,
+                             help="on an autoscaling cluster, the seconds a node with the "
+                                  "trials' GPU share may take to come up (default 1200)")
             sub.add_argument("--address", help="Ray cluster address (e.g. auto); default: a "
                                                "local Ray started for this run")
             sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
@@ -115,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--format", choices=("markdown", "csv", "latex"),
                              default="markdown")
             sub.add_argument("--precision", choices=PRECISIONS, default="auto",
-                             help="auto: bf16 autocast on a GPU, and on a CPU with native bf16 "
-                                  "for models of 5M parameters or more (measured faster there "
-                                  "by `python -m bench`); fp32 otherwise")
+                             help="auto: bf16 autocast on a GPU (Ampere or newer: elsewhere pass fp32), and on a CPU "
+                                  "with native bf16 for models of 5M parameters or more "
+                                  "(measured faster there by `python -m bench`); fp32 "
+                                  "otherwise; tf32: fp32 with TF32 matrix products on a GPU")
             sub.add_argument("--compile", action="store_true",
                              help="run training steps through torch.compile (pays a compile per "
                                   "trial; worth it for long trials)")
@@ -213,6 +232,45 @@ def cmd_plan(spec, halving=None) -> None:
                 f" {(found[stage].gpu_hours if found[stage] else 0.0):>13.2f}"
                 for stage, _ in columns))
     print(f"GPU-hours: an estimate from {METHOD}")
+    print_memory(spec, every_trial(spec))
+
+
+def every_trial(spec, **where) -> list:
+    """Each cell's trials at its first grid point, tune and final: what plan and run price."""
+    assumed = spec.first_points()
+    return spec.tune_trials(**where) + spec.tune_trials(assumed, **where) + \
+        spec.final_trials(assumed, **where)
+
+
+def peaks(spec, precision: str, cache_dir: str) -> dict[str, int]:
+    """Each strategy's peak memory per trial on a GPU in this precision."""
+    import torch
+    from study.cost import strategy_footprints
+    dtype = torch.bfloat16 if precision in ("auto", "bf16") else None
+    configs = every_trial(spec, cache_dir=cache_dir)
+    return {strategy: footprint.peak
+            for strategy, footprint in strategy_footprints(configs, dtype).items()}
+
+
+def print_memory(spec, configs) -> None:
+    """Each strategy's peak memory per trial, and the share of a GPU `auto` gives it per card."""
+    import torch
+    from study.cost import strategy_footprints
+    from trainables.devices import CARDS, amount, smallest_share
+    from trainables.strategy import get_strategy
+    counted = {name: strategy_footprints(configs, dtype)
+               for name, dtype in (("bf16", torch.bfloat16), ("fp32", None))}
+    print("peak memory per trial on its device (weights, and the grads and optimiser state of "
+          "what trains, plus the activations saved for backward at its batch, x 1.1; plus its "
+          "resident training split), and the GPU share `--gpus-per-trial auto` gives it in bf16:")
+    for strategy in spec.strategies:
+        bf16, fp32 = counted["bf16"][strategy], counted["fp32"][strategy]
+        batch = spec.recipe(get_strategy(strategy).grid, 0.0, 0.0).batch_size
+        shares = ", ".join(f"{card.name} {smallest_share(bf16.peak, card.total_bytes) or '-'}"
+                           for card in CARDS)
+        print(f"  {strategy:<12} batch {batch:>3}: bf16 {amount(bf16.peak)} (activations "
+              f"{amount(bf16.activations)}, data {amount(bf16.data)}), fp32 {amount(fp32.peak)}; "
+              f"share {shares}")
 
 
 def halving_share(spec, cfg, halving) -> float:
@@ -228,11 +286,14 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
     from study.tracking import StudyTracker
     tracker = StudyTracker(spec.name)
     runner = RayRunner(tracker, args.cpus_per_trial, args.gpus_per_trial, args.address,
-                       args.storage_path, args.max_failures, halving=halving)
+                       args.storage_path, args.max_failures, halving=halving,
+                       gpu_wait=args.gpu_wait)
     runner.preflight()
     try:
+        runner = runner.fit_resources(
+            lambda: peaks(spec, args.precision, os.path.abspath(args.cache_dir)))
         execution = Execution(threads=max(1, int(args.cpus_per_trial)), precision=args.precision,
-                              compile=args.compile, gpu_share=args.gpus_per_trial)
+                              compile=args.compile)     # the runner gives each trial its share
         table = run_study(spec, runner, tracker, os.path.abspath(args.cache_dir), execution,
                           log=say, command=command)
     finally:

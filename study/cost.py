@@ -21,6 +21,7 @@ from tasks import get_task
 from tasks.splits import split_size
 from trainables.backbones import input_size
 from trainables.config import TrialConfig
+from trainables.footprint import Footprint, trial_footprint
 from trainables.priors import shares_prior
 from trainables.model import build_model, phases
 
@@ -46,6 +47,28 @@ def flops_per_image(cfg: TrialConfig, phase: int) -> tuple[float, float]:
     return float(step.get_total_flops()), float(forward.get_total_flops())
 
 
+def _flops_key(cfg: TrialConfig) -> TrialConfig:
+    """What a trial's FLOPs per image depend on: its model, not its data or recipe."""
+    return replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="", task="",
+                   train_split="", eval_split="", setting="")
+
+
+def strategy_footprints(configs: list[TrialConfig],
+                        dtype: torch.dtype | None) -> dict[str, Footprint]:
+    """Each strategy's peak memory per trial (`trainables.footprint`), counted on its trial with
+    the most training FLOPs per step (saved activations grow with them: a longer prompt, a larger
+    batch or backbone), with the largest training split any of its trials keeps resident."""
+    by_strategy: dict[str, list[TrialConfig]] = defaultdict(list)
+    for cfg in configs:
+        by_strategy[cfg.strategy].append(cfg)
+
+    def step_flops(cfg: TrialConfig) -> float:
+        return max(flops_per_image(_flops_key(cfg), index)[0] * recipe.batch_size
+                   for index, (_, recipe) in enumerate(phases(cfg)))
+    return {strategy: trial_footprint(max(trials, key=step_flops), dtype, data_of=trials)
+            for strategy, trials in by_strategy.items()}
+
+
 @dataclass
 class Cost:
     trials: int = 0
@@ -69,8 +92,7 @@ class StageCost:
         """Count one trial; `share` is the fraction of its own phase's epochs it is expected to
         run (successive halving stops some trials early: `study.halving`)."""
         task = get_task(cfg.task)
-        key = replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="",
-                      task="", train_split="", eval_split="", setting="")
+        key = _flops_key(cfg)
         ordered = phases(cfg)
         costs = (self.total, self.by_task[cfg.task])
         for cost in costs:

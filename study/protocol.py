@@ -66,6 +66,22 @@ def stage_runs(spec: StudySpec, tracker: StudyTracker, stage: str, configs: list
     return runs[runs["trial_id"].isin({c.trial_id for c in configs})]
 
 
+def execution_note(stage: str, runs) -> str | None:
+    """One line when a stage's finished runs ran on more than one kind of device or precision,
+    as a study resumed on another machine or with another --precision does: their numbers are
+    not bit-comparable, and the table mixes them."""
+    done = counted(runs)
+    if done.empty:
+        return None
+    kinds = (done["device"].fillna("?").str.split(":").str[0] + "/"
+             + done["precision"].fillna("?")).value_counts()
+    if len(kinds) < 2:
+        return None
+    ran = ", ".join(f"{kind} ({n})" for kind, n in kinds.items())
+    return (f"[{stage}] note: its runs ran on {ran}; a study resumed on another device or "
+            f"precision mixes them (each run's `device` and `precision` params say which)")
+
+
 def cell_of(row) -> Cell:
     return Cell(*(getattr(row, column) for column in Cell._fields))
 
@@ -124,6 +140,8 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
         tune_runs = stage_runs(spec, tracker, "tune", tune)
         tracker.mark(tune_runs, "prior_from", prior_sources(tune_runs, kept))
         best = select_best(tune_runs)
+    if note := execution_note("tune", tune_runs):
+        log(note)
     selected = selection(spec, best, tune)
     tracker.mark(tune_runs, "selected", {run_id: "true" for run_id in best["run_id"]})
     missing = set(spec.cells()) - set(selected)
@@ -138,6 +156,8 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     run_stage("final", final, tracker, runner, log)
     discard_final_priors(cache_dir, spec.name)
     final_runs = stage_runs(spec, tracker, "final", final)
+    if note := execution_note("final", final_runs):
+        log(note)
     chosen = {cell_of(row): row.run_id for row in best.itertuples()}
     tracker.mark(final_runs, "selected_from", {row.run_id: chosen[cell_of(row)] for row in
                                                final_runs.itertuples() if cell_of(row) in chosen})

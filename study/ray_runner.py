@@ -19,12 +19,13 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import ray
 from ray import tune
+from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from common.errors import StudyInputError, say
@@ -33,6 +34,8 @@ from common.keys import SUMMARY, Cell
 from common.memory import release
 from study.halving import Halving
 from trainables.config import TrialConfig
+from trainables.devices import AUTO, MOST_TRIALS_PER_GPU, Card, Shares, amount, fit_shares, \
+    share_of
 from trainables.faults import ENV as FAULTS_ENV
 from trainables.loop import MetricsSink
 from trainables.trial import run_trial
@@ -49,6 +52,11 @@ TrialFunction = Callable[[TrialConfig, MetricsSink], dict]
 TUNE_ENVIRONMENT = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 AUTH_NOTICES = "ray._private.authentication.authentication_token_setup"
+# Ray (since ray-project/ray#54868) leaves CUDA_VISIBLE_DEVICES alone in a worker granted no GPU,
+# so a CPU trial would see every GPU of its node; with this it sees none (CUDA_VISIBLE_DEVICES="")
+HIDE_UNGRANTED_GPUS = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
+GPU_NODE_WAIT_SECONDS = 1200.0   # an autoscaling cluster's time to start a GPU node (boot, setup)
+PROBE_SECONDS = 120.0            # a node that has the resources: a worker's start and torch import
 
 
 @contextlib.contextmanager
@@ -71,6 +79,68 @@ def _trainable(config: dict, trial: TrialFunction) -> None:
         trial(TrialConfig.from_dict(config["trial"]), report)
     finally:
         release()
+
+
+def worker_env(given: Mapping[str, str]) -> dict[str, str]:
+    """The environment every worker gets: GPUs hidden from a worker granted none, and the fault
+    injection spec when set (`trainables.faults`); none that the job's runtime env already sets
+    (a driver started by `ray job submit` shares its job's env_vars with the workers, and Ray
+    refuses to set one twice)."""
+    env = dict(HIDE_UNGRANTED_GPUS)
+    if os.environ.get(FAULTS_ENV):
+        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    return {key: value for key, value in env.items() if key not in given}
+
+
+def _probe() -> dict:
+    """What a trial granted a GPU share sees: whether torch can use CUDA, and the card."""
+    import warnings
+
+    import torch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        usable = torch.cuda.is_available()
+    node = ray.util.get_node_ip_address()
+    if not usable:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = next((str(w.message).strip().splitlines()[0] for w in caught),
+                   f"torch {torch.__version__} sees no CUDA device (CUDA_VISIBLE_DEVICES="
+                   f"{visible!r})")
+        return {"node": node, "why": why}
+    card = torch.cuda.get_device_properties(0)
+    return {"node": node, "name": card.name, "total": card.total_memory}
+
+
+def _autoscaler_report() -> dict | None:
+    """The autoscaler's last summary (node types active, launching, failed); None where nothing
+    can add nodes: a local Ray or a cluster started by hand, whose summary comes from Ray's
+    read-only provider, each node a type of its own."""
+    from ray.autoscaler._private.util import format_readonly_node_type
+    from ray.experimental.internal_kv import _internal_kv_get
+    raw = _internal_kv_get("__autoscaling_status")
+    report = json.loads(raw).get("autoscaler_report") if raw else None
+    fixed = {format_readonly_node_type(node["NodeID"]) for node in ray.nodes()}
+    if not report or (set(report.get("active_nodes", {})) <= fixed
+                      and not report.get("pending_launches")):
+        return None
+    return report
+
+
+def cluster_text() -> str:
+    """The cluster's nodes and, on an autoscaling cluster, its node types, on one line."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    text = "; ".join(f"{node['NodeManagerAddress']} with {node['Resources'].get('CPU', 0):g} "
+                     f"CPUs and {node['Resources'].get('GPU', 0):g} GPUs" for node in nodes)
+    report = _autoscaler_report()
+    if report:
+        kinds = {"active": report.get("active_nodes", {}),
+                 "launching": report.get("pending_launches", {}),
+                 "failed": {kind: sum(1 for _, k in report.get("failed_nodes", []) if k == kind)
+                            for _, kind in report.get("failed_nodes", [])}}
+        text += "; autoscaler node types: " + (", ".join(
+            f"{state} {kind} x{count}" for state, counts in kinds.items()
+            for kind, count in counts.items() if count) or "none active")
+    return f"the cluster has {len(nodes)} node(s): {text}"
 
 
 def _error_text(trial) -> str:
@@ -259,12 +329,15 @@ class CellHalving(FIFOScheduler):
 class RayRunner:
     tracker: StudyTracker
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | str | None = 0.0    # a share, "auto" (one per strategy), None: auto
+                                                # when the cluster has GPUs, else 0
     address: str | None = None
     storage_path: str = "ray_results"
     max_failures: int = 0
     trial: TrialFunction = run_trial
     halving: Halving | None = None          # successive halving in the tune stage
+    shares: Shares | None = None            # each trial's GPU share, once `fit_resources` ran
+    gpu_wait: float = GPU_NODE_WAIT_SECONDS  # autoscaling: how long a GPU node may take to come
 
     def preflight(self) -> None:
         """Refuse, before any trial starts, a storage path that cannot be written and a Ray
@@ -289,13 +362,9 @@ class RayRunner:
     def start(self) -> None:
         if ray.is_initialized():
             return
-        # workers import the project as installed (`pip install -e .` on every node); a driver
-        # started by `ray job submit` shares its job's env_vars with the workers already, and
-        # Ray refuses to set one twice
+        # workers import the project as installed (`pip install -e .` on every node)
         job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
-        given = job.get("runtime_env", {}).get("env_vars", {})
-        env = {FAULTS_ENV: os.environ[FAULTS_ENV]} if os.environ.get(FAULTS_ENV) and \
-            FAULTS_ENV not in given else {}
+        env = worker_env(job.get("runtime_env", {}).get("env_vars", {}))
         runtime_env = {"env_vars": env} if env else None
         try:
             if self.address:
@@ -315,14 +384,72 @@ class RayRunner:
             raise StudyInputError(f"cannot join the Ray cluster at {self.address}: "
                                   f"{str(error).splitlines()[0]}") from None
 
-    def __call__(self, configs: list[TrialConfig], stage: str) -> float:
-        """Run the trials; return the driver's seconds spent writing to MLflow."""
+    def fit_resources(self, peaks: Callable[[], Mapping[str, int]],
+                      log: Callable[[str], None] = say) -> RayRunner:
+        """Start Ray and settle each trial's share of a GPU before anything runs (`peaks`: each
+        strategy's peak memory per trial). A request no node can meet is refused in one line:
+        at once on a local or fixed cluster, after `gpu_wait` seconds on an autoscaling one;
+        so is a GPU that torch cannot use there, and a share too small for a strategy."""
         self.start()
+        requested = self.gpus_per_trial
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if requested is None:
+            requested = AUTO if gpus else 0.0
+        autoscaling = self.address is not None and _autoscaler_report() is not None
+        probe_share = share_of(MOST_TRIALS_PER_GPU) if requested == AUTO else float(requested)
+        if not autoscaling:
+            self._refuse_unmet(probe_share)
+        if probe_share == 0:
+            if gpus:
+                log(f"[resources] trials run on CPUs (--gpus-per-trial 0): the cluster's "
+                    f"{gpus:g} GPU(s) stay idle, hidden from them")
+            return replace(self, shares=Shares(0.0))
+        card = self._probe(probe_share, self.gpu_wait if autoscaling else PROBE_SECONDS)
+        shares = fit_shares(requested, peaks(), card)
+        log(f"[resources] {card.name} ({amount(card.total_bytes)}): GPU share per trial: "
+            f"{shares.describe()}")
+        return replace(self, shares=shares)
+
+    def _refuse_unmet(self, gpus: float) -> None:
+        """Refuse a trial's request that no node of a cluster without an autoscaler meets."""
+        for node in ray.nodes():
+            has = node["Resources"] if node.get("Alive") else {}
+            if has.get("CPU", 0) >= self.cpus_per_trial and has.get("GPU", 0) >= gpus:
+                return
+        raise StudyInputError(f"a trial asks {self.cpus_per_trial:g} CPU(s) and {gpus:g} GPU, "
+                              f"and no node has them: {cluster_text()}")
+
+    def _probe(self, share: float, seconds: float) -> Card:
+        """The card a trial granted `share` of a GPU sees, by a task placed as a trial is."""
+        probe = ray.remote(_probe).options(num_cpus=self.cpus_per_trial, num_gpus=share)
+        found = probe.remote()
+        ready, _ = ray.wait([found], timeout=seconds)
+        if not ready:
+            ray.cancel(found, force=True)
+            raise StudyInputError(f"no node took a trial's {share:g} GPU and "
+                                  f"{self.cpus_per_trial:g} CPU(s) in {seconds:.0f} s: "
+                                  f"{cluster_text()}")
+        seen = ray.get(found)
+        if "why" in seen:
+            raise StudyInputError(f"trials asked for GPUs, but torch cannot use CUDA on node "
+                                  f"{seen['node']}: {seen['why']}")
+        return Card(seen["name"], seen["total"])
+
+    def __call__(self, configs: list[TrialConfig], stage: str) -> float:
+        """Run the trials, each with its strategy's GPU share; return the driver's seconds
+        spent writing to MLflow."""
+        self.start()
+        shares = self.shares or Shares(float(self.gpus_per_trial or 0.0))
+        configs = [replace(cfg, execution=replace(cfg.execution, gpu_share=shares.of(
+            cfg.strategy))) for cfg in configs]
         halt = _HaltOnFullDisk()
         progress = _ShowProgress(stage, len(configs))
         record = _RecordRuns(self.tracker, halt, progress)
-        trainable = tune.with_resources(tune.with_parameters(_trainable, trial=self.trial),
-                                        {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
+        cpus = self.cpus_per_trial
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, trial=self.trial),
+            lambda config: resource_dict_to_pg_factory(
+                {"cpu": cpus, "gpu": shares.of(config["trial"]["strategy"])}))
         name = f"{configs[0].study}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
         tuner = tune.Tuner(
             trainable,

@@ -30,7 +30,7 @@ from tasks.prepare import prepare
 from trainables.backbones import create_backbone, resolve_weights, save_weights
 from trainables.config import BackboneSpec, Execution, TrialConfig
 from trainables.model import build_model
-from trainables.trial import train_model
+from trainables.trial import on_device, train_model
 
 SHIPPED = Path(__file__).parent / "data"       # weights the project ships, each with its card
 
@@ -122,7 +122,8 @@ def _pretrain(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path
                       backbone=replace(backbone, weights=None), recipe=upstream.recipe,
                       seed=upstream.seed, train_split="train", eval_split="val",
                       setting="upstream", cache_dir=cache_dir,
-                      execution=Execution(threads=os.cpu_count() or 1))
+                      execution=Execution(threads=os.cpu_count() or 1))   # no GPU share: on
+                                                # the driver's CPU, outside Ray's GPU accounting
     log(f"backbone: pretraining {backbone.tag} on '{upstream.task}' "
         f"({upstream.recipe.epochs} epochs) -> {path}")
     run_id = tracker.start(cfg)
@@ -137,6 +138,8 @@ def _pretrain(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path
     except BaseException as error:
         tracker.finish(run_id, "FAILED" if isinstance(error, Exception) else "KILLED", repr(error))
         raise
+    finally:
+        on_device.cache_clear()            # the driver keeps no upstream split for the study
     tracker.finish(run_id, "FINISHED")
     save_weights(model, path)
     write_text_atomically(path.with_suffix(".json"), json.dumps({

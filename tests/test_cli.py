@@ -39,6 +39,7 @@ def test_plan_counts_trials_per_stage(capsys):
     (["run", "nope"], "unknown study 'nope'"),
     (["run", "demo", "--cpus-per-trial", "-1"], "must be > 0"),
     (["run", "demo", "--gpus-per-trial", "x"], "'x' is not a number"),
+    (["run", "demo", "--gpus-per-trial", "2"], "a trial uses one GPU at most"),
     (["plan", "demo", "--seeds", "4,a"], "seeds must be integers"),
     (["pretrain", "paper"], "study 'paper' has no pretraining of its own"),
 ])

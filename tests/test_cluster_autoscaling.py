@@ -47,7 +47,7 @@ def submit(cache: Path, storage: Path, uri: str, folder: Path, *flags: str,
     """`ray job submit` of the smoke study, as docs/cluster.md does it."""
     folder.mkdir()
     study = (f"cd {folder} && python -m study run demo --smoke --address auto "
-             f"--cpus-per-trial 1 --gpus-per-trial 1 --cache-dir {cache} "
+             f"--cpus-per-trial 1 --gpus-per-trial 0 --cache-dir {cache} "
              f"--storage-path {storage} {' '.join(flags)}")
     return subprocess.Popen(
         [RAY, "job", "submit", "--address", "http://127.0.0.1:8265", "--runtime-env-json",

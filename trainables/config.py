@@ -54,14 +54,15 @@ class Recipe:
         return self.base_lr * self.batch_size / 256
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
 class Execution:
     """How a trial runs on its worker: CPU threads, numeric precision ("auto" is bf16 autocast
     on CUDA, and on a CPU with native bf16 for models of 5M parameters or more: see
-    `trainables.trial.autocast_dtype`), `torch.compile`, the share of one GPU it was given (its
+    `trainables.trial.autocast_dtype`; "tf32" is fp32 with TF32 matrix products on CUDA, fp32
+    on a CPU), `torch.compile`, the share of one GPU it was given (its
     process may use no more of that GPU's memory), and whether a probe that trains only the
     head does so on features computed once."""
     threads: int = 1

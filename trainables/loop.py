@@ -119,6 +119,18 @@ def evaluate(model: nn.Module, split: Split, normalize: Inputs, batch_size: int 
     return loss_sum.item() / len(split), 100.0 * correct.item() / len(split)
 
 
+RECOMPILE_LIMIT = 64
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """`torch.compile(model)`, with room for every graph a reused worker meets: each strategy,
+    training and evaluation (no grad), and each epoch's partial last batch add one to the
+    model's forward; past Dynamo's default limit of 8 it runs eager, saying so only in a log."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                               RECOMPILE_LIMIT)
+    return torch.compile(model)
+
+
 def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: Inputs,
           recipe: Recipe, seed: int, report: MetricsSink, first_epoch: int = 1,
           dtype: torch.dtype | None = None, compile: bool = False,
@@ -128,7 +140,7 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
     `dtype` (bf16) turns on autocast; `compile` runs the steps through `torch.compile`."""
     optimizer = make_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad],
                                recipe)
-    forward = torch.compile(model) if compile else model
+    forward = compiled(model) if compile else model
     device = train_split.labels.device
     schedule = make_schedule(optimizer, recipe, math.ceil(len(train_split) / recipe.batch_size))
     generator = torch.Generator().manual_seed(seed)

@@ -105,6 +105,9 @@ OPTIMIZERS = {
     "vpt_sgd": _vpt_sgd,
     "vpt_adamw": _vpt_adamw,
 }
+# parameter-sized tensors an optimiser holds per trained tensor, at most (`trainables.footprint`):
+# SGD's momentum; AdamW's two moments; VptAdamW's two and the `denom` it allocates every step
+STATE_COPIES = {"sgd": 1, "adamw": 2, "vpt_sgd": 1, "vpt_adamw": 3}
 
 
 def make_optimizer(named: Named, recipe: Recipe) -> torch.optim.Optimizer:

@@ -64,19 +64,22 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
             module.drop_prob = 0.0
     blocks = list(vit.blocks)
     patch = vit.patch_embed.patch_size
-    vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,
-                               patch_area=patch[0] * patch[1])
+    vit.prompt = prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,
+                                        patch_area=patch[0] * patch[1])
     prefix = vit.num_prefix_tokens              # class (+ register) tokens before the patches
 
+    # the hooks, kept by the blocks, hold the prompts only, not `vit`: a hook that held the
+    # model would make a reference cycle, and the model would outlive its trial until Python's
+    # cyclic collector ran (a GPU's memory with it)
     def insert(_module, args):
         x = args[0]
-        prompts = vit.prompt.at_layer(0, x.shape[0]).to(x.dtype)
+        prompts = prompt.at_layer(0, x.shape[0]).to(x.dtype)
         return (torch.cat([x[:, :prefix], prompts, x[:, prefix:]], dim=1), *args[1:])
 
     def replace_at(layer: int):
         def replace(_module, args):
             x = args[0]
-            prompts = vit.prompt.at_layer(layer, x.shape[0]).to(x.dtype)
+            prompts = prompt.at_layer(layer, x.shape[0]).to(x.dtype)
             return (torch.cat([x[:, :prefix], prompts, x[:, prefix + length:]], dim=1), *args[1:])
         return replace
 

@@ -20,6 +20,7 @@ from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
 from trainables.checkpoint import save_trained
 from trainables.config import Execution, Recipe, TrialConfig
+from trainables.devices import choose_device, memory_fraction
 from trainables.faults import inject
 from trainables.priors import prior_path, replay, shares_prior, store
 from trainables.loop import Inputs, MetricsSink, Normalize, Split, autocast, train
@@ -27,21 +28,26 @@ from trainables.model import phases
 from trainables.strategy import Strategy
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 BF16_ON_CPU_FROM = 5_000_000     # parameters; below this bf16 autocast was slower on the CPU
 
 
 def set_up(execution: Execution, seed: int) -> torch.device:
-    """Threads, seeds and this process's share of the GPU's memory; the device."""
+    """Threads, seeds, the device (CUDA only with a share of a GPU: `trainables.devices`), this
+    process's share of the GPU's memory and its fp32 matrix products (TF32 or IEEE)."""
     torch.set_num_threads(max(1, execution.threads))
     torch.manual_seed(seed)
     np.random.seed(seed)
-    on = device()
-    if on.type == "cuda" and 0 < execution.gpu_share < 1:
-        torch.cuda.set_per_process_memory_fraction(execution.gpu_share)
+    on = torch.device(choose_device(execution.gpu_share, torch.cuda.is_available()))
+    if on.type == "cuda":
+        fraction = memory_fraction(execution.gpu_share,
+                                   torch.cuda.get_device_properties(on).total_memory)
+        if fraction is not None:
+            torch.cuda.set_per_process_memory_fraction(fraction)
+        tf32 = "tf32" if execution.precision == "tf32" else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = tf32
+    if execution.compile:            # Inductor's compile workers: the trial's CPUs, not the node's
+        import torch._inductor.config as inductor
+        inductor.compile_threads = max(1, execution.threads)
     return on
 
 
@@ -56,6 +62,13 @@ def autocast_dtype(execution: Execution, on: torch.device,
         return torch.bfloat16
     large = sum(p.numel() for p in model.parameters()) >= BF16_ON_CPU_FROM
     return torch.bfloat16 if large and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+def precision_run(execution: Execution, on: torch.device, dtype: torch.dtype | None) -> str:
+    """What the trial's matrix products ran in: bf16, tf32 (fp32 storage on CUDA) or fp32."""
+    if dtype is not None:
+        return "bf16"
+    return "tf32" if execution.precision == "tf32" and on.type == "cuda" else "fp32"
 
 
 def metric_prefix(split: str) -> str:
@@ -179,7 +192,7 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
         "train_size": len(train_split), "eval_size": len(eval_split),
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
-        "device": str(on), "precision": "bf16" if dtype else "fp32",
+        "device": str(on), "precision": precision_run(cfg.execution, on, dtype),
         "normalization": f"mean={mean} std={std}", "saved_weights": saved, **prior,
     }
     report(summary)
