@@ -111,4 +111,4 @@ def test_visual_prompts_on_swin_are_refused_with_a_reason():
     with torch.device("meta"):
         swin = create_backbone(replace(SWIN_B_IN21K, weights=None), num_classes=10)
         with pytest.raises(StudyInputError, match="need a ViT-style backbone"):
-            get_strategy("vpt_deep").adapt(swin, tiny_trial(""))
+            get_strategy("vpt_deep").adapt(swin, tiny_trial("", "vpt_deep"))
