@@ -48,11 +48,12 @@ class Size:
     gpu_batches: tuple[int, ...] = (64, 128)
     gemm_reps: int = 500
     contention_steps: int = 40
+    strategy_steps: int = 5
 
 
 QUICK = Size(grid_tasks=("digits",), grid_strategies=("full_ft", "vpt_deep", "linear"),
              grid_epochs=2, vit_s_images=16, vit_b_batch=2, probe_epochs=5, driver_trials=20,
-             gpu_batches=(8,), gemm_reps=20, contention_steps=5)
+             gpu_batches=(8,), gemm_reps=20, contention_steps=5, strategy_steps=1)
 
 
 def ratio(a: float, b: float) -> str:
@@ -312,8 +313,42 @@ def halving(size: Size, work: Path, figures: Figures) -> None:
     section.measure(size is QUICK, work, figures)
 
 
+def strategies(size: Size, work: Path, figures: Figures) -> None:
+    """Every registered strategy against full_ft, at its declared knob defaults: the CPU time of
+    a training step and its counted peak memory on the demo ViT (batch 64, fp32), and the FLOPs of
+    a training step (meta device) and trainable parameters at ViT-B/16 224."""
+    from bench.measure import DEMO, VIT_B, config, training_step
+    from study.cost import flops_per_image
+    from trainables.footprint import trial_footprint
+    from trainables.model import build_model
+    from trainables.strategy import all_strategies
+    names = ["full_ft", *sorted(n for n, s in all_strategies().items()
+                                if n != "full_ft" and s.prior is None)]
+    measured = {}
+    for name in names:
+        step = training_step(config(DEMO, name, ""), 64, None)
+        began = time.perf_counter()
+        for _ in range(size.strategy_steps):
+            step()
+        seconds = (time.perf_counter() - began) / size.strategy_steps
+        peak = trial_footprint(config(DEMO, name, ""), None).peak
+        vit_b = config(VIT_B, name, "")
+        with torch.device("meta"):
+            trained = sum(p.numel() for p in build_model(vit_b, 100, pretrained=False)
+                          .parameters() if p.requires_grad)
+        measured[name] = seconds, peak, flops_per_image(vit_b, 0)[0] * 64, trained
+    base_seconds, base_peak, _, _ = measured["full_ft"]
+    for name, (seconds, peak, flops, trained) in measured.items():
+        figures.add(f"strategy {name}: demo ViT CPU step {1000 * seconds:.0f} ms "
+                    f"({ratio(seconds, base_seconds)} full_ft's), counted peak "
+                    f"{peak / 2 ** 20:.1f} MiB ({ratio(peak, base_peak)}); ViT-B/16 224: "
+                    f"{flops / 1e12:.2f} TFLOP per step of 64, {trained / 1e6:.3f} M trainable "
+                    f"parameters (100-class head)")
+
+
 MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "kernels": kernels,
             "contention": contention, "probe": probe, "driver": driver, "halving": halving,
+            "strategies": strategies,
             "gpu": gpu}
 
 
@@ -336,6 +371,7 @@ def main(argv=None) -> int:
                "contention (the pretraining's 2-thread step with a core busy, by OpenMP spin), "
                "probe (linear probe on cached features), driver (trivial trials per second), "
                "halving (successive halving against the full grid: cost and what it selects), "
+               "strategies (every strategy's step time, memory and FLOPs against full_ft), "
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; skipped without CUDA)."
                " Where a GPU is, epoch, augment and mfu measure on it; grid, kernels, "
                "contention, probe, driver and halving on the CPU (a study's trials without a "
