@@ -227,10 +227,31 @@ def official_model(vit: nn.Module, method: str, knobs: dict) -> nn.Module:
 # ---- the project's strategies against it --------------------------------------------------------
 
 ADAPTERS = ("adaptformer", "rand_h_adapter", "rand_p_adapter", "lora_p_adapter")
-CASES = [(name, dict(bottleneck=4, scaler=0.7)) for name in ADAPTERS] + [
-    ("convpass", dict(bottleneck=6, scaler=0.7, xavier_init=False)),
-    ("convpass", dict(bottleneck=6, scaler=0.7, xavier_init=True))]
+# the init the module files write (timm_init=False); `test_timm_init_draws_the_added_linears_again`
+# covers the draw PETL_Vision's runs start from
+CASES = [(name, dict(bottleneck=4, scaler=0.7, timm_init=False)) for name in ADAPTERS] + [
+    ("convpass", dict(bottleneck=6, scaler=0.7, xavier_init=False, timm_init=False)),
+    ("convpass", dict(bottleneck=6, scaler=0.7, xavier_init=True, timm_init=False))]
 IDS = [f"{name}-{'-'.join(map(str, knobs.values()))}" for name, knobs in CASES]
+
+
+@pytest.mark.parametrize("method", ["adaptformer", "rand_h_adapter", "convpass"])
+def test_timm_init_draws_the_added_linears_again(method):
+    """PETL_Vision's ViT runs timm's init_weights after building the adapters
+    (model/vision_transformer.py:207-208): every added nn.Linear starts truncated-normal with
+    std 0.02 and a zero bias, so no method starts as the frozen model."""
+    torch.manual_seed(0)
+    plain = create_backbone(TINY_VIT, num_classes=10).eval()
+    model = get_strategy(method).prepare(copy.deepcopy(plain), tiny_trial("", method)).eval()
+    linears = [m for name, m in model.named_modules()
+               if "ft_" in name and isinstance(m, nn.Linear)]
+    assert linears
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert 0.015 < weights.std().item() < 0.025
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in linears)
+    x = images().float()
+    with torch.no_grad():
+        assert (model(x) - plain(x)).abs().max() > 1e-4
 
 
 def tiny_spec(drop_path: float = 0.0) -> BackboneSpec:

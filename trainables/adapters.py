@@ -23,6 +23,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from common.errors import StudyInputError
+from trainables.petl_init import TIMM_INIT, timm_init_linears
 from trainables.strategy import Knob
 
 ADAPTER_DROPOUT = 0.1   # model/adapter.py:14 (and model/convpass.py:24)
@@ -160,17 +161,29 @@ def adapting(init: str, attn: Placement | None = None, mlp: Placement | None = N
     """A strategy's `adapt`: an `Adapter` with the trial's `bottleneck` and `scaler` knobs and
     init `init` on the branches given a placement."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
-        return insert(vit, partial(Adapter, bottleneck=cfg.knob("bottleneck"),
-                                   scaler=cfg.knob("scaler"), init=init), attn=attn, mlp=mlp)
+        return redrawn(insert(vit, partial(Adapter, bottleneck=cfg.knob("bottleneck"),
+                                           scaler=cfg.knob("scaler"), init=init),
+                              attn=attn, mlp=mlp), cfg)
     return adapt
 
 
+def redrawn(vit: nn.Module, cfg) -> nn.Module:
+    """With the `timm_init` knob (PETL_Vision's runs), the added modules' nn.Linear layers drawn
+    again by timm's ViT init, as VisionTransformerPETL's __init__ does after building them
+    (`trainables.petl_init`)."""
+    if cfg.knob("timm_init"):
+        timm_init_linears(*(module for name, module in vit.named_modules()
+                            if name.rsplit(".", 1)[-1] in ("ft_attn_module", "ft_mlp_module")))
+    return vit
+
+
 def adapter_knobs(method: str, bottlenecks: tuple[int, ...], scalers: tuple[float, ...],
-                  lines: tuple[int, int]) -> tuple[Knob, Knob]:
+                  lines: tuple[int, int]) -> tuple[Knob, Knob, Knob]:
     """The `bottleneck` and `scaler` knobs of an adapter method, searched over the values at
-    `lines` of its experiment/config/method/<method>.yml; defaults 64 and 0.1."""
+    `lines` of its experiment/config/method/<method>.yml (defaults 64 and 0.1), and
+    `timm_init`."""
     grid = f"PETL_Vision experiment/config/method/{method}.yml"
     return (Knob("bottleneck", int, 64, search=bottlenecks,
                  source=f"{grid}:{lines[0]}; default {DEFAULTS}:21"),
             Knob("scaler", float, 0.1, search=scalers,
-                 source=f"{grid}:{lines[1]}; default {DEFAULTS}:23"))
+                 source=f"{grid}:{lines[1]}; default {DEFAULTS}:23"), TIMM_INIT)

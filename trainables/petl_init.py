@@ -23,3 +23,15 @@ def timm_linear_init(*weights: torch.Tensor) -> None:
     """timm's ViT init of an nn.Linear weight (`init_weights_vit_timm`), in place."""
     for weight in weights:
         trunc_normal_(weight, std=0.02)
+
+
+@torch.no_grad()
+def timm_init_linears(*modules: torch.nn.Module) -> None:
+    """timm's ViT init of every nn.Linear inside these modules (`init_weights_vit_timm`: weight
+    truncated-normal with std 0.02, bias zero), in place."""
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Linear):
+                trunc_normal_(layer.weight, std=0.02)
+                if layer.bias is not None:
+                    layer.bias.zero_()
