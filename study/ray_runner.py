@@ -1,12 +1,15 @@
 """The one module that imports ray. It turns a list of `TrialConfig`s into a Ray Tune grid (a
 function trainable calling `trainables.trial.run_trial`, or another function of the same
-signature, with `tune.report`), with per-trial resources from the command line,
-`reuse_actors=True`, a local Ray by default or a cluster by address, and Tune callbacks: one hands
-every report to the study's MLflow tracker (timing what that costs the driver) and tells the
-progress lines (trials done / total, elapsed, and an ETA from the mean trial time and how many
-trials run at once) how each trial ended; one halts the stage when a trial fails because a disk
-is full (the trials still running end KILLED, with one line: every later trial would fail the
-same way). After each trial the worker hands back the memory it freed (`common.memory`). With
+signature, with `tune.report`), with per-trial resources from the command line (each
+strategy's share of a GPU, settled before the first stage by `fit_resources`: a probe task placed
+as a trial is finds the card, and a request no node meets or a GPU torch cannot use is refused in
+one line; workers granted no GPU see none), `reuse_actors=True`, a local Ray by default or a
+cluster by address, and Tune callbacks: one hands every report to the study's MLflow tracker
+(timing what that costs the driver) and tells the progress lines (trials done / total, elapsed,
+and an ETA from the mean trial time and how many trials run at once) how each trial ended; one
+halts the stage when a trial fails because a disk is full (the trials still running end KILLED,
+with one line: every later trial would fail the same way). After each trial the worker hands back
+the memory it freed (`common.memory`). With
 `halving`, the tune stage runs ASHA within each cell (`CellHalving`); a trial it stops is a
 FINISHED run tagged outcome=stopped."""
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import socket
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -135,8 +139,7 @@ def cluster_text() -> str:
     if report:
         kinds = {"active": report.get("active_nodes", {}),
                  "launching": report.get("pending_launches", {}),
-                 "failed": {kind: sum(1 for _, k in report.get("failed_nodes", []) if k == kind)
-                            for _, kind in report.get("failed_nodes", [])}}
+                 "failed": Counter(kind for _, kind in report.get("failed_nodes", []))}
         text += "; autoscaler node types: " + (", ".join(
             f"{state} {kind} x{count}" for state, counts in kinds.items()
             for kind, count in counts.items() if count) or "none active")
@@ -337,7 +340,7 @@ class RayRunner:
     trial: TrialFunction = run_trial
     halving: Halving | None = None          # successive halving in the tune stage
     shares: Shares | None = None            # each trial's GPU share, once `fit_resources` ran
-    gpu_wait: float = GPU_NODE_WAIT_SECONDS  # autoscaling: how long a GPU node may take to come
+    gpu_wait: float = GPU_NODE_WAIT_SECONDS  # autoscaling: the seconds a GPU node may take
 
     def preflight(self) -> None:
         """Refuse, before any trial starts, a storage path that cannot be written and a Ray
