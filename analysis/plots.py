@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from results.runs import counted  # noqa: E402
 
+# also the order of the loss curves' columns
 COLORS = {"full_ft": "tab:orange", "vpt_deep": "tab:blue", "vpt_shallow": "tab:purple",
           "linear": "tab:gray", "mixed": "tab:green", "ft_then_pt": "tab:red",
-          "lora": "tab:brown"}                  # also the order of the loss curves' columns
+          "ft_then_pt_kept_head": "tab:pink", "lora": "tab:brown"}
 OVERFIT_RULE = ("overfitting: the last evaluated test loss is at least 10 % above the lowest "
                 "test loss of the run while the train loss kept falling")
 

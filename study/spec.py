@@ -109,7 +109,7 @@ class StudySpec:
         """One trial of a cell at a grid point; `prior` is the recipe of the strategy's prior
         phase (FT-then-PT's FT: full_ft's selected recipe for the same task)."""
         chosen = get_strategy(cell.strategy)
-        tune, final = setting_splits(cell.setting)
+        tune, final = setting_splits(cell.setting, get_task(cell.task))
         train_split, eval_split = tune if stage == "tune" else final
         return TrialConfig(
             study=self.name, stage=stage, task=cell.task, strategy=cell.strategy,

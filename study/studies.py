@@ -94,10 +94,12 @@ VIT_B16_MAE = BackboneSpec(
     overrides=(("global_pool", "avg"), ("drop_path_rate", 0.1)), fresh=("fc_norm.",),
     unused=("norm.",), prompts_in_pool=True,
     obtain="put MAE's mae_pretrain_vit_base.pth there")
+# MoCo v3's ViT keeps its fixed 2-D sin-cos position embedding frozen, finetuning included
+# (VPT src/models/vit_backbones/vit_moco.py:27-28,52-68: requires_grad=False).
 VIT_B16_MOCOV3 = BackboneSpec(
     "vit_base_patch16_224", weights="backbones/mocov3_vit-b-300ep.pth.tar",
     key_prefix="module.base_encoder.", label="vit_b16-mocov3",
-    mean_std=IMAGENET_MEAN_STD, head_init="vpt",
+    mean_std=IMAGENET_MEAN_STD, head_init="vpt", fixed=("pos_embed",),
     obtain="put MoCo v3's vit-b-300ep.pth.tar there (renamed mocov3_vit-b-300ep.pth.tar)")
 
 # TOAST's ViT-B/16 (visual_classification/src/models/vit_models.py:95: drop_path 0.1, no dropout);
@@ -194,7 +196,8 @@ def paper_fgvc(smoke: bool = False) -> StudySpec:
     trained on train only, with VPT's random crop and flip, as VPT does for FGVC. Not as VPT: its
     json val splits (val is the last 10 % of train here)."""
     return _paper("paper-fgvc", smoke, tasks=tasks_in_suite("fgvc"),
-                  strategies=("full_ft", "vpt_deep"), settings=("full",))
+                  strategies=("full_ft", "vpt_deep"), settings=("full",),
+                  search_space=search_spaces.PAPER_FGVC)
 
 
 @register_study("paper-lora")

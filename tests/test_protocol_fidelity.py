@@ -350,6 +350,20 @@ def test_fgvc_trains_its_final_model_on_train_only():
     assert "train.py:66-72" in card[("splits", "final train -> test")]["source"]
 
 
+def test_fgvc_tunes_vpt_on_fgvcs_own_nine_lrs_and_ft_on_vtabs_grid():
+    """VPT tune_fgvc.py:151-156 (VPT-or-FT tune_fgvc.py:181-186): VTAB's prompt grid without
+    0.05; FT as VTAB (VPT-or-FT tune_fgvc.py:99-100)."""
+    spec = get_study("paper-fgvc")
+    lrs = {s: {c.recipe.base_lr for c in spec.tune_trials() if c.strategy == s}
+           for s in ("vpt_deep", "full_ft")}
+    assert lrs["vpt_deep"] == {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1}
+    assert lrs["full_ft"] == set(VPT_OFFICIAL_FT.base_lrs)
+    assert len(spec.tune_trials()) == 5 * (9 * 4 + 4 * 4)
+    card = {(r["setting"], r["strategy"]): r for r in rows(spec)}
+    assert "tune_fgvc.py:151-156" in card[("lr grid", "vpt_deep")]["source"]
+    assert "128" in card[("batch", "vpt_deep")]["text vs code"]
+
+
 def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
     card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper-lora"))}
     assert card[("lora rank / alpha", "lora")]["value"] == "4 / 1.0"

@@ -27,6 +27,8 @@ class BackboneSpec:
     head_init: str = "timm"           # "timm" or "vpt" (the official VPT head: `backbones`)
     fresh: tuple[str, ...] = ()       # model keys (prefixes) left at init, not read from the file
     unused: tuple[str, ...] = ()      # file keys (prefixes) the model does not read
+    fixed: tuple[str, ...] = ()       # parameters (prefixes) no strategy trains (MoCo v3's
+                                      # fixed sin-cos position embedding)
     prompts_in_pool: bool = False     # average pooling includes visual prompts (official MAE)
     obtain: str = field(default="", compare=False)   # where to get the weights file
 
@@ -117,7 +119,7 @@ class TrialConfig:
         backbone["overrides"] = tuple(tuple(kv) for kv in backbone.get("overrides", ()))
         if backbone.get("mean_std"):
             backbone["mean_std"] = tuple(tuple(v) for v in backbone["mean_std"])
-        for key in ("fresh", "unused"):
+        for key in ("fresh", "unused", "fixed"):
             backbone[key] = tuple(backbone.get(key, ()))
         prior = raw.pop("prior_recipe", None)
         return cls(backbone=BackboneSpec(**backbone), recipe=Recipe(**raw.pop("recipe")),

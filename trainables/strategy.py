@@ -50,10 +50,11 @@ class Strategy:
     summary: str = ""
 
     def prepare(self, model: nn.Module, cfg: TrialConfig) -> nn.Module:
-        """The model adapted for this strategy, with gradients on exactly what it trains."""
+        """The model adapted for this strategy, with gradients on exactly what it trains (never
+        on what the backbone keeps fixed)."""
         model = self.adapt(model, cfg)
         for name, param in model.named_parameters():
-            param.requires_grad_(self.trains(name))
+            param.requires_grad_(self.trains(name) and not name.startswith(cfg.backbone.fixed))
         return model
 
     @property
