@@ -364,6 +364,27 @@ def test_fgvc_tunes_vpt_on_fgvcs_own_nine_lrs_and_ft_on_vtabs_grid():
     assert "128" in card[("batch", "vpt_deep")]["text vs code"]
 
 
+def test_size_sweeps_read_the_paper_codes_slices_where_it_publishes_them():
+    """VPT-or-FT src/data/vtab_datasets/*.py: at 10000, cifar100 and patch_camelyon 4:1, svhn
+    5:1 and sun397 1:1 with val from its own validation split; the other tasks and sizes a
+    seeded 4:1 sample, said so on the card."""
+    spec = get_study("paper-scale")
+    splits = {(c.setting, c.task): (c.train_split, c.eval_split) for c in spec.tune_trials()}
+    assert splits[("10000", "cifar100")] == ("train10000", "val2500")
+    assert splits[("10000", "svhn")] == ("train10000", "val2000")
+    assert splits[("10000", "sun397")] == ("train10000", "val10000")
+    assert splits[("5000", "sun397")] == ("train5000", "val1250")
+    card = [r for r in rows(spec) if r["setting"] == "splits" and r["value"].startswith("@")]
+    sun = next(r for r in card if r["value"].startswith("@10000 sun397:"))
+    assert "validation[:10000]" in sun["value"] and "sun397.py:64-82" in sun["source"]
+    assert "1:1" in sun["text vs code"]
+    sampled = next(r for r in card if r["value"].startswith("@10000 eurosat"))
+    assert "seeded 4:1 sample" in sampled["text vs code"] and "sun397" not in sampled["value"]
+    lora = get_study("paper-lora")
+    assert {(c.train_split, c.eval_split) for c in lora.tune_trials()
+            if c.setting == "10000"} == {("train10000", "val2500")}
+
+
 def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
     card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper-lora"))}
     assert card[("lora rank / alpha", "lora")]["value"] == "4 / 1.0"
