@@ -10,9 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
-from results.runs import counted  # noqa: E402
+from results.runs import counted, open_client  # noqa: E402
 
 # also the order of the loss curves' columns
 COLORS = {"full_ft": "tab:orange", "vpt_deep": "tab:blue", "vpt_shallow": "tab:purple",
@@ -66,7 +65,7 @@ def quadrants(fid: pd.DataFrame, wins: pd.DataFrame, fid_column: str):
 
 
 def histories(uri: str, run_ids, keys=("train_loss", "test_loss")) -> pd.DataFrame:
-    client = MlflowClient(uri)
+    client = open_client(uri)
     rows = [{"run_id": run_id, "metric": key, "epoch": m.step, "value": m.value}
             for run_id in run_ids for key in keys
             for m in client.get_metric_history(run_id, key)]

@@ -13,7 +13,7 @@ import sys
 from common.openmp import wait_briefly
 
 wait_briefly()                                    # before torch is imported (common/openmp.py)
-from common.errors import StudyInputError, say  # noqa: E402
+from common.errors import exit_status, say  # noqa: E402
 from trainables.config import PRECISIONS, Execution  # noqa: E402
 
 EPILOG = """examples:
@@ -237,43 +237,33 @@ def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")    # one line per problem on stderr
     logging.getLogger("alembic").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)                  # SIGTERM ends runs as KILLED too
-    try:
-        if args.command == "list":
-            cmd_list()
-            return 0
-        from study.spec import get_study
-        spec = get_study(args.study, smoke=getattr(args, "smoke", False),
-                         seeds=getattr(args, "seeds", None),
-                         save_full_weights=getattr(args, "save_full_weights", None))
-        if args.command == "pretrain":
-            return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
-        halving = None
-        if getattr(args, "scheduler", "grid") == "halving":
-            from study.halving import Halving
-            halving = Halving(args.reduction, args.grace_epochs)
-        if args.command == "plan":
-            cmd_plan(spec, halving)
-            return 0
-        if args.command == "explain":
-            from study.card import render
-            print(render(spec, args.format), end="")
-            return 0
-        command = "python -m study " + shlex.join(sys.argv[1:] if argv is None else argv)
-        return cmd_run(spec, args, halving, command)
-    except StudyInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:                 # a full disk under the cache or the store
-        from common.files import disk_full
-        if not disk_full(error):
-            raise
-        print(f"error: {error}; free space there and run the same command again",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are kept in MLflow; rerun the same command to "
-              "continue", file=sys.stderr)
-        return 130
+    return exit_status(lambda: run_command(args, argv), interrupted=(
+        "interrupted: finished trials are kept in MLflow; rerun the same command to continue"))
+
+
+def run_command(args, argv) -> int:
+    if args.command == "list":
+        cmd_list()
+        return 0
+    from study.spec import get_study
+    spec = get_study(args.study, smoke=getattr(args, "smoke", False),
+                     seeds=getattr(args, "seeds", None),
+                     save_full_weights=getattr(args, "save_full_weights", None))
+    if args.command == "pretrain":
+        return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
+    halving = None
+    if getattr(args, "scheduler", "grid") == "halving":
+        from study.halving import Halving
+        halving = Halving(args.reduction, args.grace_epochs)
+    if args.command == "plan":
+        cmd_plan(spec, halving)
+        return 0
+    if args.command == "explain":
+        from study.card import render
+        print(render(spec, args.format), end="")
+        return 0
+    command = "python -m study " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return cmd_run(spec, args, halving, command)
 
 
 if __name__ == "__main__":
