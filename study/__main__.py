@@ -20,7 +20,7 @@ EPILOG = """examples:
   python -m study list
   python -m study plan demo
   python -m study explain paper             # every setting of a preset and its source
-  python -m study run demo --smoke          # about a minute
+  python -m study run demo --smoke          # 2 tasks x 3 strategies, 2 epochs
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", "run tune -> select -> final and print the table")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("study", help="a study name from `python -m study list`")
-        sub.add_argument("--smoke", action="store_true", help="a tiny version (about a minute)")
+        sub.add_argument("--smoke", action="store_true", help="a tiny version (a few tasks, 2 epochs)")
         sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
         if name == "explain":
             sub.add_argument("--format", choices=("markdown", "csv"), default="markdown")

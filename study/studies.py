@@ -31,9 +31,9 @@ def demo(smoke: bool = False) -> StudySpec:
     """Offline mini-VTAB: 7 demo tasks (2 natural, 2 specialized, 3 structured) x all seven
     strategies on a 32 px ViT that the project pretrained on crops of other photographs (its
     weights ship in study/data/; `python -m study pretrain demo` makes them here).
-    `python -m study run demo` (`make demo`). About 8 minutes on 2 CPU cores (9.5 with the
-    install); the README shows the table it produced. `--smoke`: 2 tasks x 3 strategies, 2
-    epochs, pretraining its own backbone for 2 epochs, about a minute."""
+    `python -m study run demo` (`make demo`); docs/demo.md has how long it takes and the table
+    it produced. `--smoke`: 2 tasks x 3 strategies, 2 epochs, pretraining its own backbone for 2
+    epochs."""
     spec = StudySpec(
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
         backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
@@ -55,8 +55,8 @@ def demo_scale(smoke: bool = False) -> StudySpec:
     """Dataset capacity on the demo (the paper's Figure 4 and Tables 5/6): full_ft, vpt_deep and
     the linear probe on one task per group (photos, microscopy, count with 4,000-image pools) at
     100, 400, 1,600 and 3,200 training images (val a quarter of that), on the demo's ViT and grid.
-    `python -m study run demo-scale`, then `python -m analysis capacity demo-scale`. About 9
-    minutes on 2 CPU cores; docs/demo.md shows what it found. `--smoke`: one task, two sizes."""
+    `python -m study run demo-scale`, then `python -m analysis capacity demo-scale`;
+    docs/demo.md has how long it takes and what it found. `--smoke`: one task, two sizes."""
     spec = replace(demo(), name="demo-scale", tasks=tasks_in_suite("demo-scale"),
                    strategies=("full_ft", "vpt_deep", "linear"),
                    settings=tuple(str(n) for n in DEMO_SCALE_SIZES),

@@ -68,6 +68,7 @@ def run_together(commands: list[list[str]], env: dict) -> list[subprocess.Comple
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_smoke_studies_started_together_on_a_fresh_store_and_cache(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
