@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo demo-scale demo-petl analysis test test-slow test-cluster smoke bench install clean
 install: $(STAMP)
 
-# uv installs what pip would (same pins, pip's configured indexes) in 40 % of pip's time
+# uv installs what pip would (same pins, pip's configured indexes), faster: docs/demo.md times both
 $(STAMP): requirements.txt pyproject.toml scripts/uv_install_flags.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --quiet uv==0.13.9

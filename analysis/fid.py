@@ -7,10 +7,12 @@ pt_inception-2015-12-05-6726825d.pth) and the study backbone's own pre-logit fea
 space, image set) under `<cache dir>/features/`."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Callable
-from unittest import mock
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -54,6 +56,22 @@ def _batches(images: np.ndarray, size: int = 100):
         yield torch.from_numpy(np.array(images[start:start + size])).permute(0, 3, 1, 2).float()
 
 
+@contextlib.contextmanager
+def hub_holding(path: Path, url: str):
+    """torch.hub's download cache, for the time of the block, a folder that holds `path` under
+    the name a download of `url` would have, so that loading `url` reads `path` instead."""
+    previous = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory() as hub:
+        checkpoints = Path(hub) / "checkpoints"
+        checkpoints.mkdir()
+        (checkpoints / Path(urlparse(url).path).name).symlink_to(path.resolve())
+        torch.hub.set_dir(hub)
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(previous)
+
+
 def inception(weights: str | Path) -> Features:
     """pytorch-fid's InceptionV3 (2048-d pool features) with its weights read from a local file."""
     import pytorch_fid.inception as fid_inception
@@ -61,8 +79,7 @@ def inception(weights: str | Path) -> Features:
     if not path.exists():
         raise StudyInputError(f"Inception weights {path} do not exist (pytorch-fid's "
                               f"pt_inception-2015-12-05-6726825d.pth)")
-    local = lambda *args, **kwargs: torch.load(path, map_location="cpu", weights_only=True)  # noqa
-    with mock.patch.object(fid_inception, "load_state_dict_from_url", local):
+    with hub_holding(path, fid_inception.FID_WEIGHTS_URL):
         model = fid_inception.InceptionV3([3]).eval()
 
     @torch.no_grad()

@@ -10,13 +10,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
-from results.runs import counted  # noqa: E402
+from results.runs import counted, open_client  # noqa: E402
 
+# also the order of the loss curves' columns
 COLORS = {"full_ft": "tab:orange", "vpt_deep": "tab:blue", "vpt_shallow": "tab:purple",
           "linear": "tab:gray", "mixed": "tab:green", "ft_then_pt": "tab:red",
-          "lora": "tab:brown"}                  # also the order of the loss curves' columns
+          "ft_then_pt_kept_head": "tab:pink", "lora": "tab:brown"}
 OVERFIT_RULE = ("overfitting: the last evaluated test loss is at least 10 % above the lowest "
                 "test loss of the run while the train loss kept falling")
 
@@ -65,7 +65,7 @@ def quadrants(fid: pd.DataFrame, wins: pd.DataFrame, fid_column: str):
 
 
 def histories(uri: str, run_ids, keys=("train_loss", "test_loss")) -> pd.DataFrame:
-    client = MlflowClient(uri)
+    client = open_client(uri)
     rows = [{"run_id": run_id, "metric": key, "epoch": m.step, "value": m.value}
             for run_id in run_ids for key in keys
             for m in client.get_metric_history(run_id, key)]

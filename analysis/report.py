@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
+
+from results.runs import open_client
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Report:
 
     def log_to_mlflow(self) -> str:
         """Log everything written so far as artifacts of the study's analysis run."""
-        client = MlflowClient(self.uri)
+        client = open_client(self.uri)
         experiment = client.get_experiment_by_name(self.study)
         runs = client.search_runs([experiment.experiment_id], "tags.stage = 'analysis'")
         run_id = runs[0].info.run_id if runs else client.create_run(

@@ -352,12 +352,16 @@ MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "kerne
             "gpu": gpu}
 
 
-def write_results(path: Path, command: str, figures: Figures) -> None:
+def write_results(path: Path, command: str, figures: Figures, seconds: float | None = None) -> None:
+    """The run's figures on top of `path`, with the date, the machine, the command and, given
+    `seconds`, how long the run took (the one record of a bench run's duration)."""
     header = "# Benchmark results\n\nNewest first. Each section is one `python -m bench` run.\n"
     old = path.read_text() if path.exists() else header
     body = old[len(header):] if old.startswith(header) else "\n" + old
+    took = "" if seconds is None else f" (took {seconds // 60:.0f} min {seconds % 60:.0f} s)"
     section = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} UTC: {machine()}\n\n"
-               f"Command: `{command}`\n\n" + "".join(f"- {line}\n" for line in figures.lines))
+               f"Command: `{command}`{took}\n\n" +
+               "".join(f"- {line}\n" for line in figures.lines))
     path.write_text(header + section + body)
 
 
@@ -375,11 +379,10 @@ def main(argv=None) -> int:
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; skipped without CUDA)."
                " Where a GPU is, epoch, augment and mfu measure on it; grid, kernels, "
                "contention, probe, driver and halving on the CPU (a study's trials without a "
-               "GPU share run there). The "
-               "full run takes about 14 minutes on 2 CPU cores without halving.")
+               "GPU share run there). How long "
+               "a run takes: docs/speed.md, and each run's record in bench/RESULTS.md.")
     parser.add_argument("--quick", action="store_true",
-                        help="every measurement, small (about 2 minutes); figures are not "
-                             "meaningful")
+                        help="every measurement, small; figures are not meaningful")
     default = ",".join(s for s in MEASURES if s != "gpu" or torch.cuda.is_available())
     parser.add_argument("--sections", help=f"comma-separated subset of {','.join(MEASURES)} "
                                            f"(default: {default})")
@@ -408,7 +411,7 @@ def main(argv=None) -> int:
         MEASURES[name](size, work, figures)
     command = "".join(f"{k}={os.environ[k]} " for k in KERNEL_SETTINGS if k in os.environ) + \
         "python -m bench" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    write_results(results, command, figures)
+    write_results(results, command, figures, time.perf_counter() - began)
     print(f"done in {time.perf_counter() - began:.0f} s; figures added to {results}")
     return 0
 

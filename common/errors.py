@@ -1,9 +1,12 @@
 """What the command line tells its user: errors, each one line that the CLI prints before exiting
-with status 2 (anything else that escapes is a bug and keeps its traceback), and status lines."""
+with status 2 (anything else that escapes is a bug and keeps its traceback), and status lines.
+`exit_status` is the one error path of every command line (`study`, `tasks`, `analysis`)."""
 from __future__ import annotations
 
 import sys
 from typing import Callable, Iterable
+
+from common.files import disk_full
 
 
 class StudyInputError(Exception):
@@ -24,11 +27,23 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def exit_status(command: Callable[[], None]) -> int:
-    """Run a command-line body: bad input becomes one line on stderr and exit status 2."""
+INTERRUPTED = "interrupted: what finished is kept; run the same command again to continue"
+
+
+def exit_status(command: Callable[[], int | None], interrupted: str = INTERRUPTED) -> int:
+    """Run a command-line body and return its exit status (the body's, else 0). Bad input and a
+    full disk become one line on stderr and status 2, an interrupt one line and status 130;
+    anything else keeps its traceback."""
     try:
-        command()
+        return command() or 0
     except StudyInputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    except Exception as error:                 # a full disk under the cache or the store
+        if not disk_full(error):
+            raise
+        print(f"error: {error}; free space there and run the same command again",
+              file=sys.stderr)
+    return 2

@@ -1,12 +1,16 @@
 """Writes that a full disk cannot corrupt: a file is written beside its place under a hidden
 name and renamed into place only when whole, so a reader never finds half a file; what a failed
-write left is removed. `disk_full` tells a full disk (or quota) from other errors."""
+write left is removed. `disk_full` tells a full disk (or quota) from other errors. `exclusive`
+makes processes of one host that make the same thing (a task's cache, a backbone's weights, a
+fresh MLflow store) take turns."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -46,3 +50,17 @@ def reserve(path: str | Path) -> None:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """An exclusive lock on the file `path` (made if missing) for the block: another process
+    of this host asking for the same one waits until it is released."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -95,13 +95,18 @@ PAPER_WEIGHT_DECAYS = (0.01, 0.001, 0.0001, 0.0)
 # and 10 warm-up epochs (configs/base-prompt.yaml; README.md:142-143).
 PAPER_SGD = Grid("paper_sgd", "vpt_sgd", (50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05),
                  PAPER_WEIGHT_DECAYS, batch_size=64, warmup_epochs=10)
+# FGVC's own prompt grid (VPT tune_fgvc.py:151-156, the same in VPT-or-FT tune_fgvc.py:181-186):
+# VTAB's without 0.05; batch 64 and 10 warm-up epochs as configs/base-prompt.yaml:18,25, though
+# the paper's code's own FGVC example passes DATA.BATCH_SIZE 128 (command.txt:27-31).
+FGVC_SGD = Grid("fgvc_sgd", "vpt_sgd", (50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1),
+                PAPER_WEIGHT_DECAYS, batch_size=64, warmup_epochs=10)
 # Full finetuning as the paper's code runs it (`--train-type finetune`, tune_vtab.py:219-221;
 # configs/base-finetune.yaml: AdamW, 5 warm-up epochs; README.md:141: batch 128).
 VPT_OFFICIAL_FT = Grid("vpt_official_ft", "vpt_adamw", (0.001, 0.0001, 0.0005, 0.005),
                        PAPER_WEIGHT_DECAYS, batch_size=128, warmup_epochs=5)
 # TOAST's protocol (bfshi/TOAST visual_classification), which the paper's Table 20 follows (P:623):
 # SGD with momentum 0.9 (configs/base.yaml:14-15), batch 32 (base.yaml:25), 10 warm-up epochs
-# (base.yaml:19), the grids of tune_vtab.py:229-246.
+# (base.yaml:18), the grids of tune_vtab.py:229-246.
 TOAST_FT = Grid("toast_ft", "vpt_sgd", (0.001, 0.0001, 0.0005, 0.005), PAPER_WEIGHT_DECAYS,
                 batch_size=32, warmup_epochs=10)
 TOAST_LORA = Grid("toast_lora", "vpt_sgd", (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01),
@@ -109,6 +114,10 @@ TOAST_LORA = Grid("toast_lora", "vpt_sgd", (1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.
 
 PAPER = SearchSpace("paper", MappingProxyType(
     {"full": VPT_OFFICIAL_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),
+    prompt_lengths(VPT_LENGTHS))
+# FGVC: the FT grid as VTAB's (VPT-or-FT tune_fgvc.py:99-100), FGVC's own prompt grid.
+PAPER_FGVC = SearchSpace("paper_fgvc", MappingProxyType(
+    {"full": VPT_OFFICIAL_FT, "prompt": FGVC_SGD, "mixed": FGVC_SGD, "lora": TOAST_LORA}),
     prompt_lengths(VPT_LENGTHS))
 TOAST = SearchSpace("toast", MappingProxyType(
     {"full": TOAST_FT, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": TOAST_LORA}),

@@ -13,7 +13,7 @@ import sys
 from common.openmp import wait_briefly
 
 wait_briefly()                                    # before torch is imported (common/openmp.py)
-from common.errors import StudyInputError, say  # noqa: E402
+from common.errors import exit_status, say  # noqa: E402
 from trainables.config import PRECISIONS, Execution  # noqa: E402
 from trainables.devices import AUTO  # noqa: E402
 
@@ -21,7 +21,7 @@ EPILOG = """examples:
   python -m study list
   python -m study plan demo
   python -m study explain paper             # every setting of a preset and its source
-  python -m study run demo --smoke          # about a minute
+  python -m study run demo --smoke          # 2 tasks x 3 strategies, 2 epochs
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial auto   # on a Ray cluster
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", "run tune -> select -> final and print the table")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("study", help="a study name from `python -m study list`")
-        sub.add_argument("--smoke", action="store_true", help="a tiny version (about a minute)")
+        sub.add_argument("--smoke", action="store_true", help="a tiny version (a few tasks, 2 epochs)")
         sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
         sub.add_argument("--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
                          help="set a strategy's knob for the study: lora_rank=4 (every strategy "
@@ -317,45 +317,35 @@ def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")    # one line per problem on stderr
     logging.getLogger("alembic").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)                  # SIGTERM ends runs as KILLED too
-    try:
-        if args.command == "list":
-            cmd_list()
-            return 0
-        from study.spec import get_study
-        spec = get_study(args.study, smoke=getattr(args, "smoke", False),
-                         seeds=getattr(args, "seeds", None),
-                         save_full_weights=getattr(args, "save_full_weights", None))
-        if getattr(args, "knob", None):
-            spec = spec.with_knobs(dict(args.knob))
-        if args.command == "pretrain":
-            return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
-        halving = None
-        if getattr(args, "scheduler", "grid") == "halving":
-            from study.halving import Halving
-            halving = Halving(args.reduction, args.grace_epochs)
-        if args.command == "plan":
-            cmd_plan(spec, halving)
-            return 0
-        if args.command == "explain":
-            from study.card import render
-            print(render(spec, args.format), end="")
-            return 0
-        command = "python -m study " + shlex.join(sys.argv[1:] if argv is None else argv)
-        return cmd_run(spec, args, halving, command)
-    except StudyInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:                 # a full disk under the cache or the store
-        from common.files import disk_full
-        if not disk_full(error):
-            raise
-        print(f"error: {error}; free space there and run the same command again",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are kept in MLflow; rerun the same command to "
-              "continue", file=sys.stderr)
-        return 130
+    return exit_status(lambda: run_command(args, argv), interrupted=(
+        "interrupted: finished trials are kept in MLflow; rerun the same command to continue"))
+
+
+def run_command(args, argv) -> int:
+    if args.command == "list":
+        cmd_list()
+        return 0
+    from study.spec import get_study
+    spec = get_study(args.study, smoke=getattr(args, "smoke", False),
+                     seeds=getattr(args, "seeds", None),
+                     save_full_weights=getattr(args, "save_full_weights", None))
+    if getattr(args, "knob", None):
+        spec = spec.with_knobs(dict(args.knob))
+    if args.command == "pretrain":
+        return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
+    halving = None
+    if getattr(args, "scheduler", "grid") == "halving":
+        from study.halving import Halving
+        halving = Halving(args.reduction, args.grace_epochs)
+    if args.command == "plan":
+        cmd_plan(spec, halving)
+        return 0
+    if args.command == "explain":
+        from study.card import render
+        print(render(spec, args.format), end="")
+        return 0
+    command = "python -m study " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return cmd_run(spec, args, halving, command)
 
 
 if __name__ == "__main__":

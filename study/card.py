@@ -2,7 +2,10 @@
 where that value comes from: a line of the paper's text (P:<line> in
 ../shared/paper/000_b459f27e4e5e8855.txt) or a file:line of the code that produced its numbers
 (VPT-or-FT = ChengHan111/VPT-or-FT @ 262898f, which copies KMnP/vpt's solver, data and ViT code
-unchanged). Where the text and that code disagree the row says so and which one the study follows.
+unchanged; VPT = KMnP/vpt @ 4410440; TOAST = bfshi/TOAST @ e45b515). A citation names its
+repository before its path, relative to that repository's root; later paths of the same text are
+in the same repository (tests/test_card_citations.py checks every line against the files' line
+counts). Where the text and that code disagree the row says so and which one the study follows.
 Values are read from the `StudySpec`; sources are data here, keyed by the value they justify, so a
 value without a source reads "project choice". `python -m study explain <study>` prints it; each
 run of the study logs it to MLflow."""
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from study.spec import StudySpec
 from tasks import get_task
 from tasks.spec import Augment
-from tasks.splits import setting_splits
+from tasks.splits import setting_splits, supports
 from trainables.strategy import get_strategy
 
 VPT = "VPT-or-FT"        # the paper's code; its solver/data/model files are KMnP/vpt's
@@ -29,18 +32,23 @@ class Source:
 
 SOURCES: dict[tuple[str, object], Source] = {
     ("optimizer", "vpt_official_ft"): Source(
-        f"{VPT} configs/base-finetune.yaml:14; src/solver/optimizer.py:36-48,100-136,139-214",
+        f"{VPT} configs/base-finetune.yaml:14; src/solver/optimizer.py:36-50,100-137,140-234 "
+        f"(wd > 0: AdamW, whose decoupled decay is at 231-232; wd 0: SGD)",
         "text (P:79): one grid for all strategies, no optimiser named; code: AdamW for FT. "
         "Follows the code"),
     ("optimizer", "paper_sgd"): Source(f"{VPT} configs/base-prompt.yaml:14-15; "
-                                       f"src/solver/optimizer.py:50-88"),
+                                       f"src/solver/optimizer.py:51-98,100-137 (wd > 0: optim.SGD "
+                                       f"at 93-98; wd 0: without decay)"),
+    ("optimizer", "fgvc_sgd"): Source(f"{VPT} configs/base-prompt.yaml:14-15; "
+                                      f"src/solver/optimizer.py:51-98,100-137 (wd > 0: optim.SGD "
+                                      f"at 93-98; wd 0: without decay)"),
     ("optimizer", "toast_ft"): Source("TOAST visual_classification/configs/base.yaml:14-15",
                                       "FT here is TOAST's (SGD, batch 32), not the paper's "
                                       "Table 1 FT: Table 20's FT numbers differ from Table 1's"),
     ("optimizer", "toast_lora"): Source("TOAST visual_classification/configs/base.yaml:14-15"),
     ("weight decay", "vpt_adamw"): Source(
-        f"{VPT} src/solver/optimizer.py:36-48 (0.01 hard-coded on non-bias tensors, 0 on biases,"
-        f" when the grid's wd > 0), 100-136 (wd 0: SGD momentum 0.9, no decay)"),
+        f"{VPT} src/solver/optimizer.py:36-50,100-137 (wd > 0: 0.01 hard-coded on non-bias "
+        f"tensors, 0 on biases; wd 0: SGD momentum 0.9, no decay)"),
     ("weight decay", "vpt_sgd"): Source(f"{VPT} src/solver/optimizer.py:60-62 (the grid's wd on "
                                         f"every trained tensor but the classifier's bias)"),
     ("lr grid", "vpt_official_ft"): Source(
@@ -58,15 +66,40 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("warm-up epochs", ("paper_sgd for full", 10)): Source(
         "P:79", f"the code warms FT up for 5 epochs ({VPT} configs/base-finetune.yaml:12). "
                 f"Follows the text"),
+    ("lr grid", ("vpt_official_ft", "fgvc")): Source(
+        f"{VPT} tune_fgvc.py:98-100 (--train-type finetune: VTAB's FT grid)",
+        "text (P:79): {50 ... 0.05} for every strategy; code: {0.001, 0.0001, 0.0005, 0.005} for "
+        "FT. Follows the code"),
     ("lr grid", "paper_sgd"): Source(f"P:79; {VPT} tune_vtab.py:247-253 (--train-type prompt)"),
+    ("lr grid", "fgvc_sgd"): Source(
+        f"VPT tune_fgvc.py:151-156; {VPT} tune_fgvc.py:181-186 (--train-type prompt: VTAB's grid "
+        f"without 0.05)", "text (P:79): {50 ... 0.05}; FGVC's tuner has no 0.05. Follows the code"),
     ("wd grid", (0.01, 0.001, 0.0001, 0.0)): Source(f"P:79; {VPT} tune_vtab.py:221,253"),
+    ("wd grid", ((0.01, 0.001, 0.0001, 0.0), "fgvc")): Source(f"P:79; {VPT} tune_fgvc.py:100,187"),
+    ("wd grid", "toast_ft"): Source("TOAST visual_classification/tune_vtab.py:231"),
+    ("wd grid", "toast_lora"): Source("TOAST visual_classification/tune_vtab.py:246"),
+    ("weight decay", ("toast_ft", "vpt_sgd")): Source(
+        "TOAST visual_classification/src/solver/optimizer.py:72-77 (the grid's wd on every "
+        "trained tensor but the classifier's bias)"),
+    ("weight decay", ("toast_lora", "vpt_sgd")): Source(
+        "TOAST visual_classification/src/solver/optimizer.py:72-77 (the grid's wd on every "
+        "trained tensor but the classifier's bias)"),
     ("batch", ("vpt_official_ft", 128)): Source(
         f"{VPT} README.md:141 (DATA.BATCH_SIZE 128)", "text (P:79): '64/128'. Follows the code"),
     ("batch", ("paper_sgd", 64)): Source(f"P:79; {VPT} README.md:142-143 (DATA.BATCH_SIZE 64)"),
+    ("batch", ("fgvc_sgd", 64)): Source(
+        f"{VPT} configs/base-prompt.yaml:25 (BATCH_SIZE 64)",
+        f"the paper's code's own FGVC example passes DATA.BATCH_SIZE 128 ({VPT} command.txt:27-31, "
+        f"as VPT configs/base-prompt.yaml:25 has it). Follows the config"),
     ("warm-up epochs", ("vpt_official_ft", 5)): Source(
         f"{VPT} configs/base-finetune.yaml:12",
         "text (P:79): 10 warm-up epochs; code: 5 for FT. Follows the code"),
     ("warm-up epochs", ("paper_sgd", 10)): Source(f"P:79; {VPT} configs/base-prompt.yaml:18"),
+    ("warm-up epochs", ("fgvc_sgd", 10)): Source(f"{VPT} configs/base-prompt.yaml:18"),
+    ("epochs", ("vpt_official_ft", 100)): Source(f"P:79; {VPT} configs/base-finetune.yaml:18"),
+    ("epochs", ("paper_sgd for full", 100)): Source("P:79"),
+    ("epochs", ("toast_ft", 100)): Source("TOAST visual_classification/configs/base.yaml:19"),
+    ("epochs", ("toast_lora", 100)): Source("TOAST visual_classification/configs/base.yaml:19"),
     ("epochs", 100): Source(f"P:79; {VPT} configs/base-prompt.yaml:19"),
     ("schedule", "vpt_epoch"): Source(
         f"P:79 (cosine); {VPT} src/solver/lr_scheduler.py:41-66 stepped per epoch at "
@@ -76,6 +109,9 @@ SOURCES: dict[tuple[str, object], Source] = {
         f"README.md:125 ('strictly followed the ones in VPT'), README.md:142 (cifar100: 10)",
         "text (P:512, Tables 16-18, cited from E2VPT [37]) differs on 15 of 19 tasks. Follows "
         "the code and the paper's own Tuned/Total rows"),
+    ("prompt_length", ("vpt", "fgvc")): Source(
+        "P:620 (Table 19's Tuned/Total row: 9216 P + 769 C fits one P per task, VPT's FGVC "
+        "lengths)"),
     ("prompt_length", "tables_16_18"): Source(
         "P:512,596-610 (Tables 16-18)",
         "the paper's Tuned/Total rows (P:137,159) and its code use VPT's lengths. Follows the "
@@ -88,13 +124,14 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("model dropout", "off: frozen backbone in eval mode"): Source(
         f"{VPT} src/models/vit_models.py:222-223 (a frozen encoder is put in eval mode)"),
     ("model dropout", "off: prompted encoder in eval mode"): Source(
-        f"{VPT} src/models/vit_prompt/vit.py:100-111 (its train() keeps encoder and embeddings in "
-        "eval mode, Mixed included)"),
+        f"{VPT} src/models/vit_prompt/vit_exp_self.py:113-124 (the prompted ViT the paper's code "
+        f"builds, src/models/build_vit_backbone.py:553-559: its train() keeps encoder and "
+        f"embeddings in eval mode, Mixed included)"),
     ("augmentation", None): Source(
         f"{VPT} src/data/datasets/tf_dataset.py:215-223 (every VTAB split resized to "
         f"224, no augmentation)"),
     ("augmentation", Augment()): Source(
-        "VPT src/data/transforms.py:7-38 (train: Resize(256), RandomCrop(224), "
+        "VPT src/data/transforms.py:7-41 (train: Resize(256), RandomCrop(224), "
         "RandomHorizontalFlip; eval: Resize(256), CenterCrop(224))",
         "training images are cached in 384 px canvases: a longer side beyond 384 is kept as its "
         "centre, which narrows the random crops of such images"),
@@ -102,16 +139,45 @@ SOURCES: dict[tuple[str, object], Source] = {
                                  f"208-214 (special_bias=True)"),
     ("normalisation", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))): Source(
         f"{VPT} src/data/datasets/tf_dataset.py:76-77 (ImageNet mean/std for every VTAB task)"),
+    ("normalisation", (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "fgvc")): Source(
+        "VPT src/data/transforms.py:8-10 (ImageNet mean/std for FGVC)"),
+    ("normalisation", (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                       "vit_b16-in21k-toast")): Source(
+        "TOAST visual_classification/src/data/datasets/tf_dataset.py:77-78 (ImageNet mean/std "
+        "for every VTAB task)"),
     ("splits", ("800", "tune")): Source(
         f"P:75; {VPT} src/data/datasets/tf_dataset.py:247-252; task_adaptation split strings"),
     ("splits", ("800", "final")): Source(f"{VPT} tune_vtab.py:166-175 (train800val200 -> test)"),
     ("splits", ("sweep", "tune")): Source(
-        f"P:115; {VPT} README.md:132 (the split slices edited per task, 4:1)",
-        "the slices used there are not published: a seeded 4:1 sample of the pool train800 "
-        "comes from"),
+        f"P:115 (re-created train / val sets at a 4:1 ratio); {VPT} README.md:132 (the slices "
+        f"are edited by hand per task)",
+        "the paper's code keeps no slices of these tasks at this size: a seeded 4:1 sample of "
+        "the pool train800 comes from (val too)"),
+    ("splits", ("published", "cifar100")): Source(
+        f"{VPT} src/data/vtab_datasets/cifar.py:88-112 (train[:10000], val train[45000:47500])"),
+    ("splits", ("published", "sun397")): Source(
+        f"{VPT} src/data/vtab_datasets/sun397.py:64-82 (train[:10000], val validation[:10000])",
+        "text (P:115): 4:1; the code's slices: 1:1 (its comment at line 64 lists 4:1 sizes). "
+        "Follows the code"),
+    ("splits", ("published", "patch_camelyon")): Source(
+        f"{VPT} src/data/vtab_datasets/patch_camelyon.py:59-78 (train[:10000], val "
+        f"validation[:2500])"),
+    ("splits", ("published", "svhn")): Source(
+        f"{VPT} src/data/vtab_datasets/svhn.py:98-132 (train[:10000], val 2000 from 90 % of "
+        f"train)", "text (P:115): 4:1; the code's slices: 5:1. Follows the code"),
+    ("splits", ("published", "caltech101")): Source(
+        f"{VPT} src/data/vtab_datasets/caltech.py:84-111 (train[:2000], val 800 from 70 % of "
+        f"train)", "text (P:115): 4:1; the code's slices: 5:2. Follows the code"),
+    ("splits", ("published", "oxford_iiit_pet")): Source(
+        f"{VPT} src/data/vtab_datasets/oxford_iiit_pet.py:81-103 (train[:2400], val 600 from 80 % "
+        f"of train)"),
+    ("splits", ("published", "dtd")): Source(
+        f"{VPT} src/data/vtab_datasets/dtd.py:73-98 (train[:1000], val validation[:1000])",
+        "text (P:115): 4:1; the code's slices: 1:1. Follows the code"),
     ("splits", ("sweep", "final")): Source(f"{VPT} tune_vtab.py:166-175 (train and val -> test)"),
     ("splits", ("full", "tune")): Source(
-        "VPT tune_fgvc.py, src/data/loader.py:54-66 (train -> val)",
+        "VPT train.py:66-75 (run by tune_fgvc.py for every grid point: non-VTAB data trains on "
+        "train and is evaluated on val)",
         "VPT's released json splits are not used: val is the last 10 % of train (Flowers: its "
         "validation split)"),
     ("splits", ("full", "final")): Source(
@@ -119,8 +185,12 @@ SOURCES: dict[tuple[str, object], Source] = {
     ("splits", ("1shot", "tune")): Source(
         f"P:552; {VPT} src/data/datasets/tf_dataset.py:99-135 (EVEN_SEPARETE: random.seed(0), "
         f"1 per class inside train800 / val200)",
-        "text: representative images chosen by 'iterative testing' with augmentation (P:552); "
-        "code: seeded random pick. Follows the code"),
+        f"text: representative images chosen by 'iterative testing' with augmentation (P:552); "
+        f"code: a random.seed(0) pick in split order, but train800 is read shuffled without a "
+        f"seed ({VPT} src/data/datasets/tf_dataset.py:266, src/data/vtab_datasets/base.py:"
+        f"371-373), so its train picks change from run to run and only its val200 and "
+        f"train800val200 picks can be reproduced. Follows the code; the train picks are one "
+        f"draw in split order"),
     ("splits", ("1shot", "final")): Source(
         f"{VPT} src/data/datasets/tf_dataset.py:126-132 (2 per class of train800val200)"),
     ("seeds", (42, 44, 82, 100, 800)): Source(f"{VPT} tune_vtab.py:286"),
@@ -138,11 +208,13 @@ SOURCES: dict[tuple[str, object], Source] = {
         f"dropout 0.1: VPT src/configs/vit_configs.py:35 (embeddings and MLP; attention 0)"),
     ("backbone", "vit_b16-mae"): Source(
         "VPT src/models/build_vit_backbone.py:45-62, src/models/vit_backbones/vit_mae.py:17-44,61"
-        " (mean of every token but the class token, prompts included, through a new fc_norm; "
-        "drop_path 0.1)"),
+        ", src/models/vit_prompt/vit_mae.py:122-124 (mean of every token but the class token, "
+        "prompts included, through a new fc_norm; drop_path 0.1)"),
     ("backbone", "vit_b16-mocov3"): Source(
         "VPT src/models/build_vit_backbone.py:65-91 (timm-style ViT-B, class token, no "
-        "drop-path)", "VPT reads mocov3_linear-vit-b-300ep.pth.tar; here the pretraining "
+        "drop-path), src/models/vit_backbones/vit_moco.py:27-28,52-68 (a fixed 2-D sin-cos "
+        "position embedding with requires_grad=False: no strategy trains it, finetuning "
+        "included)", "VPT reads mocov3_linear-vit-b-300ep.pth.tar; here the pretraining "
         "checkpoint's base encoder, the same frozen weights"),
     ("backbone", "swin_b-in21k"): Source(
         "VPT src/models/build_vit_backbone.py:304-315 (drop_path_rate 0.5)",
@@ -155,15 +227,16 @@ SOURCES: dict[tuple[str, object], Source] = {
         "TOAST's own bottom-up ViT-B in21k checkpoint (configs/vtab.yaml MODEL_ROOT) is not "
         "public; the original ViT-B_16.npz stands in"),
     ("lr grid", "toast_ft"): Source(
-        "TOAST visual_classification/tune_vtab.py:229-231 with configs/base.yaml:14-15 (SGD)"),
+        "TOAST visual_classification/tune_vtab.py:229-231 with "
+        "visual_classification/configs/base.yaml:14-15 (SGD)"),
     ("lr grid", "toast_lora"): Source(
         "P:623 (TOAST's settings); TOAST visual_classification/tune_vtab.py:241-246"),
     ("batch", ("toast_ft", 32)): Source("TOAST visual_classification/configs/base.yaml:25"),
     ("batch", ("toast_lora", 32)): Source("TOAST visual_classification/configs/base.yaml:25"),
     ("warm-up epochs", ("toast_ft", 10)): Source("TOAST visual_classification/configs/"
-                                                 "base.yaml:19"),
+                                                 "base.yaml:18"),
     ("warm-up epochs", ("toast_lora", 10)): Source("TOAST visual_classification/configs/"
-                                                   "base.yaml:19"),
+                                                   "base.yaml:18"),
     ("lora_rank", 4): Source(
         "TOAST visual_classification/src/models/vit_models.py:106-113 (loralib Linear(r=4) on "
         "each whole qkv)"),
@@ -181,9 +254,19 @@ SOURCES: dict[tuple[str, object], Source] = {
         "P:109-111,122 (FID to the pretraining data with pytorch-fid; repeated runs' std < 0.5 %)",
         "the paper names neither the pretraining images it sampled nor the sample size: here a "
         "user-supplied ImageNet sample, the mean and std over random subsets of a stated size"),
-    ("prior", "full_ft"): Source(
+    ("prior", ("full_ft", "ft_then_pt")): Source(
         f"P:176; {VPT} README.md:144 ('run the full finetuning first, and then run the prompt "
-        f"tuning')"),
+        f"tuning'); the head: {VPT} src/models/build_vit_backbone.py:39-40,582-602 (the "
+        f"two-step loader keeps every finetuned weight but `head*`, line 599), "
+        f"src/models/vit_models.py:208-214 (a new head with the VPT init)",
+        f"the text is silent on the head (P:176), and the released code switches its two-step "
+        f"loader off ({VPT} src/models/build_vit_backbone.py:582, `resume_model = False`; the FT "
+        f"checkpoint path is commented out at line 40). Follows that loader: a fresh VPT head "
+        f"drawn from the trial's seed (`ft_then_pt_kept_head` keeps the FT head)"),
+    ("prior", ("full_ft", "ft_then_pt_kept_head")): Source(
+        f"P:176; {VPT} README.md:144 ('run the full finetuning first, and then run the prompt "
+        f"tuning')", f"the paper's code's two-step loader drops the FT head ({VPT} "
+        f"src/models/build_vit_backbone.py:599); this reading keeps it, as P:176 allows"),
 }
 
 
@@ -193,14 +276,15 @@ def _source(setting: str, keys, otherwise: str = "project choice") -> Source:
                 Source(otherwise))
 
 
-def _knob_row(spec: StudySpec, choice) -> tuple[str, tuple, str]:
+def _knob_row(spec: StudySpec, choice, data: str) -> tuple[str, tuple, str]:
     """(value, source keys, source otherwise) of one knob of a strategy (`KnobChoice`)."""
     knob = choice.knob
     declared = knob.source if choice.origin == "strategy" else f"set by the study ({knob.source})"
     if choice.mode == "per task":
         table = choice.table
         return (f"per task ({table.name}): " + ", ".join(
-            f"{t}={table.value(t)}" for t in spec.tasks), (table.name,), table.source)
+            f"{t}={table.value(t)}" for t in spec.tasks), ((table.name, data), table.name),
+            table.source)
     if choice.mode == "searched":
         return f"searched: {choice.values}", (choice.values,), declared
     return str(choice.value), (choice.value,), declared
@@ -209,7 +293,7 @@ def _knob_row(spec: StudySpec, choice) -> tuple[str, tuple, str]:
 def _dropout(spec: StudySpec, strategy: str) -> tuple[str, str]:
     """(value, source key) of the dropout and drop-path acting inside the backbone."""
     chosen = get_strategy(strategy)
-    if chosen.prompted:
+    if chosen.prompted and chosen.frozen_eval:
         return "off: prompted encoder in eval mode", "off: prompted encoder in eval mode"
     if chosen.frozen_eval and not chosen.changes_backbone:
         return "off: frozen backbone in eval mode", "off: frozen backbone in eval mode"
@@ -218,9 +302,30 @@ def _dropout(spec: StudySpec, strategy: str) -> tuple[str, str]:
                      for b in spec.backbones), "train mode"
 
 
+def _sweep_splits(spec: StudySpec, setting: str):
+    """(value, source key) of a data-size sweep's tune splits: one row per task whose slices
+    the paper's code publishes at this size, one for the tasks sampled here."""
+    size, sampled = int(setting), []
+    for slug in spec.tasks:
+        task = get_task(slug)
+        if not supports(task, setting):
+            continue
+        if size not in task.sweeps:
+            sampled.append(slug)
+            continue
+        (train, val), _ = setting_splits(setting, task)
+        expressions = task.sweeps[size]
+        yield (f"@{setting} {slug}: tune {train} ({expressions[0]}) -> {val} "
+               f"({expressions[1]})"), ("published", slug)
+    if sampled:
+        (train, val), _ = setting_splits(setting)
+        yield f"@{setting} {', '.join(sampled)}: tune {train} -> {val}", ("sweep", "tune")
+
+
 def rows(spec: StudySpec) -> list[dict[str, str]]:
     """One row per (setting, strategy): value, source, and where the text and code disagree."""
     out = []
+    data = "fgvc" if {get_task(t).group for t in spec.tasks} == {"fgvc"} else "vtab"
 
     def add(setting: str, strategy: str, value, *keys, otherwise="project choice") -> None:
         source = _source(setting, keys or (value,), otherwise)     # keys: most specific first
@@ -233,41 +338,54 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         recipe = spec.recipe(chosen.grid, grid.base_lrs[0], grid.weight_decays[0])
         used = f"{grid.name} for {chosen.grid}"        # a grid's source can depend on its use
         add("optimizer", strategy, recipe.optimizer, used, grid.name)
-        add("lr grid", strategy, f"{grid.base_lrs} x batch / 256", used, grid.name)
-        add("wd grid", strategy, grid.weight_decays)
-        add("weight decay", strategy, recipe.optimizer)
+        add("lr grid", strategy, f"{grid.base_lrs} x batch / 256", used, (grid.name, data),
+            grid.name)
+        add("wd grid", strategy, grid.weight_decays, grid.name, (grid.weight_decays, data),
+            grid.weight_decays)
+        add("weight decay", strategy, recipe.optimizer, (grid.name, recipe.optimizer),
+            recipe.optimizer)
         add("batch", strategy, recipe.batch_size, (used, recipe.batch_size),
             (grid.name, recipe.batch_size))
-        add("epochs", strategy, recipe.epochs)
+        add("epochs", strategy, recipe.epochs, (used, recipe.epochs),
+            (grid.name, recipe.epochs), recipe.epochs)
         add("warm-up epochs", strategy, recipe.warmup_epochs, (used, recipe.warmup_epochs),
             (grid.name, recipe.warmup_epochs))
         add("schedule", strategy, recipe.schedule)
         for choice in spec.knob_choices(strategy):
-            value, keys, otherwise = _knob_row(spec, choice)
+            value, keys, otherwise = _knob_row(spec, choice, data)
             add(choice.knob.name, strategy, value, *keys, otherwise=otherwise)
         if chosen.prior:
-            add("prior", strategy, f"{chosen.prior}, at its selected recipe for the task; in "
-                f"the final stage, {chosen.prior}'s own final run of the same seed",
-                chosen.prior)
+            then = chosen.summary.removeprefix(f"{chosen.prior}, then ")
+            add("prior", strategy, f"{chosen.prior} at its selected recipe for the task (in the "
+                f"final stage, {chosen.prior}'s own final run of the same seed), then {then}",
+                (chosen.prior, strategy), chosen.prior)
         if chosen.merges:
             add("inference cost", strategy, "none added: the trained update merges into the "
                 "weights after training", otherwise="the update is linear in the frozen weights "
                 "(W + dW, or a scale and shift folded into the layer before)")
         add("model dropout", strategy, *_dropout(spec, strategy))
     for backbone in spec.backbones:
-        add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights {backbone.weights}",
-            backbone.tag)
+        fixed = f"; never trained: {', '.join(backbone.fixed)}" if backbone.fixed else ""
+        add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights "
+            f"{backbone.weights}{fixed}", backbone.tag)
         add("head init", "all", backbone.head_init)
-        add("normalisation", "all", backbone.mean_std or "timm's pretrained config")
+        normalisation = backbone.mean_std or "timm's pretrained config"
+        add("normalisation", "all", normalisation, (normalisation, backbone.tag),
+            (normalisation, data), normalisation)
     for augment in dict.fromkeys(get_task(t).augment for t in spec.tasks):
         add("augmentation", "all", "none" if augment is None else
             f"train: shorter side {augment.resize}, random {augment.crop} crop, horizontal flip "
             f"(on the device); eval: centre {augment.crop} crop", augment)
     for setting in spec.settings:
-        tune, final = setting_splits(setting)
-        kind = setting if setting in ("800", "1shot", "full") else "sweep"
-        add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (kind, "tune"))
-        add("splits", "all", f"final {final[0]} -> {final[1]}", (kind, "final"))
+        if setting in ("800", "1shot", "full"):
+            tune, final = setting_splits(setting)
+            add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (setting, "tune"))
+            add("splits", "all", f"final {final[0]} -> {final[1]}", (setting, "final"))
+            continue
+        for value, key in _sweep_splits(spec, setting):
+            add("splits", "all", value, key)
+        add("splits", "all", f"@{setting} final: the tune stage's train and val together -> "
+            f"test", ("sweep", "final"))
     add("seeds", "all", spec.seeds)
     add("tune seed", "all", spec.tune_seed)
     add("evaluation", "all", f"every {spec.eval_every} epochs and after the last", "last")
@@ -277,8 +395,9 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     add("reported epoch", "all", "last epoch's test accuracy, mean and std over seeds", "last")
     reference = spec.upstream.task if spec.upstream else "imagenet_sample"
     add("FID", "all", f"each task's train800val200 (FGVC: train) to '{reference}', Inception or "
-        f"backbone features, mean and std over 5 random subsets of 1000 images "
-        f"(`python -m analysis fid`)", reference)
+        f"backbone features: mean and std over 5 draws of 1000 images of each side; a VTAB "
+        f"task has exactly 1000 (train800val200), so only the reference is redrawn and the std "
+        f"measures that draw alone (`python -m analysis fid`)", reference)
     return out
 
 

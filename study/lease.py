@@ -5,8 +5,9 @@ started on the same study and store while the lease is live is refused with one 
 the holder, before it touches any run, so the runs of a live driver are never closed as KILLED
 by another. A killed driver's lease is taken over at once on its own host (its process is
 gone) and elsewhere once it expires (`VPT_STUDY_LEASE_SECONDS`, default 120). MLflow has no
-compare-and-swap, so a taker writes, waits a moment and reads back: of two drivers starting
-together, only the last writer keeps the lease and the other is refused."""
+compare-and-swap: on a sqlite store, drivers take the lease in turns under a lock beside the
+database; on a server, a taker writes, waits a moment and reads back, so of two drivers starting
+together only the last writer keeps the lease and the other is refused."""
 from __future__ import annotations
 
 import json
@@ -19,9 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import psutil
-from mlflow.tracking import MlflowClient
 
 from common.errors import StudyInputError
+from results.runs import open_client, store_lock
 
 TAG = "driver_lease"
 TTL_ENV = "VPT_STUDY_LEASE_SECONDS"
@@ -61,7 +62,7 @@ class Holder:
 class DriverLease:
     def __init__(self, uri: str, experiment_id: str, study: str, command: str = "",
                  ttl: float | None = None, log: Callable[[str], None] = print):
-        self.client = MlflowClient(uri)
+        self.client, self.uri = open_client(uri), uri
         self.experiment_id, self.study, self.log = experiment_id, study, log
         self.ttl = ttl or float(os.environ.get(TTL_ENV, 120))
         self.holder = Holder.me(command, self.ttl)
@@ -80,17 +81,18 @@ class DriverLease:
                               f"for it to end, or stop it and run the same command again")
 
     def acquire(self) -> None:
-        current = self._read()
-        if current and current.token != self.holder.token:
-            if not current.gone():
-                self._refuse(current)
-            self.log(f"lease: taking over from pid {current.pid} on {current.host}, which no "
-                     f"longer runs or renews it")
-        self._write(self.holder)
-        time.sleep(SETTLE_SECONDS)
-        current = self._read()
-        if current is None or current.token != self.holder.token:
-            self._refuse(current or self.holder)
+        with store_lock(self.uri):
+            current = self._read()
+            if current and current.token != self.holder.token:
+                if not current.gone():
+                    self._refuse(current)
+                self.log(f"lease: taking over from pid {current.pid} on {current.host}, which "
+                         f"no longer runs or renews it")
+            self._write(self.holder)
+            time.sleep(SETTLE_SECONDS)
+            current = self._read()
+            if current is None or current.token != self.holder.token:
+                self._refuse(current or self.holder)
         self.renewer = threading.Thread(target=self._renew, name="driver-lease", daemon=True)
         self.renewer.start()
 

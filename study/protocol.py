@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
+from common.errors import StudyInputError
 from common.keys import Cell
 from results.runs import counted, load_runs
 from results.selection import select_best
@@ -21,8 +22,10 @@ from study.tracking import StudyTracker
 from study.upstream import ensure_backbones, weights_cards
 from tasks import get_task
 from tasks.cache import verify
-from tasks.splits import setting_splits, supports
 from tasks.prepare import prepare
+from tasks.splits import check_sweep, setting_splits, supports
+from tasks.views import model_sizes
+from trainables.backbones import spec_input_size
 from trainables.config import Execution, TrialConfig
 from trainables.priors import discard_final_priors
 from trainables.strategy import get_strategy
@@ -33,15 +36,28 @@ class Runner(Protocol):
 
 
 def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:
-    """Generate what can be generated, then verify every split the study reads (checksums)."""
+    """Generate what can be generated, then check every split the study reads: its checksums,
+    that a sweep's split holds what the task now reads, and that its images are the size each
+    backbone takes."""
+    sizes = {backbone.tag: spec_input_size(backbone) for backbone in spec.backbones}
     for slug in spec.tasks:
         task = get_task(slug)
         if task.source.startswith("demo:") and prepare(task, cache_dir):
             log(f"data: generated demo task '{slug}' into {cache_dir}")
         for setting in spec.settings:
-            if supports(task, setting):
-                verify(cache_dir, slug, [split for pair in setting_splits(setting)
-                                         for split in pair])
+            if not supports(task, setting):
+                continue
+            splits = [split for pair in setting_splits(setting, task) for split in pair]
+            verify(cache_dir, slug, splits)
+            if setting.isdigit():
+                check_sweep(cache_dir, task, int(setting))
+            cached = model_sizes(cache_dir, slug, splits)
+            for tag, size in sizes.items():
+                if cached != {size}:
+                    raise StudyInputError(
+                        f"task '{slug}' is cached at {'/'.join(map(str, sorted(cached)))} px "
+                        f"but backbone {tag} takes {size} px: prepare it again with `python -m "
+                        f"tasks prepare {slug} --image-size {size} --force`")
 
 
 def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,

@@ -203,7 +203,7 @@ class StudySpec:
         """One trial of a cell at a point; `prior` is the recipe of the strategy's prior
         phase (FT-then-PT's FT: full_ft's selected recipe for the same task)."""
         chosen = get_strategy(cell.strategy)
-        tune, final = setting_splits(cell.setting)
+        tune, final = setting_splits(cell.setting, get_task(cell.task))
         train_split, eval_split = tune if stage == "tune" else final
         knobs = {c.knob.name: c.for_task(cell.task) for c in self.knob_choices(cell.strategy)
                  if c.mode != "searched"}
@@ -213,7 +213,7 @@ class StudySpec:
             recipe=self.recipe(chosen.grid, point.base_lr, point.weight_decay), seed=seed,
             train_split=train_split, eval_split=eval_split, setting=cell.setting,
             knobs=tuple({**knobs, **dict(point.knobs)}.items()),
-            searched=tuple(name for name, _ in point.knobs),
+            searched=tuple(name for name, _ in point.knobs), revision=chosen.revision,
             prior_recipe=prior, cache_dir=cache_dir, execution=execution,
             save=self._save(stage, chosen),
             kept_as_prior=self.is_prior(cell.strategy) and (

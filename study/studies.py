@@ -32,9 +32,9 @@ def demo(smoke: bool = False) -> StudySpec:
     """Offline mini-VTAB: 7 demo tasks (2 natural, 2 specialized, 3 structured) x all seven
     strategies on a 32 px ViT that the project pretrained on crops of other photographs (its
     weights ship in study/data/; `python -m study pretrain demo` makes them here).
-    `python -m study run demo` (`make demo`). About 8 minutes on 2 CPU cores (9.5 with the
-    install); the README shows the table it produced. `--smoke`: 2 tasks x 3 strategies, 2
-    epochs, pretraining its own backbone for 2 epochs, about a minute."""
+    `python -m study run demo` (`make demo`); docs/demo.md has how long it takes and the table
+    it produced. `--smoke`: 2 tasks x 3 strategies, 2 epochs, pretraining its own backbone for 2
+    epochs."""
     spec = StudySpec(
         name="demo", tasks=tasks_in_suite("demo"), strategies=ALL_STRATEGIES,
         backbones=(DEMO_BACKBONE,), search_space=search_spaces.DEMO, epochs=10, warmup_epochs=2,
@@ -56,8 +56,8 @@ def demo_scale(smoke: bool = False) -> StudySpec:
     """Dataset capacity on the demo (the paper's Figure 4 and Tables 5/6): full_ft, vpt_deep and
     the linear probe on one task per group (photos, microscopy, count with 4,000-image pools) at
     100, 400, 1,600 and 3,200 training images (val a quarter of that), on the demo's ViT and grid.
-    `python -m study run demo-scale`, then `python -m analysis capacity demo-scale`. About 9
-    minutes on 2 CPU cores; docs/demo.md shows what it found. `--smoke`: one task, two sizes."""
+    `python -m study run demo-scale`, then `python -m analysis capacity demo-scale`;
+    docs/demo.md has how long it takes and what it found. `--smoke`: one task, two sizes."""
     spec = replace(demo(), name="demo-scale", tasks=tasks_in_suite("demo-scale"),
                    strategies=("full_ft", "vpt_deep", "linear"),
                    settings=tuple(str(n) for n in DEMO_SCALE_SIZES),
@@ -116,10 +116,12 @@ VIT_B16_MAE = BackboneSpec(
     overrides=(("global_pool", "avg"), ("drop_path_rate", 0.1)), fresh=("fc_norm.",),
     unused=("norm.",), prompts_in_pool=True,
     obtain="put MAE's mae_pretrain_vit_base.pth there")
+# MoCo v3's ViT keeps its fixed 2-D sin-cos position embedding frozen, finetuning included
+# (VPT src/models/vit_backbones/vit_moco.py:27-28,52-68: requires_grad=False).
 VIT_B16_MOCOV3 = BackboneSpec(
     "vit_base_patch16_224", weights="backbones/mocov3_vit-b-300ep.pth.tar",
     key_prefix="module.base_encoder.", label="vit_b16-mocov3",
-    mean_std=IMAGENET_MEAN_STD, head_init="vpt",
+    mean_std=IMAGENET_MEAN_STD, head_init="vpt", fixed=("pos_embed",),
     obtain="put MoCo v3's vit-b-300ep.pth.tar there (renamed mocov3_vit-b-300ep.pth.tar)")
 
 # TOAST's ViT-B/16 (visual_classification/src/models/vit_models.py:95: drop_path 0.1, no dropout);
@@ -216,7 +218,8 @@ def paper_fgvc(smoke: bool = False) -> StudySpec:
     trained on train only, with VPT's random crop and flip, as VPT does for FGVC. Not as VPT: its
     json val splits (val is the last 10 % of train here)."""
     return _paper("paper-fgvc", smoke, tasks=tasks_in_suite("fgvc"),
-                  strategies=("full_ft", "vpt_deep"), settings=("full",))
+                  strategies=("full_ft", "vpt_deep"), settings=("full",),
+                  search_space=search_spaces.PAPER_FGVC)
 
 
 @register_study("paper-lora")

@@ -31,10 +31,10 @@ import requests
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from common.errors import StudyInputError, say
 from common.keys import SUMMARY
+from results.runs import open_client, search_all, store_lock
 from tasks import get_task
 from trainables.config import TrialConfig
 
@@ -156,7 +156,7 @@ class PatientClient:
     def __init__(self, uri: str, log=say, patience: float | None = None):
         self.uri, self.log = uri, log
         self.patience = patience or float(os.environ.get("VPT_MLFLOW_PATIENCE_SECONDS", 1800))
-        self.client = MlflowClient(uri)
+        self.client = open_client(uri)
         self.gave_up = False
 
     def __getattr__(self, name: str):
@@ -215,12 +215,24 @@ class StudyTracker:
             # then PatientClient's, which say so
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         self.client = PatientClient(self.uri, log)
-        experiment = self.client.get_experiment_by_name(study)
-        self.experiment_id = (experiment.experiment_id if experiment else
-                              self.client.create_experiment(study, artifact_root(self.uri)))
+        self.experiment_id = self._experiment(study)
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind",
                                        "custom_model_development")
         self.parents: dict[str, str] = {}          # stage -> its parent run, while it runs
+
+    def _experiment(self, study: str) -> str:
+        """The study's experiment, made if it is not there yet (by this driver or, at the same
+        moment, another)."""
+        with store_lock(self.uri):
+            experiment = self.client.get_experiment_by_name(study)
+            if experiment:
+                return experiment.experiment_id
+            try:
+                return self.client.create_experiment(study, artifact_root(self.uri))
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                return self.client.get_experiment_by_name(study).experiment_id
 
     def log_card(self, files: dict[str, str], heading: str = "") -> str:
         """The study's protocol card (`study.card`), under `heading` (what the study is, the
@@ -324,14 +336,7 @@ class StudyTracker:
         filters = [f"tags.stage = '{stage}'"] if stage else []
         if status:
             filters.append(f"attributes.status = '{status}'")
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs([self.experiment_id], " and ".join(filters),
-                                           max_results=1000, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_all(self.client, self.experiment_id, " and ".join(filters))
 
     def finished_trial_ids(self, stage: str) -> set[str]:
         return {run.data.tags.get("trial_id") for run in self.runs(stage, "FINISHED")}

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from common.errors import StudyInputError
-from common.files import write_atomically, write_text_atomically
+from common.files import exclusive, write_atomically, write_text_atomically
 from common.keys import Cell
 from common.machine import machine
 from study.spec import StudySpec, Upstream
@@ -93,16 +93,24 @@ def shipped_copy(backbone: BackboneSpec, upstream: Upstream) -> Path | None:
 
 def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,
             tracker: StudyTracker, log: Callable[[str], None]) -> None:
+    """The weights file checked, or made (copied or pretrained) once however many drivers of
+    this host ask for it at the same time."""
     path = resolve_weights(backbone, cache_dir)
-    if path.exists():
-        create_backbone(backbone, num_classes=2, cache_dir=cache_dir)   # refuses a misfit
-        card = read_card(path)
-        if card:
-            log(f"backbone: {path} (upstream val acc {card['upstream_val_acc']:.1f}%)")
-        return
-    if upstream is None:
+    if not path.exists() and upstream is None:
         raise StudyInputError(f"weights file {path} does not exist"
                               + (f": {backbone.obtain}" if backbone.obtain else ""))
+    if not path.exists():
+        with exclusive(path.with_name(f".{path.name}.lock")):
+            if not path.exists():               # else made while this one waited
+                return _make(study, backbone, upstream, path, cache_dir, tracker, log)
+    create_backbone(backbone, num_classes=2, cache_dir=cache_dir)   # refuses a misfit
+    card = read_card(path)
+    if card:
+        log(f"backbone: {path} (upstream val acc {card['upstream_val_acc']:.1f}%)")
+
+
+def _make(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path, cache_dir: str,
+          tracker: StudyTracker, log: Callable[[str], None]) -> None:
     shipped = shipped_copy(backbone, upstream)
     if shipped is None:
         prepare(get_task(upstream.task), cache_dir)

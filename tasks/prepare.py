@@ -1,14 +1,16 @@
 """Preparation of a task into the array cache, by where its images come from: the demo suite and
 the upstream set are generated here; TFDS tasks go through `tasks.tfds_source`; an exported
 image-folder layout through `tasks.folder_source`. Idempotent: a task whose manifest exists is
-left alone unless `force`."""
+left alone unless `force`; processes preparing the same task at once take turns, so it is made
+once."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from common.errors import StudyInputError
+from common.files import exclusive
 from tasks import demo
-from tasks.cache import is_prepared, write_task
+from tasks.cache import is_prepared, task_dir, write_task
 from tasks.spec import TaskSpec
 
 
@@ -19,6 +21,16 @@ def prepare(task: TaskSpec, cache_dir: str | Path, force: bool = False,
     """Build the cache of `task`; return True when something was written."""
     if is_prepared(cache_dir, task.slug) and not force:
         return False
+    folder = task_dir(cache_dir, task.slug)
+    with exclusive(folder.with_name(f".{task.slug}.lock")):
+        if is_prepared(cache_dir, task.slug) and not force:    # made while this one waited
+            return False
+        _prepare(task, cache_dir, data_dir, from_folder, image_size, sweep, one_shot, progress)
+    return True
+
+
+def _prepare(task: TaskSpec, cache_dir, data_dir, from_folder, image_size: int,
+             sweep: tuple[int, ...], one_shot: bool, progress: bool) -> None:
     kind, _, name = task.source.partition(":")
     if from_folder:
         from tasks.folder_source import prepare_folder
@@ -36,4 +48,3 @@ def prepare(task: TaskSpec, cache_dir: str | Path, force: bool = False,
     else:
         raise StudyInputError(f"task '{task.slug}' comes from an image folder: run "
                               f"`python -m tasks prepare {task.slug} --from-folder DIR`")
-    return True

@@ -14,7 +14,6 @@ from common.errors import UnknownName
 GROUPS = ("natural", "specialized", "structured", "fgvc")
 GROUP_TITLES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured",
                 "fgvc": "FGVC"}
-SPLITS = ("train800", "val200", "train800val200", "test")
 
 
 @dataclass(frozen=True)
@@ -39,23 +38,22 @@ class TaskSpec:
     label: str = "label"          # how the label is derived from the source example
     pool: str = ""                # source split that train800 is drawn from (for size sweeps)
     augment: Augment | None = None   # None: resized to the input size, no augmentation (VTAB)
-
-    def split_size(self, split: str) -> int | None:
-        """Images in a protocol split when the split string fixes it (train800 -> 800)."""
-        sizes = {"train800": 800, "val200": 200, "train800val200": 1000}
-        return sizes.get(split)
+    # data-size sweep slices the paper's code publishes (VPT-or-FT src/data/vtab_datasets/*.py):
+    # train size -> (train, val) split strings; other sizes are seeded 4:1 samples of `pool`
+    sweeps: Mapping[int, tuple[str, str]] = field(default_factory=dict)
 
 
-def _vtab(slug, name, group, classes, builder, val, test="test", label="label", pool="train"):
+def _vtab(slug, name, group, classes, builder, val, test="test", label="label", pool="train",
+          sweeps=None):
     splits = {"train800": "train[:800]", "val200": val,
               "train800val200": f"train[:800]+{val}", "test": test}
     return TaskSpec(slug, name, group, classes, f"tfds:{builder}", MappingProxyType(splits), label,
-                    pool)
+                    pool, sweeps=MappingProxyType(sweeps or {}))
 
 
-def sweep_split_names(train_size: int) -> tuple[str, str, str]:
-    """Names of a data-size sweep's splits: train N, val N/4 (4:1), and both together."""
-    val = train_size // 4
+def sweep_split_names(train_size: int, val_size: int | None = None) -> tuple[str, str, str]:
+    """Names of a data-size sweep's splits: train N, val (N/4 unless given), and both together."""
+    val = train_size // 4 if val_size is None else val_size
     return f"train{train_size}", f"val{val}", f"train{train_size}val{val}"
 
 
@@ -71,21 +69,27 @@ def _demo(slug, group, classes, label="generator", sizes=(800,)):
                     MappingProxyType(splits), label)
 
 
+# The sweep slices are the custom branches left in the paper's code: first-N training images,
+# val from the task's own VTAB val source (not always 4:1).
 _VTAB1K = (
     _vtab("cifar100", "cifar(num_classes=100)", "natural", 100, "cifar100:3.*.*",
-          "train[45000:45200]", pool="train[:45000]"),
+          "train[45000:45200]", pool="train[:45000]",
+          sweeps={10000: ("train[:10000]", "train[45000:47500]")}),
     _vtab("caltech101", "caltech101", "natural", 102, "caltech101:3.*.*", "train[90%:+200]",
-          pool="train[:90%]"),
-    _vtab("dtd", "dtd", "natural", 47, "dtd:3.*.*", "validation[:200]"),
+          pool="train[:90%]", sweeps={2000: ("train[:2000]", "train[70%:+800]")}),
+    _vtab("dtd", "dtd", "natural", 47, "dtd:3.*.*", "validation[:200]",
+          sweeps={1000: ("train[:1000]", "validation[:1000]")}),
     _vtab("oxford_flowers102", "oxford_flowers102", "natural", 102, "oxford_flowers102:2.*.*",
           "validation[:200]"),
     _vtab("oxford_iiit_pet", "oxford_iiit_pet", "natural", 37, "oxford_iiit_pet:3.*.*",
-          "train[80%:+200]", pool="train[:80%]"),
+          "train[80%:+200]", pool="train[:80%]",
+          sweeps={2400: ("train[:2400]", "train[80%:+600]")}),
     _vtab("svhn", "svhn", "natural", 10, "svhn_cropped:3.*.*", "train[90%:+200]",
-          pool="train[:90%]"),
-    _vtab("sun397", "sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]"),
+          pool="train[:90%]", sweeps={10000: ("train[:10000]", "train[90%:+2000]")}),
+    _vtab("sun397", "sun397", "natural", 397, "sun397/tfds:4.*.*", "validation[:200]",
+          sweeps={10000: ("train[:10000]", "validation[:10000]")}),
     _vtab("patch_camelyon", "patch_camelyon", "specialized", 2, "patch_camelyon:2.*.*",
-          "validation[:200]"),
+          "validation[:200]", sweeps={10000: ("train[:10000]", "validation[:2500]")}),
     _vtab("eurosat", "eurosat", "specialized", 10, "eurosat/rgb:2.*.*", "train[60%:+200]",
           test="train[80%:]", pool="train[:60%]"),
     _vtab("resisc45", "resisc45", "specialized", 45, "resisc45:3.*.*", "train[60%:+200]",

@@ -1,6 +1,8 @@
 """Split strings as task_adaptation writes them, resolved against a source's split sizes:
 `train[:800]`, `train[45000:45200]`, `train[90%:+200]` (200 examples from 90 %), `test[50%:]`,
-`train+validation`; and the seeded 4:1 train/val samples of the data-size sweeps."""
+`train+validation`; and the data-size sweeps: the slices the paper's code publishes for a task
+(first-N training images, val from the task's own VTAB val source), else seeded 4:1 train/val
+samples of its pool."""
 from __future__ import annotations
 
 import re
@@ -9,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from common.errors import StudyInputError
+from tasks.cache import CacheError, read_manifest
 from tasks.demo import DEMO_POOL, DEMO_POOLS
 from tasks.spec import ONE_SHOT, SOURCE_SIZES, SWEEP_SIZES, TaskSpec, sweep_split_names
 
@@ -43,6 +46,13 @@ def resolve_split(expression: str, sizes: Mapping[str, int]) -> list[tuple[str, 
     return parts
 
 
+Parts = list[tuple[str, np.ndarray]]          # (source split, example indices)
+
+
+def ranges(expression: str, sizes: Mapping[str, int]) -> Parts:
+    return [(name, np.arange(a, b)) for name, a, b in resolve_split(expression, sizes)]
+
+
 def sweep_indices(pool: tuple[str, int, int], train_size: int, seed: int = 0):
     """A seeded 4:1 train/val sample of the pool: (source split, train idx, val idx), or None
     when the pool is too small."""
@@ -54,18 +64,75 @@ def sweep_indices(pool: tuple[str, int, int], train_size: int, seed: int = 0):
     return name, order[:train_size], order[train_size:train_size + val_size]
 
 
+def _source_sizes(task: TaskSpec) -> Mapping[str, int] | None:
+    kind, _, name = task.source.partition(":")
+    return SOURCE_SIZES.get(name.split(":")[0]) if kind == "tfds" else None
+
+
+def sweep_names(task: TaskSpec, train_size: int) -> tuple[str, str, str]:
+    """A task's split names at a sweep size: train N, val V, train N val V, where V is the size
+    of the val slice the paper's code publishes for it, else N/4."""
+    published = task.sweeps.get(train_size)
+    if published is None:
+        return sweep_split_names(train_size)
+    val = sum(b - a for _, a, b in resolve_split(published[1], _source_sizes(task)))
+    return sweep_split_names(train_size, val)
+
+
+def sweep_holds(task: TaskSpec, train_size: int) -> dict[str, str]:
+    """What each split of a sweep size holds, as the task's manifest records it."""
+    train, val, both = sweep_names(task, train_size)
+    published = task.sweeps.get(train_size)
+    if published:
+        return {train: published[0], val: published[1], both: "+".join(published)}
+    sample = f"a seeded 4:1 sample of {task.pool} (seed [0, {train_size}])"
+    return {train: f"train of {sample}", val: f"val of {sample}", both: f"train + val of {sample}"}
+
+
+def sweep_parts(task: TaskSpec, train_size: int, sizes: Mapping[str, int]) -> dict[str, Parts]:
+    """The examples of each split of a sweep size, against the source's split `sizes`: the
+    slices the paper's code publishes for the task, else a seeded 4:1 sample of its pool; {}
+    when the pool is too small for the sample."""
+    train, val, both = sweep_names(task, train_size)
+    published = task.sweeps.get(train_size)
+    if published:
+        parts = [ranges(expression, sizes) for expression in published]
+    else:
+        sample = sweep_indices(resolve_split(task.pool, sizes)[0], train_size)
+        if sample is None:
+            return {}
+        parts = [[(sample[0], sample[1])], [(sample[0], sample[2])]]
+    return {train: parts[0], val: parts[1], both: parts[0] + parts[1]}
+
+
+def check_sweep(cache_dir, task: TaskSpec, train_size: int) -> None:
+    """Refuse a cached sweep split that holds other examples than the task now reads (one
+    prepared as a seeded sample where the paper's code's own slices are read now)."""
+    if sweep_names(task, train_size)[0] in task.splits:      # canonical: never a sweep's
+        return
+    held = read_manifest(cache_dir, task.slug).get("splits_hold", {})
+    for split, holds in sweep_holds(task, train_size).items():
+        if split in held and held[split] != holds:
+            raise CacheError(f"task '{task.slug}': its cached {split} holds {held[split]}, where "
+                             f"it now reads {holds}: prepare it again with `python -m tasks "
+                             f"prepare {task.slug} --sweep {train_size} --force`")
+
+
 def supported_sweeps(task: TaskSpec) -> tuple[int, ...]:
-    """The sweep sizes whose train + val (4:1) fit in the task's pool, by TFDS's split sizes."""
-    builder = task.source.split(":")[1]
-    if not task.pool or not task.source.startswith("tfds:") or builder not in SOURCE_SIZES:
+    """The sweep sizes whose slices the paper's code publishes for the task, and those whose
+    train + val (4:1) fit in its pool, by TFDS's split sizes."""
+    sizes = _source_sizes(task)
+    if not task.pool or sizes is None:
         return ()
-    _, start, stop = resolve_split(task.pool, SOURCE_SIZES[builder])[0]
-    return tuple(n for n in SWEEP_SIZES if n + n // 4 <= stop - start)
+    _, start, stop = resolve_split(task.pool, sizes)[0]
+    return tuple(sorted({n for n in SWEEP_SIZES if n + n // 4 <= stop - start} | set(task.sweeps)))
 
 
-def setting_splits(setting: str) -> tuple[tuple[str, str], tuple[str, str]]:
+def setting_splits(setting: str, task: TaskSpec | None = None
+                   ) -> tuple[tuple[str, str], tuple[str, str]]:
     """(tune train, tune eval), (final train, final eval) split names of a data setting:
-    "800" (VTAB-1k), another train size of the sweep, "1shot", or "full" (FGVC)."""
+    "800" (VTAB-1k), another train size of the sweep (whose val size can depend on the task),
+    "1shot", or "full" (FGVC)."""
     if setting == "1shot":
         return (ONE_SHOT[0], ONE_SHOT[1]), (ONE_SHOT[2], "test")
     if setting == "full":                       # FGVC: the final model trains on train only
@@ -73,13 +140,14 @@ def setting_splits(setting: str) -> tuple[tuple[str, str], tuple[str, str]]:
     if not setting.isdigit():
         raise StudyInputError(f"unknown data setting '{setting}'; valid: a train size such as "
                               f"800, 1shot, full")
-    train, val, both = sweep_split_names(int(setting))
+    train, val, both = (sweep_names(task, int(setting)) if task
+                        else sweep_split_names(int(setting)))
     return (train, val), (both, "test")
 
 
 def supports(task: TaskSpec, setting: str) -> bool:
     """Whether the task can be run in a data setting (its splits exist or can be made)."""
-    (train, _), _ = setting_splits(setting)
+    (train, _), _ = setting_splits(setting, task)
     if train in task.splits:
         return True
     if setting == "1shot":                      # sampled inside train800 / val200

@@ -3,9 +3,10 @@ google-research/task_adaptation: its builders, split strings (percent splits res
 builder's split sizes, `a%:+n` meaning n examples from a%), label functions (CLEVR count - 3 and
 distance bins, KITTI closest-vehicle bins, dSprites position // 2 and orientation bins, smallNORB
 azimuth / elevation) and preprocessing (grey to RGB, dSprites x 255, bilinear resize to the
-backbone's input size without antialiasing, as `tf.image.resize`). A data-size sweep adds seeded
-4:1 samples of the task's pool and never replaces the canonical splits (its 800 row is VTAB-1k's
-train800 / val200); one-shot splits are sampled inside train800 / val200 as the paper's code does.
+backbone's input size without antialiasing, as `tf.image.resize`). A data-size sweep adds the
+slices the paper's code publishes for the task at that size, else seeded 4:1 samples of its pool,
+and never replaces the canonical splits (its 800 row is VTAB-1k's train800 / val200); one-shot
+splits are sampled inside train800 / val200 as the paper's code does.
 The manifest records what every split holds and the builder version asked for and used. Reads
 through `tfds.data_source`, which needs no TensorFlow but an ArrayRecord-format build."""
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 
 from common.errors import StudyInputError
 from tasks.cache import task_dir, write_manifest, write_split
-from tasks.spec import ONE_SHOT, TaskSpec, sweep_split_names
-from tasks.splits import resolve_split, sweep_indices
+from tasks.spec import ONE_SHOT, TaskSpec
+from tasks.splits import Parts, ranges, sweep_holds, sweep_names, sweep_parts
 from tasks.views import INTERPOLATION, layout, stored
 
 CHUNK = 256
@@ -101,13 +102,6 @@ def _builder(tfds, name: str, requested: str, data_dir: str | None):
     return tfds.builder(name, data_dir=data_dir)
 
 
-Parts = list[tuple[str, np.ndarray]]          # (source split, example indices)
-
-
-def _ranges(expression: str, sizes: Mapping[str, int]) -> Parts:
-    return [(name, np.arange(a, b)) for name, a, b in resolve_split(expression, sizes)]
-
-
 def even_sample(parts: Parts, labels: list[int], per_class: int) -> Parts:
     """VPT-or-FT's one-shot sampling (`DATA.EVEN_SEPARETE`, src/data/datasets/tf_dataset.py:
     99-135): `random.seed(0)`, then for each class in order of first appearance,
@@ -161,23 +155,18 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
 
     label = LABELS[task.label]
     strings = dict(splits or task.splits)
-    plan: dict[str, Parts] = {split: _ranges(expression, sizes)
+    plan: dict[str, Parts] = {split: ranges(expression, sizes)
                               for split, expression in strings.items()}
     holds = dict(strings)                        # split -> what it holds, for the manifest
-    pool = resolve_split(task.pool, sizes)[0] if sweep else None
     supported = []
     for train_size in sweep:
-        names = sweep_split_names(train_size)
-        if names[0] in strings:                  # the canonical splits (VTAB-1k's 800) stay
+        if sweep_names(task, train_size)[0] in strings:   # the canonical splits (VTAB-1k's 800)
             supported.append(train_size)
             continue
-        sample = sweep_indices(pool, train_size)
-        if sample:
-            plan[names[0]], plan[names[1]] = [(sample[0], sample[1])], [(sample[0], sample[2])]
-            plan[names[2]] = plan[names[0]] + plan[names[1]]
-            for split, part in zip(names, ("train", "val", "train + val")):
-                holds[split] = (f"{part} of a seeded 4:1 sample of {task.pool} "
-                                f"(seed [0, {train_size}])")
+        parts = sweep_parts(task, train_size, sizes)
+        if parts:
+            plan.update(parts)
+            holds.update(sweep_holds(task, train_size))
             supported.append(train_size)
     if one_shot:
         for split, (inside, per_class) in ONE_SHOT_FROM.items():
@@ -187,7 +176,8 @@ def prepare_tfds(task: TaskSpec, data_dir: str | Path | None, cache_dir: str | P
             labels = [label(source(name)[int(i)]) for name, idx in plan[inside] for i in idx]
             plan[split] = even_sample(plan[inside], labels, per_class)
             holds[split] = (f"{per_class} per class of {inside} ({strings.get(inside, inside)}),"
-                            f" random.seed(0) in split order, as VPT-or-FT's EVEN_SEPARETE")
+                            f" random.seed(0) in split order, as VPT-or-FT's EVEN_SEPARETE for "
+                            f"val200 and train800val200 (it reads train800 shuffled)")
 
     folder = task_dir(cache_dir, task.slug)
     entries = {}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.errors import StudyInputError
-from tasks.cache import load_sizes, load_split
+from tasks.cache import load_sizes, load_split, read_manifest
 from tasks.spec import Augment, get_task
 
 
@@ -96,3 +96,11 @@ def evaluation_images(cache_dir, slug: str, split: str, limit: int | None = None
         return images
     crop = get_task(slug).augment.crop
     return np.stack([centre(image[:h, :w], crop, crop) for image, (h, w) in zip(images, sizes)])
+
+
+def model_sizes(cache_dir, slug: str, splits) -> set[int]:
+    """The image sizes a model is given from these splits of a task's cache: as stored, or the
+    crops of a training split kept in canvases."""
+    entries = read_manifest(cache_dir, slug)["splits"]
+    return {get_task(slug).augment.crop if "sizes" in entries[split] else entries[split]["shape"][0]
+            for split in splits}

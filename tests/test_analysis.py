@@ -70,6 +70,38 @@ def test_frechet_distance_matches_the_closed_form_for_two_gaussians():
     assert fid.frechet(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+def fid_inception_with_random_weights():
+    """pytorch-fid's FID Inception (pytorch_fid/inception.py, `fid_inception_v3`) without its
+    download: the same blocks, random weights."""
+    import pytorch_fid.inception as pf
+    from torchvision.models.inception import inception_v3
+    model = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+    model.Mixed_5b, model.Mixed_5c = pf.FIDInceptionA(192, 32), pf.FIDInceptionA(256, 64)
+    model.Mixed_5d = pf.FIDInceptionA(288, 64)
+    for name, channels in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160),
+                           ("Mixed_6e", 192)):
+        setattr(model, name, pf.FIDInceptionC(768, channels))
+    model.Mixed_7b, model.Mixed_7c = pf.FIDInceptionE_1(1280), pf.FIDInceptionE_2(2048)
+    return model
+
+
+def test_inception_features_read_the_local_weights_file_and_leave_torch_hub_as_it_was(tmp_path):
+    import torch
+    hub = torch.hub.get_dir()
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    outputs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"weights{seed}.pth"
+        torch.save(fid_inception_with_random_weights().state_dict(), path)
+        outputs.append(fid.inception(path)(images))
+        assert torch.hub.get_dir() == hub
+    assert outputs[0].shape == (2, 2048) and np.isfinite(outputs[0]).all()
+    assert not np.allclose(outputs[0], outputs[1])          # each file's own weights
+    with pytest.raises(StudyInputError, match="do not exist"):
+        fid.inception(tmp_path / "missing.pth")
+
+
 def test_backbone_features_fid_is_cached_and_orders_distances(cache_dir, tmp_path):
     from tasks import load_split
     features = fid.backbone(TINY_VIT, cache_dir)

@@ -46,11 +46,13 @@ def test_the_reference_loop_trains(cache_dir, tmp_path):
 def test_results_go_on_top_with_date_machine_and_command(tmp_path):
     path = tmp_path / "RESULTS.md"
     write_results(path, "python -m bench", Figures(["figure one: 2.00x (a vs b)"]))
-    write_results(path, "python -m bench --sections epoch", Figures(["figure two: 3.00x"]))
+    write_results(path, "python -m bench --sections epoch", Figures(["figure two: 3.00x"]), 754.2)
     text = path.read_text()
     assert text.startswith("# Benchmark results")
     assert text.index("figure two") < text.index("figure one")
-    assert text.count("## ") == 2 and "Command: `python -m bench --sections epoch`" in text
+    assert text.count("## ") == 2
+    assert "Command: `python -m bench --sections epoch` (took 12 min 34 s)" in text
+    assert "Command: `python -m bench`\n" in text
     assert re.search(r"## \d{4}-\d\d-\d\d \d\d:\d\d UTC: .*cores", text)
 
 

@@ -2,12 +2,15 @@
 OpenMP setting the driver makes before torch loads."""
 from __future__ import annotations
 
+import errno
+import inspect
 import os
 import subprocess
 import sys
 
 import pytest
 
+from common.errors import StudyInputError, exit_status
 from common.openmp import SPIN
 from study.__main__ import main as study_main
 
@@ -56,6 +59,41 @@ def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "no MLflow experiment 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_tasks_refuses_bad_input_in_one_line_too():
+    result = run("tasks", "prepare", "nope")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown task 'nope'"), result.stderr
+
+
+def _raise(error):
+    raise error
+
+
+@pytest.mark.parametrize("body, status, line", [
+    (lambda: 3, 3, None),
+    (lambda: _raise(StudyInputError("no such thing")), 2, "error: no such thing"),
+    (lambda: _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/x")), 2,
+     "free space there and run the same command again"),
+    (lambda: _raise(KeyboardInterrupt()), 130, "interrupted: what finished is kept"),
+])
+def test_every_command_line_ends_through_one_error_path(body, status, line, capsys):
+    """`python -m study`, `tasks` and `analysis` all end through `exit_status`."""
+    import analysis.__main__
+    import study.__main__
+    import tasks.__main__
+    for module in (study.__main__, tasks.__main__, analysis.__main__):
+        assert "exit_status(" in inspect.getsource(module.main)
+    assert exit_status(body) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ([] if line is None else [err[0]]) and (line is None or line in err[0])
+
+
+def test_a_bug_keeps_its_traceback():
+    with pytest.raises(ZeroDivisionError):
+        exit_status(lambda: 1 / 0)
 
 
 def test_the_installed_project_imports_from_any_directory_without_pythonpath(tmp_path):

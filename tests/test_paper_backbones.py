@@ -112,3 +112,23 @@ def test_visual_prompts_on_swin_are_refused_with_a_reason():
         swin = create_backbone(replace(SWIN_B_IN21K, weights=None), num_classes=10)
         with pytest.raises(StudyInputError, match="need a ViT-style backbone"):
             get_strategy("vpt_deep").adapt(swin, tiny_trial("", "vpt_deep"))
+
+
+def test_mocov3_keeps_its_sin_cos_position_embedding_frozen_under_full_finetuning():
+    """VPT src/models/vit_backbones/vit_moco.py:27-28,52-68: `pos_embed.requires_grad = False`;
+    the supervised ViT's learnt position embedding trains."""
+    from common.keys import Cell
+    from study.card import rows
+    from study.spec import get_study
+    from trainables.model import build_model
+    spec = get_study("paper-backbones", strategies=("full_ft", "vpt_deep", "mixed"))
+    for backbone, frozen in ((VIT_B16_MOCOV3, {"pos_embed"}), (VIT_B16_MAE, set())):
+        for strategy in ("full_ft", "mixed"):
+            cfg = spec.trial(stage="tune", cell=Cell(backbone.tag, "800", "cifar100", strategy),
+                             point=spec.points(strategy)[0], seed=0)
+            with torch.device("meta"):
+                model = build_model(cfg, 100, pretrained=False)
+            assert {n for n, p in model.named_parameters() if not p.requires_grad} == frozen
+    moco = next(r for r in rows(spec) if r["value"].startswith("vit_b16-mocov3"))
+    assert "never trained: pos_embed" in moco["value"]
+    assert "sin-cos" in moco["source"] and "vit_moco.py:27-28,52-68" in moco["source"]

@@ -350,6 +350,41 @@ def test_fgvc_trains_its_final_model_on_train_only():
     assert "train.py:66-72" in card[("splits", "final train -> test")]["source"]
 
 
+def test_fgvc_tunes_vpt_on_fgvcs_own_nine_lrs_and_ft_on_vtabs_grid():
+    """VPT tune_fgvc.py:151-156 (VPT-or-FT tune_fgvc.py:181-186): VTAB's prompt grid without
+    0.05; FT as VTAB (VPT-or-FT tune_fgvc.py:99-100)."""
+    spec = get_study("paper-fgvc")
+    lrs = {s: {c.recipe.base_lr for c in spec.tune_trials() if c.strategy == s}
+           for s in ("vpt_deep", "full_ft")}
+    assert lrs["vpt_deep"] == {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1}
+    assert lrs["full_ft"] == set(VPT_OFFICIAL_FT.base_lrs)
+    assert len(spec.tune_trials()) == 5 * (9 * 4 + 4 * 4)
+    card = {(r["setting"], r["strategy"]): r for r in rows(spec)}
+    assert "tune_fgvc.py:151-156" in card[("lr grid", "vpt_deep")]["source"]
+    assert "128" in card[("batch", "vpt_deep")]["text vs code"]
+
+
+def test_size_sweeps_read_the_paper_codes_slices_where_it_publishes_them():
+    """VPT-or-FT src/data/vtab_datasets/*.py: at 10000, cifar100 and patch_camelyon 4:1, svhn
+    5:1 and sun397 1:1 with val from its own validation split; the other tasks and sizes a
+    seeded 4:1 sample, said so on the card."""
+    spec = get_study("paper-scale")
+    splits = {(c.setting, c.task): (c.train_split, c.eval_split) for c in spec.tune_trials()}
+    assert splits[("10000", "cifar100")] == ("train10000", "val2500")
+    assert splits[("10000", "svhn")] == ("train10000", "val2000")
+    assert splits[("10000", "sun397")] == ("train10000", "val10000")
+    assert splits[("5000", "sun397")] == ("train5000", "val1250")
+    card = [r for r in rows(spec) if r["setting"] == "splits" and r["value"].startswith("@")]
+    sun = next(r for r in card if r["value"].startswith("@10000 sun397:"))
+    assert "validation[:10000]" in sun["value"] and "sun397.py:64-82" in sun["source"]
+    assert "1:1" in sun["text vs code"]
+    sampled = next(r for r in card if r["value"].startswith("@10000 eurosat"))
+    assert "seeded 4:1 sample" in sampled["text vs code"] and "sun397" not in sampled["value"]
+    lora = get_study("paper-lora")
+    assert {(c.train_split, c.eval_split) for c in lora.tune_trials()
+            if c.setting == "10000"} == {("train10000", "val2500")}
+
+
 def test_the_lora_card_names_toast_and_what_cannot_be_reproduced():
     card = {(r["setting"], r["strategy"]): r for r in rows(get_study("paper-lora"))}
     assert (card[("lora_rank", "lora")]["value"], card[("lora_alpha", "lora")]["value"]) == \

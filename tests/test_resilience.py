@@ -103,6 +103,18 @@ def test_a_task_that_is_not_prepared_names_the_prepare_command(tmp_path, cache_d
     assert calls == []
 
 
+def test_a_task_cached_at_another_size_than_the_backbone_takes_is_refused(tmp_path, cache_dir):
+    from dataclasses import replace
+    from study.protocol import prepare_tasks
+    wider = replace(SPEC.backbones[0], overrides=(*SPEC.backbones[0].overrides, ("img_size", 48)))
+    spec = replace(SPEC, name="resized", backbones=(wider,))
+    with pytest.raises(StudyInputError, match=r"task 'digits' is cached at 32 px but backbone "
+                       r"\S+ takes 48 px: prepare it again with `python -m tasks prepare digits "
+                       r"--image-size 48 --force`"):
+        prepare_tasks(spec, cache_dir, log=lambda line: None)
+    prepare_tasks(SPEC, cache_dir, log=lambda line: None)          # the sizes that fit pass
+
+
 def test_full_ft_at_the_paper_grid_top_diverges_and_is_never_selected(cache_dir):
     top = Recipe("sgd", max(PAPER_SGD.base_lrs), 0.0, epochs=2, warmup_epochs=0, batch_size=64)
     summary = run_trial(tiny_trial(cache_dir, "full_ft", recipe=top), lambda m: None)

@@ -1,9 +1,10 @@
 """Every registered strategy: which parameters receive gradients, frozen weights bit-identical
 after optimiser steps, plus the strategy-specific promises (deep prompts act at every layer,
-LoRA starts as the identity, FT-then-PT starts from the FT weights)."""
+LoRA starts as the identity, FT-then-PT starts from the FT weights and a fresh head)."""
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 import trainables.strategies
 from tests.conftest import TINY_VIT, tiny_trial
-from trainables.backbones import create_backbone
+from trainables.backbones import create_backbone, fresh_vpt_head
 from trainables.config import Recipe
 from trainables.loop import Normalize, Split, set_train_mode, train
 from trainables.strategy import all_strategies, get_strategy, unchanged
@@ -158,21 +159,35 @@ def test_lora_starts_as_the_identity(cache_dir):
     torch.testing.assert_close(adapted_model(x), plain(x), rtol=0, atol=1e-6)
 
 
-def test_ft_then_pt_prompt_tunes_the_finetuned_weights(cache_dir):
-    cfg = tiny_trial(cache_dir, "ft_then_pt")
+@pytest.mark.parametrize("name", ["ft_then_pt", "ft_then_pt_kept_head"])
+def test_ft_then_pt_prompt_tunes_the_finetuned_weights_from_its_own_head(name, cache_dir):
+    """The prompt phase starts from every FT weight; its head is a fresh VPT head drawn from the
+    trial's seed (the paper's code drops the FT head), or the FT head for the other reading."""
+    at_rest = Recipe("sgd", 0.0, 0.0, epochs=1, warmup_epochs=0, batch_size=64)   # lr 0: the
+    cfg = tiny_trial(cache_dir, name, recipe=at_rest)        # prompt phase stays where it began
     ft_only = tiny_trial(cache_dir, "full_ft", recipe=cfg.prior_recipe)
-    both = train_model(cfg, [].append)[0]
-    finetuned = train_model(ft_only, [].append)[0]
+    both = train_model(cfg, [].append)[0].state_dict()
+    ft_weights = train_model(ft_only, [].append)[0].state_dict()
     torch.manual_seed(cfg.seed)
     pretrained = create_backbone(TINY_VIT, num_classes=10).state_dict()
-    ft_weights = finetuned.state_dict()
     checked = 0
-    for name, value in both.state_dict().items():
-        if name.startswith(("prompt.", "head.")):
+    for key, value in both.items():
+        if key.startswith(("prompt.", "head.")):
             continue
-        assert torch.equal(value, ft_weights[name]), f"{name} is not the FT weight"
-        checked += not torch.equal(value, pretrained[name])
+        assert torch.equal(value, ft_weights[key]), f"{key} is not the FT weight"
+        checked += not torch.equal(value, pretrained[key])
     assert checked > 0, "the FT phase changed nothing"
+    head = {key: both[key] for key in ("head.weight", "head.bias")}
+    if name == "ft_then_pt_kept_head":
+        assert all(torch.equal(value, ft_weights[key]) for key, value in head.items())
+        return
+    fresh = fresh_vpt_head(create_backbone(TINY_VIT, num_classes=10), cfg.seed).state_dict()
+    assert all(torch.equal(value, fresh[key]) for key, value in head.items())
+    assert not torch.equal(head["head.weight"], ft_weights["head.weight"])
+    torch.testing.assert_close(head["head.bias"], torch.full((10,), -math.log(99)))
+    assert head["head.weight"].std().item() == pytest.approx(math.sqrt(2 / 10), rel=0.15)
+    other_seed = fresh_vpt_head(create_backbone(TINY_VIT, num_classes=10), cfg.seed + 1)
+    assert not torch.equal(other_seed.state_dict()["head.weight"], fresh["head.weight"])
 
 
 def test_registries_refuse_a_second_strategy_or_study_of_the_same_name():

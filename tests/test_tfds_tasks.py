@@ -12,10 +12,11 @@ from PIL import Image
 
 from common.errors import StudyInputError
 from tasks import ChecksumMismatch, TASKS, SUITES, load_split
-from tasks.cache import read_manifest, task_dir
+from tasks.cache import CacheError, read_manifest, task_dir, write_manifest
 from tasks.folder_source import prepare_folder
 from tasks.spec import ONE_SHOT, SOURCE_SIZES, sweep_split_names
-from tasks.splits import resolve_split, supported_sweeps
+from tasks.splits import (check_sweep, resolve_split, setting_splits, supported_sweeps,
+                          sweep_holds, sweep_parts)
 from tasks.tfds_source import (LABELS, builder_name, clevr_distance, even_sample, kitti_distance,
                                prepare_tfds)
 
@@ -161,7 +162,51 @@ def test_a_size_sweep_never_touches_the_canonical_splits(tmp_path):
     counts = {s: swept["splits"][s]["count"] for s in sweep_split_names(400)}
     assert counts == {"train400": 400, "val100": 100, "train400val100": 500}
     assert set(swept["splits"]) == set(swept["splits_hold"])       # every split is described
-    assert supported_sweeps(TASKS["caltech101"]) == (400, 800)     # as the paper's Table 5
+    # Table 5's two, and the 2000 slice the paper's code publishes (caltech.py:84-111)
+    assert supported_sweeps(TASKS["caltech101"]) == (400, 800, 2000)
+
+
+def _split_indices(parts):
+    return {(name, int(i)) for name, indices in parts for i in indices}
+
+
+def test_a_sweep_reads_the_paper_codes_own_slices_where_it_publishes_them():
+    """VPT-or-FT src/data/vtab_datasets/cifar.py:88-112: train[:10000], val train[45000:47500];
+    svhn.py:98-132 (5:1) and sun397.py:64-82 (1:1, from validation) likewise; elsewhere a seeded
+    4:1 sample of the pool."""
+    cifar, sizes = TASKS["cifar100"], SOURCE_SIZES["cifar100"]
+    parts = {split: _split_indices(p) for split, p in sweep_parts(cifar, 10000, sizes).items()}
+    assert list(parts) == ["train10000", "val2500", "train10000val2500"]
+    assert parts["train10000"] == {("train", i) for i in range(10000)}
+    assert parts["val2500"] == {("train", i) for i in range(45000, 47500)}
+    assert parts["train10000val2500"] == parts["train10000"] | parts["val2500"]
+    assert _indices(cifar.splits["train800"], sizes) <= parts["train10000"]   # first-N, as the
+    assert _indices(cifar.splits["val200"], sizes) <= parts["val2500"]        # VTAB-1k splits
+    svhn = sweep_parts(TASKS["svhn"], 10000, SOURCE_SIZES["svhn_cropped"])
+    assert _split_indices(svhn["val2000"]) == {("train", i) for i in range(65931, 67931)}
+    assert setting_splits("10000", TASKS["sun397"]) == (("train10000", "val10000"),
+                                                        ("train10000val10000", "test"))
+    sun = sweep_parts(TASKS["sun397"], 10000, SOURCE_SIZES["sun397/tfds"])
+    assert _split_indices(sun["val10000"]) == {("validation", i) for i in range(10000)}
+    seeded = {s: _split_indices(p) for s, p in sweep_parts(cifar, 5000, sizes).items()}
+    assert [len(seeded[s]) for s in ("train5000", "val1250")] == [5000, 1250]
+    assert not seeded["train5000"] & seeded["val1250"]
+    assert seeded["train5000"] | seeded["val1250"] <= _indices(cifar.pool, sizes)
+    assert seeded["train5000"] != {("train", i) for i in range(5000)}
+    assert sweep_holds(cifar, 10000)["val2500"] == "train[45000:47500]"
+    assert "seeded 4:1 sample of train[:45000]" in sweep_holds(cifar, 5000)["train5000"]
+
+
+def test_a_cached_sweep_split_that_holds_other_examples_is_refused(tmp_path):
+    cifar = TASKS["cifar100"]
+    old = {"train10000": "train of a seeded 4:1 sample of train[:45000] (seed [0, 10000])"}
+    task_dir(tmp_path, "cifar100").mkdir(parents=True)
+    write_manifest(tmp_path, "cifar100", 100, {}, {"splits_hold": old})
+    with pytest.raises(CacheError, match="prepare cifar100 --sweep 10000 --force"):
+        check_sweep(tmp_path, cifar, 10000)
+    write_manifest(tmp_path, "cifar100", 100, {}, {"splits_hold": sweep_holds(cifar, 10000)})
+    check_sweep(tmp_path, cifar, 10000)
+    check_sweep(tmp_path, cifar, 800)                  # VTAB-1k's own splits are not a sweep's
 
 
 def _official_even_separate(labels, per_class):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,11 +37,23 @@ def create_backbone(spec: BackboneSpec, num_classes: int, cache_dir: str | Path 
     return model
 
 
-def vpt_head_init(head: nn.Linear) -> None:
+def vpt_head_init(head: nn.Linear, generator: torch.Generator | None = None) -> None:
     """The official VPT head (src/models/mlp.py:52-57, `special_bias=True` at
     src/models/vit_models.py:213): Kaiming-normal weight (fan_out), bias -log(99)."""
-    nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
+    nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out", generator=generator)
     nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))
+
+
+def fresh_vpt_head(model: nn.Module, seed: int) -> nn.Module:
+    """Give `model` a new classifier head in place, the official VPT head drawn from `seed` on
+    the CPU (the same values on any device, and the global random state untouched)."""
+    head = model.get_classifier()
+    drawn = nn.Linear(head.in_features, head.out_features, device="meta").to_empty(device="cpu")
+    vpt_head_init(drawn, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        head.weight.copy_(drawn.weight)
+        head.bias.copy_(drawn.bias)
+    return model
 
 
 HEAD_INITS = {"timm": lambda head: None, "vpt": vpt_head_init}
@@ -129,6 +142,13 @@ def input_size(model: nn.Module, spec: BackboneSpec) -> int:
     """The square input size: the spec's `img_size` override, else timm's config."""
     default = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
     return dict(spec.overrides).get("img_size", default)
+
+
+def spec_input_size(spec: BackboneSpec) -> int:
+    """A backbone's input size, from the model built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = create_backbone(replace(spec, weights=None, hub_weights=False), 2)
+    return input_size(model, spec)
 
 
 def normalization(model: nn.Module, spec: BackboneSpec | None = None):

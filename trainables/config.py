@@ -27,6 +27,8 @@ class BackboneSpec:
     head_init: str = "timm"           # "timm" or "vpt" (the official VPT head: `backbones`)
     fresh: tuple[str, ...] = ()       # model keys (prefixes) left at init, not read from the file
     unused: tuple[str, ...] = ()      # file keys (prefixes) the model does not read
+    fixed: tuple[str, ...] = ()       # parameters (prefixes) no strategy trains (MoCo v3's
+                                      # fixed sin-cos position embedding)
     prompts_in_pool: bool = False     # average pooling includes visual prompts (official MAE)
     obtain: str = field(default="", compare=False)   # where to get the weights file
 
@@ -83,6 +85,9 @@ RUNS_NOT_RESULTS = ("cache_dir", "execution", "save", "kept_as_prior", "searched
 # made before keeps resuming; any other knob joins the identity under "knobs".
 FIELDS_BEFORE_KNOBS = {"prompt_length": 0, "prompt_dropout": 0.0, "lora_rank": 0,
                        "lora_alpha": None}
+# Backbone fields added since: in a trial's identity only when set, so that trials which do not
+# use them keep their ids.
+BACKBONE_FIELDS_ADDED = {"fixed": ()}
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class TrialConfig:
     setting: str = "800"              # data setting: train size, "1shot" or "full"
     knobs: tuple[tuple[str, Any], ...] = ()   # the strategy's own settings, (name, value) by name
     searched: tuple[str, ...] = field(default=(), compare=False)   # the knobs its study searches
+    revision: int = 0                 # the strategy's (`Strategy.revision`): in the identity if > 0
     prior_recipe: Recipe | None = None    # recipe of the prior strategy (FT-then-PT's FT phase)
     cache_dir: str = field(default="", compare=False)
     execution: Execution = field(default_factory=Execution, compare=False)
@@ -121,6 +127,10 @@ class TrialConfig:
     def trial_id(self) -> str:
         identity = {k: v for k, v in self.to_dict().items()
                     if k not in RUNS_NOT_RESULTS}
+        identity["backbone"] = {k: v for k, v in identity["backbone"].items()
+                                if k not in BACKBONE_FIELDS_ADDED or v != BACKBONE_FIELDS_ADDED[k]}
+        if not identity["revision"]:
+            del identity["revision"]
         knobs = dict(identity.pop("knobs"))
         identity.update({k: knobs.pop(k, value) for k, value in FIELDS_BEFORE_KNOBS.items()})
         if knobs:
@@ -137,7 +147,7 @@ class TrialConfig:
         backbone["overrides"] = tuple(tuple(kv) for kv in backbone.get("overrides", ()))
         if backbone.get("mean_std"):
             backbone["mean_std"] = tuple(tuple(v) for v in backbone["mean_std"])
-        for key in ("fresh", "unused"):
+        for key in ("fresh", "unused", "fixed"):
             backbone[key] = tuple(backbone.get(key, ()))
         prior = raw.pop("prior_recipe", None)
         raw["knobs"] = tuple(tuple(kv) for kv in raw.get("knobs", ()))

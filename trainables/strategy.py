@@ -105,13 +105,16 @@ class Strategy:
                                     # False: the whole model in train mode
     merges: bool = False            # the trained update folds into the weights after training
                                     # (LoRA, BitFit, SSF...): no inference cost
+    revision: int = 0               # raised when what its trials compute changes, so that stores
+                                    # run them again rather than resume with older results
     summary: str = ""
 
     def prepare(self, model: nn.Module, cfg: TrialConfig) -> nn.Module:
-        """The model adapted for this strategy, with gradients on exactly what it trains."""
+        """The model adapted for this strategy, with gradients on exactly what it trains (never
+        on what the backbone keeps fixed)."""
         model = self.adapt(model, cfg)
         for name, param in model.named_parameters():
-            param.requires_grad_(self.trains(name))
+            param.requires_grad_(self.trains(name) and not name.startswith(cfg.backbone.fixed))
         return model
 
     def knob(self, name: str) -> Knob:
