@@ -30,7 +30,7 @@ TASKS = ("cifar100", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet"
          "patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy", "clevr_count",
          "clevr_distance", "dmlab", "kitti_distance", "dsprites_location", "dsprites_orientation",
          "smallnorb_azimuth", "smallnorb_elevation")     # the README's column order
-COLUMNS = ("task", "group", "method", "accuracy", "source")
+COLUMNS = ("task", "group", "method", "accuracy", "origin")
 
 
 def import_table(repo: Path, commit: str) -> list[dict]:
@@ -51,10 +51,10 @@ def import_table(repo: Path, commit: str) -> list[dict]:
             continue
         if abs(sum(map(float, cells[1:20])) / 19 - float(cells[20])) > 0.006:
             raise SystemExit(f"README.md:{number}: the 19 numbers do not average to {cells[20]}")
-        source = (f"VPT (Jia et al. 2022) as listed in synbol/Parameter-Efficient-Transfer-"
+        origin = (f"VPT (Jia et al. 2022) as listed in synbol/Parameter-Efficient-Transfer-"
                   f"Learning-Benchmark@{full[:7]} README.md:{number}")
         rows += [{"task": task, "group": get_task(task).group, "method": METHODS[cells[0]],
-                  "accuracy": float(value), "source": source}
+                  "accuracy": float(value), "origin": origin}
                  for task, value in zip(TASKS, cells[1:20])]
     if {r["method"] for r in rows} != set(METHODS.values()):
         raise SystemExit(f"not every method found under README.md:{HEADER_LINE}")
