@@ -90,7 +90,7 @@ def _paper() -> pd.DataFrame:
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("petl", "PETL_Vision's stored VTAB-1k results (OSU-MLB/PETL_Vision@245d262; one "
                    "final run each, seed 42)", 1, _petl,
-           {"full": ("full_ft",), "lora": ("petl_lora",),
+           {"full": ("full_ft",), "lora": ("lora", "petl_lora"),
             "vpt_deep": ("vpt_deep", "petl_vpt_deep"),
             "vpt_shallow": ("vpt_shallow", "petl_vpt_shallow")}),
     Source("vpt", "the VPT paper's VTAB-1k table (Jia et al. 2022; each number the mean of "
