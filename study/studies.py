@@ -262,9 +262,9 @@ PETL_SEEDS = (42, 210, 420)
 
 @register_study("petl")
 def petl(smoke: bool = False) -> StudySpec:
-    """PETL_Vision's VTAB-1k protocol (Mai et al., CVPR 2025, OSU-MLB/PETL_Vision @ 245d262; every
-    setting with its file:line: `python -m study explain petl`): the 19 tasks x the baselines and
-    PETL methods registered here, on its ViT-B/16 in21k (no normalisation, drop-path 0.1, the whole
+    """PETL_Vision's VTAB-1k protocol for the baselines and the PETL methods registered here
+    (OSU-MLB/PETL_Vision @ 245d262, CVPR 2025; every setting with its file:line: `python -m study
+    explain petl`): the 19 tasks on its ViT-B/16 in21k (no normalisation, drop-path 0.1, the whole
     model in train mode for its methods); AdamW, lr {0.001, 0.01} unscaled x wd {1e-4, 1e-3} x each
     method's own grid, batch 64, 100 epochs, timm's cosine with 10 warm-up epochs from 1e-6 to a
     floor of 1e-5; selected by the last epoch's val200 accuracy, then trained on train800val200

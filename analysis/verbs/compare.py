@@ -27,10 +27,12 @@ class _SourceThenStudy(argparse.Action):
 
 def arguments(parser) -> None:
     parser.usage = "python -m analysis compare [-h] [options] [SOURCE] [STUDY]"
+    parser.description += (f". With two names, the first is SOURCE ({', '.join(SOURCES)}) and "
+                           f"the second the study; with one name, it is the study and SOURCE "
+                           f"is paper")
     parser.set_defaults(source="paper")
     parser.add_argument("after_source", nargs="?", action=_SourceThenStudy, metavar="STUDY",
-                        help=f"with two names, the first is SOURCE ({', '.join(SOURCES)}; with "
-                             f"one name, that name is the study and SOURCE is paper)")
+                        help="the study, when the first name is SOURCE")
 
 
 def run(args, runs, report) -> str:
