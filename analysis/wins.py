@@ -37,6 +37,20 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[f
     return difference - half, difference + half
 
 
+def published_interval(ours: np.ndarray, theirs: float, their_runs: int,
+                       level: float = 0.95) -> tuple[float, float]:
+    """The `level` t interval of mean(ours) - theirs, where `theirs` is a published mean of
+    `their_runs` runs assumed to spread as our seeds do: the difference +- t(n - 1) * s *
+    sqrt(1/n + 1/their_runs), s our seeds' sample std (for one published run, the prediction
+    interval of a new run). NaN with one seed of ours."""
+    difference = ours.mean() - theirs
+    if len(ours) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(ours) - 1) * ours.std(ddof=1) * math.sqrt(
+        1 / len(ours) + 1 / their_runs)
+    return difference - half, difference + half
+
+
 def verdict(difference: float, low: float, high: float, seeds: int) -> str:
     if seeds < MIN_SEEDS:
         return "too few seeds to tell"

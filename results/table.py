@@ -1,8 +1,10 @@
 """The paper's Table 1/2 layout from the final-stage runs: one row per strategy; per task the
 last-epoch test accuracy as mean +- std over seeds (sample std); per group (Natural, Specialized,
 Structured) the mean of the task means with, in parentheses, the number of tasks on which the
-strategy beats full finetuning (strict >); then a Tuned / Total % row per strategy. A cell with no
-counted run says why (failed, diverged, killed, not run)."""
+strategy beats full finetuning (strict >); where VTAB-1k groups are two or more, both averages
+papers use for VTAB-1k, labelled: the mean over the tasks and the mean of the group means (they
+differ when groups differ in size, as VTAB-1k's 7 / 4 / 8); then a Tuned / Total % row per
+strategy. A cell with no counted run says why (failed, diverged, killed, not run)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +15,20 @@ from results.runs import counted
 
 from tasks.spec import GROUP_TITLES, GROUPS
 BASELINE = "full_ft"
+VTAB_GROUPS = ("natural", "specialized", "structured")
+
+
+def vtab_averages(per_task: pd.DataFrame, group_of: dict) -> pd.DataFrame:
+    """Both VTAB-1k averages of each row of a (row x task) frame, as two columns labelled with
+    what they average: "Mean over N tasks" and "Mean of K group means" (each group's tasks
+    averaged first, so a group of 4 tasks weighs as much as one of 8). A row missing a task has
+    neither."""
+    groups = [g for g in VTAB_GROUPS if any(group_of[t] == g for t in per_task.columns)]
+    by_group = pd.concat([per_task[[t for t in per_task.columns if group_of[t] == g]]
+                          .mean(axis=1, skipna=False) for g in groups], axis=1)
+    return pd.DataFrame({
+        f"Mean over {per_task.shape[1]} tasks": per_task.mean(axis=1, skipna=False),
+        f"Mean of {len(groups)} group means": by_group.mean(axis=1, skipna=False)})
 
 
 @dataclass(frozen=True)
@@ -24,6 +40,7 @@ class PaperTable:
     group_mean: pd.DataFrame     # strategy x group
     wins: pd.DataFrame           # strategy x group, tasks where strategy > full_ft
     tuned_percent: pd.DataFrame  # strategy x task
+    averages: pd.DataFrame | None = None   # strategy x both VTAB-1k averages (2+ VTAB groups)
 
     def render(self, fmt: str = "markdown") -> str:
         renderers = {"markdown": lambda t: t.to_markdown(),
@@ -119,9 +136,14 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
         if BASELINE in mean.index:
             wins[g] = mean[members].gt(mean.loc[BASELINE, members], axis=1).sum(axis=1).astype("Int64")
 
+    vtab = [t for t in tasks if group_of[t] in VTAB_GROUPS]
+    averages = vtab_averages(mean[vtab], group_of) if len(
+        {group_of[t] for t in vtab}) > 1 else None
+    tuned_averages = vtab_averages(tuned[vtab], group_of) if averages is not None else None
     columns, rows = [], {}
     for g in groups:
         columns += [t for t in tasks if group_of[t] == g] + [f"{GROUP_TITLES[g]} mean"]
+    columns += list(averages.columns) if averages is not None else []
     for s in strategies:
         row = {}
         for t in tasks:
@@ -137,6 +159,9 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
             if s != BASELINE and BASELINE in mean.index and not pd.isna(value):
                 text += f" ({wins.loc[s, g]})"
             row[f"{GROUP_TITLES[g]} mean"] = text
+        for column in () if averages is None else averages.columns:
+            value = averages.loc[s, column]
+            row[column] = "n/a" if pd.isna(value) else f"{value:.2f}"
         rows[s] = row
     for s in strategies:
         if s == BASELINE:
@@ -145,7 +170,10 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
         for g in groups:
             members = [t for t in tasks if group_of[t] == g]
             row[f"{GROUP_TITLES[g]} mean"] = f"{tuned.loc[s, members].mean():.2f}"
+        for column in () if tuned_averages is None else tuned_averages.columns:
+            value = tuned_averages.loc[s, column]
+            row[column] = "" if pd.isna(value) else f"{value:.2f}"
         rows[f"Tuned / Total % ({s})"] = row
     cells = pd.DataFrame.from_dict(rows, orient="index")[columns]
     cells.index.name = "strategy"
-    return PaperTable(cells, mean, std, seeds, group_mean, wins, tuned)
+    return PaperTable(cells, mean, std, seeds, group_mean, wins, tuned, averages)

@@ -3,7 +3,9 @@ sets them per grid, batch size and warm-up), grouped into a `SearchSpace` that m
 strategy's grid key ("full", "prompt", "mixed", "lora", "petl": the PETL_Vision methods) to a grid and carries per-task tables of
 strategy knobs (VPT's prompt lengths), keyed by knob name. The paper has two readings (../README.md, `python -m study explain paper`):
 `PAPER`, the protocol its code ran (ChengHan111/VPT-or-FT, i.e. KMnP/vpt plus Mixed), and
-`PAPER_AS_WRITTEN`, its text. Base lrs are scaled by batch / 256 in the loop."""
+`PAPER_AS_WRITTEN`, its text; `PETL` is PETL_Vision's (one AdamW grid for every method). Base lrs
+are scaled by batch / 256 in the loop (`absolute` turns a protocol's unscaled lrs into base
+lrs)."""
 from __future__ import annotations
 
 import csv
@@ -63,6 +65,13 @@ class SearchSpace:
 
     def table(self, knob: str) -> PerTask | None:
         return self.per_task.get(knob)
+
+
+def absolute(lrs: tuple[float, ...], batch_size: int) -> tuple[float, ...]:
+    """Base lrs (per 256 images) for lrs that a protocol gives its optimiser unscaled at
+    `batch_size`: lr * 256 / batch, which the loop's base_lr * batch / 256 turns back exactly
+    for a power-of-two batch."""
+    return tuple(lr * 256 / batch_size for lr in lrs)
 
 
 def _lengths(file: str) -> Mapping[str, int]:
@@ -125,6 +134,17 @@ TOAST = SearchSpace("toast", MappingProxyType(
 PAPER_AS_WRITTEN = SearchSpace("paper_as_written", MappingProxyType(
     {"full": PAPER_SGD, "prompt": PAPER_SGD, "mixed": PAPER_SGD, "lora": PAPER_SGD}),
     prompt_lengths(TABLES_16_18))
+# PETL_Vision's (OSU-MLB/PETL_Vision @ 245d262), one grid for every method: AdamW
+# (experiment/config/default_vtab_processed.yml:5) at lr {0.001, 0.01} x wd {1e-4, 1e-3}
+# (lr_wd_vtab_processed.yml:2-3), lrs given to the optimiser unscaled (engine/optimizer.py:25-30),
+# batch 64 (default_vtab_processed.yml:10), 10 warm-up epochs (:7). Methods' own searched knobs
+# come from their strategies' declarations, or the `petl` study.
+PETL_BATCH = 64
+PETL_ADAMW = Grid("petl_adamw", "adamw", absolute((0.001, 0.01), PETL_BATCH), (0.0001, 0.001),
+                  batch_size=PETL_BATCH, warmup_epochs=10)
+PETL = SearchSpace("petl", MappingProxyType(
+    {key: PETL_ADAMW for key in ("full", "prompt", "mixed", "lora", "petl")}),
+    MappingProxyType({}))
 # The demo's small grid: two or three lrs per family, no weight decay, for the 32 px demo ViT.
 _DEMO_FULL = Grid("demo_full", "adamw", (0.004, 0.001), (0.0,))
 DEMO = SearchSpace("demo", MappingProxyType({

@@ -231,6 +231,7 @@ def cmd_plan(spec, halving=None) -> None:
             print(f"          {task:<22} {trials:>11}" + "".join(
                 f" {(found[stage].gpu_hours if found[stage] else 0.0):>13.2f}"
                 for stage, _ in columns))
+    print_strategies(spec, costs, tune)
     print(f"GPU-hours: an estimate from {METHOD}")
     print_memory(spec, every_trial(spec))
 
@@ -271,6 +272,38 @@ def print_memory(spec, configs) -> None:
         print(f"  {strategy:<12} batch {batch:>3}: bf16 {amount(bf16.peak)} (activations "
               f"{amount(bf16.activations)}, data {amount(bf16.data)}), fp32 {amount(fp32.peak)}; "
               f"share {shares}")
+
+
+def _span(values) -> str:
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def print_strategies(spec, costs, tune) -> None:
+    """Per strategy: trials and GPU-hours per stage, and the parameters it trains without the
+    classifier head on the study's first backbone (over the models its tune trials build), next
+    to the `inserted_parameters` PETL_Vision recorded on VTAB-1k's tasks (at the knobs it
+    selected per task) where that backbone is a ViT-B/16."""
+    from results.published import petl_inserted_parameters
+    from study.cost import trainable_parameters
+    backbone = spec.backbones[0]
+    petl = petl_inserted_parameters() if backbone.name.startswith("vit_base_patch16_224") else {}
+    counts = {s: {trainable_parameters(cfg) for cfg in tune
+                  if cfg.strategy == s and cfg.backbone == backbone} for s in spec.strategies}
+    print(f"per strategy: {'strategy':<18} {'tune trials':>11} {'tune GPU-h':>11} "
+          f"{'final trials':>12} {'final GPU-h':>11}  trained parameters without the head on "
+          f"{backbone.tag}" + ("  |  PETL_Vision's inserted_parameters over VTAB-1k's tasks"
+                                if petl else ""))
+    for s in spec.strategies:
+        tune_cost, final_cost = (costs[stage].by_strategy.get(s) for stage in ("tune", "final"))
+        low, mean, high = petl.get(s, (None, None, None))
+        print(f"              {s:<18} {tune_cost.trials if tune_cost else 0:>11} "
+              f"{tune_cost.gpu_hours if tune_cost else 0.0:>11.2f} "
+              f"{final_cost.trials if final_cost else 0:>12} "
+              f"{final_cost.gpu_hours if final_cost else 0.0:>11.2f}  "
+              f"{_span(counts[s]) if counts[s] else 'n/a':<31}" + (
+                  f"  |  {_span((low, high))} (mean {mean:,.0f})" if low is not None else
+                  "  |  not in PETL_Vision's results" if petl else ""))
 
 
 def halving_share(spec, cfg, halving) -> float:

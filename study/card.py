@@ -2,12 +2,14 @@
 where that value comes from: a line of the paper's text (P:<line> in
 ../shared/paper/000_b459f27e4e5e8855.txt) or a file:line of the code that produced its numbers
 (VPT-or-FT = ChengHan111/VPT-or-FT @ 262898f, which copies KMnP/vpt's solver, data and ViT code
-unchanged; VPT = KMnP/vpt @ 4410440; TOAST = bfshi/TOAST @ e45b515). A citation names its
-repository before its path, relative to that repository's root; later paths of the same text are
-in the same repository (tests/test_card_citations.py checks every line against the files' line
-counts). Where the text and that code disagree the row says so and which one the study follows.
-Values are read from the `StudySpec`; sources are data here, keyed by the value they justify, so a
-value without a source reads "project choice". `python -m study explain <study>` prints it; each
+unchanged; VPT = KMnP/vpt @ 4410440; TOAST = bfshi/TOAST @ e45b515; PETL_Vision =
+OSU-MLB/PETL_Vision @ 245d262 for the `petl` study). A citation names its repository before its
+path, relative to that repository's root; later paths of the same text are in the same repository
+(tests/test_card_citations.py checks every line against the files' line counts). Where the text
+and that code disagree the row says so and which one the study follows. Values are read from the
+`StudySpec`; sources are data here, keyed by the value they justify (or by the study's search
+space and the value, where one protocol's source for a value is not another's), so a value
+without a source reads "project choice". `python -m study explain <study>` prints it; each
 run of the study logs it to MLflow."""
 from __future__ import annotations
 
@@ -270,8 +272,109 @@ SOURCES: dict[tuple[str, object], Source] = {
 }
 
 
-def _source(setting: str, keys, otherwise: str = "project choice") -> Source:
-    """The source of the first key that has one."""
+PETL = "PETL_Vision"     # OSU-MLB/PETL_Vision @ 245d262; config/ is experiment/config/
+PETL_DEFAULTS = f"{PETL} experiment/config/default_vtab_processed.yml"
+EAGER_FROZEN = (f"{PETL} trains every method with the whole model in train mode "
+                f"(engine/trainer.py:100), so drop-path 0.1 acts in its frozen encoder too")
+SOURCES.update({            # the `petl` study's (search space "petl"), keyed (protocol, value)
+    ("optimizer", "petl_adamw"): Source(f"{PETL_DEFAULTS}:5; engine/optimizer.py:25-30 (torch "
+                                        f"AdamW)"),
+    ("lr grid", "petl_adamw"): Source(
+        f"{PETL} experiment/config/lr_wd_vtab_processed.yml:2 (lr 0.001, 0.01), given to AdamW "
+        f"unscaled (engine/optimizer.py:25-30): base lrs 0.004, 0.04 at batch 64 are those lrs"),
+    ("wd grid", (0.0001, 0.001)): Source(f"{PETL} experiment/config/lr_wd_vtab_processed.yml:3"),
+    ("weight decay", ("petl", "adamw")): Source(
+        f"{PETL} engine/optimizer.py:25-30 (the grid's wd on every trained tensor, biases and "
+        f"norms included)"),
+    ("batch", ("petl_adamw", 64)): Source(
+        f"{PETL_DEFAULTS}:10",
+        f"{PETL} drops each epoch's last partial batch (experiment/build_loader.py:106: 12 steps "
+        f"on 800 images, 15 on 1,000); here every image trains each epoch (13 and 16 steps)"),
+    ("epochs", ("petl", 100)): Source(f"{PETL_DEFAULTS}:6"),
+    ("warm-up epochs", ("petl_adamw", 10)): Source(f"{PETL_DEFAULTS}:7"),
+    ("schedule", "petl_epoch"): Source(
+        f"{PETL} engine/trainer.py:37-39,151 (timm 0.9.12's CosineLRScheduler, env_setup.sh:7: "
+        f"t_initial 100, warmup_t 10, warmup_lr_init 1e-6, lr_min 1e-5, {PETL_DEFAULTS}:6-9; "
+        f"stepped after each epoch, so epochs 0 and 1 run at 1e-6 and the cosine counts from "
+        f"epoch 0, without a warm-up prefix)"),
+    ("prompt_length", (5, 10, 50, 100)): Source(
+        f"{PETL} experiment/config/method/vpt_deep.yml:2 (vpt_num)"),
+    ("prompt_length", (5, 10, 50, 100, 200)): Source(
+        f"{PETL} experiment/config/method/vpt_shallow.yml:2 (vpt_num)",
+        f"{PETL}'s shallow prompts act in the first block only (model/vision_transformer.py:"
+        f"223-241 drops them after each block); VPT's, here, stay through all blocks: "
+        f"petl_vpt_shallow, where registered, is {PETL}'s"),
+    ("prompt_dropout", ("petl", 0.1)): Source(f"{PETL_DEFAULTS}:31 (vpt_dropout); "
+                                              f"model/vpt.py:30,39"),
+    ("lora_rank", (1, 8, 16, 32)): Source(
+        f"{PETL} experiment/config/method/lora.yml:2 (lora_bottleneck)",
+        f"{PETL}'s LoRA (model/lora.py:5-28) adds dropout 0.1 on its input and its own init; "
+        f"this is loralib's with alpha = rank (scale 1, as merge_factor 1 there): petl_lora, "
+        f"where registered, is {PETL}'s"),
+    ("model dropout", ("petl", "train mode")): Source(
+        f"{PETL} engine/trainer.py:100 (model.train() on the whole model); drop_path_rate 0.1, "
+        f"{PETL_DEFAULTS}:3"),
+    ("model dropout", ("petl", "off: prompted encoder in eval mode")): Source(
+        f"{VPT} src/models/vit_prompt/vit.py:100-111 (VPT's way)",
+        f"{EAGER_FROZEN}; here VPT's strategies keep theirs in eval mode (petl_vpt_*, where "
+        f"registered, follow {PETL})"),
+    ("model dropout", ("petl", "off: frozen backbone in eval mode")): Source(
+        f"{VPT} src/models/vit_models.py:222-223 (VPT's way)",
+        f"{EAGER_FROZEN}; here the linear probe's frozen backbone runs in eval mode"),
+    ("backbone", "vit_b16-in21k-petl"): Source(
+        f"{PETL} experiment/build_model.py:92-98 (ViT-B_16_in21k.npz through timm's "
+        f"_load_weights, model/vision_transformer.py:276-278); drop_path_rate 0.1 "
+        f"({PETL_DEFAULTS}:3); no dropout (model/vision_transformer.py:64-68)"),
+    ("head init", "torch"): Source(
+        f"{PETL} experiment/build_model.py:98 (reset_classifier after loading: a new "
+        f"nn.Linear with torch's init)"),
+    ("normalisation", ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))): Source(
+        f"{PETL_DEFAULTS}:57 (normalized: False); data/dataset/vtab_processed.py:14-22 "
+        f"(Resize, ToTensor: pixels in [0, 1])",
+        f"text ({PETL} README.md:43): 'optionally Normalize' with ImageNet mean/std; its stored "
+        f"results ran without (normalized: False in their logs.txt). Follows the code"),
+    ("augmentation", ("petl", None)): Source(
+        f"{PETL} data/dataset/vtab_processed.py:14-22 (Resize((224, 224)) bicubic, ToTensor)",
+        f"{PETL} reads its processed VTAB-1k download's image files (README.md:34-35) resized "
+        f"by PIL, bicubic; here TFDS's images resized as tf.image.resize (bilinear)"),
+    ("splits", ("petl", ("800", "tune"))): Source(
+        f"{PETL} experiment/build_loader.py:29-32, data/dataset/vtab_processed.py:24-31 "
+        f"(train800.txt -> val200.txt)",
+        f"{PETL}'s lists ship with its processed download (README.md:34-35), not the "
+        f"repository; here task_adaptation's split strings, of the same sizes"),
+    ("splits", ("petl", ("800", "final"))): Source(
+        f"{PETL} experiment/run.py:130-131, build_loader.py:25-28 (train800val200.txt -> "
+        f"test.txt)"),
+    ("seeds", (42, 210, 420)): Source(
+        f"{PETL} experiment/run.py:133 (the three seeds its commented-out line names: 42, x5, "
+        f"x10)", f"{PETL}'s stored results ran one final seed, 42 (run.py:132, "
+        f"{PETL_DEFAULTS}:54): single runs; `--seeds 42` runs that alone"),
+    ("tune seed", ("petl", 42)): Source(
+        f"{PETL} main_tune.py:30 (set_seed(42) once, before the grid)",
+        "there each grid point continues one random stream; here every point starts from 42"),
+    ("evaluation", ("petl", "last")): Source(
+        f"{PETL} engine/trainer.py:131 (eval_freq 200 in tuning, {PETL_DEFAULTS}:55: epochs 0 "
+        f"and 99; 1 in the final run, experiment/run.py:126)",
+        "selection and the reported number read the last epoch, which is always evaluated here"),
+    ("precision", ("petl", "auto")): Source(
+        "project choice (bf16 autocast on CUDA)",
+        f"{PETL} trains in fp32 (engine/trainer.py:60-67); `--precision fp32` runs it so"),
+    ("selection", ("petl", "last")): Source(
+        f"{PETL} experiment/run.py:118-120 (final_acc_hp: True, {PETL_DEFAULTS}:61: the last "
+        f"epoch's val top-1)",
+        "ties (val top-1 on 200 images moves in steps of 0.5) go there to the last tied point "
+        f"in sklearn's ParameterGrid order (run.py:120 sorts ascending and takes [-1]; keys "
+        f"alphabetical, the last fastest); here to the smaller lr, then the smaller wd"),
+    ("reported epoch", ("petl", "last")): Source(
+        f"{PETL} experiment/run.py:151,155 (avg_acc: the last epoch's test top-1; its "
+        f"avg_best_acc, the best epoch's, reads the test set and is not used)"),
+})
+
+
+def _source(setting: str, keys, otherwise: str = "project choice",
+            protocol: str = "") -> Source:
+    """The source of the first key that has one, the protocol's own (protocol, key) first."""
+    keys = [*((protocol, k) for k in keys), *keys] if protocol else keys
     return next((SOURCES[(setting, k)] for k in keys if (setting, k) in SOURCES),
                 Source(otherwise))
 
@@ -328,7 +431,8 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     data = "fgvc" if {get_task(t).group for t in spec.tasks} == {"fgvc"} else "vtab"
 
     def add(setting: str, strategy: str, value, *keys, otherwise="project choice") -> None:
-        source = _source(setting, keys or (value,), otherwise)     # keys: most specific first
+        source = _source(setting, keys or (value,), otherwise,   # keys: most specific first
+                         spec.search_space.name)
         out.append({"setting": setting, "strategy": strategy, "value": str(value),
                     "source": source.where, "text vs code": source.text_vs_code})
 

@@ -1,10 +1,12 @@
-"""What a study costs before it runs: per stage and per task, trials, training images x epochs,
-evaluation images, and an estimated number of GPU-hours. The FLOPs of one training step and one
-evaluation forward pass are counted exactly, per phase of a trial (FT-then-PT's FT phase as full
+"""What a study costs before it runs: per stage, per task and per strategy, trials, training
+images x epochs, evaluation images, and an estimated number of GPU-hours. The FLOPs of one training
+step and one evaluation forward pass are counted exactly, per phase of a trial (FT-then-PT's FT phase as full
 finetuning, its prompt phase as prompt tuning) and per (backbone, strategy, prompt length), with
 `torch.utils.flop_counter` on a model built on the meta device (no memory, no weights). A prior
 phase trained once and replayed (`trainables.priors`: FT-then-PT's FT, once per task in the tune
 stage, and in the final stage full_ft's own run of the seed) is counted once.
+Each strategy's trainable parameters (the classifier head's excluded, as PETL_Vision's
+`inserted_parameters` counts them) come from the same meta-device model.
 The hours assume a stated fraction of a stated accelerator's dense bf16 peak. It is an estimate,
 not a measurement: bench/ measures throughput."""
 from __future__ import annotations
@@ -53,6 +55,20 @@ def _flops_key(cfg: TrialConfig) -> TrialConfig:
                    train_split="", eval_split="", setting="")
 
 
+def trainable_parameters(cfg: TrialConfig) -> int:
+    """Parameters that train in the trial's last phase, the classifier head's excluded, of its
+    model built on the meta device."""
+    return _trained(_flops_key(cfg))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(key: TrialConfig) -> int:
+    with torch.device("meta"):
+        model = build_model(key, 10, pretrained=False)
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.requires_grad and not name.startswith("head."))
+
+
 def strategy_footprints(configs: list[TrialConfig],
                         dtype: torch.dtype | None) -> dict[str, Footprint]:
     """Each strategy's peak memory per trial (`trainables.footprint`), counted on its trial with
@@ -86,6 +102,7 @@ class Cost:
 class StageCost:
     total: Cost = field(default_factory=Cost)
     by_task: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
+    by_strategy: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
     shared: set = field(default_factory=set)        # prior phases already counted
 
     def add(self, cfg: TrialConfig, share: float = 1.0) -> None:
@@ -94,7 +111,7 @@ class StageCost:
         task = get_task(cfg.task)
         key = _flops_key(cfg)
         ordered = phases(cfg)
-        costs = (self.total, self.by_task[cfg.task])
+        costs = (self.total, self.by_task[cfg.task], self.by_strategy[cfg.strategy])
         for cost in costs:
             cost.trials += 1
         for index, (phase, recipe) in enumerate(ordered):

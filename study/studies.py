@@ -1,4 +1,4 @@
-"""The registered studies: the offline demo and the paper's presets. Each is a function of `smoke`
+"""The registered studies: the offline demo, the paper's presets and PETL_Vision's protocol. Each is a function of `smoke`
 (a tiny version) returning a `StudySpec`; its docstring gives the command and the numbers it
 should produce (for the presets, the paper's, which `analysis/data/results.csv` holds in full)."""
 from __future__ import annotations
@@ -234,3 +234,58 @@ def paper_lora(smoke: bool = False) -> StudySpec:
                   settings=("400", "800", "10000"), backbones=(VIT_B16_IN21K_TOAST,),
                   search_space=search_spaces.TOAST,
                   knobs={"lora_rank": 4, "lora_alpha": 1.0})
+
+
+# PETL_Vision's ViT-B/16 in21k (OSU-MLB/PETL_Vision @ 245d262, experiment/build_model.py:92-98):
+# the original ViT-B_16.npz, drop-path 0.1 (experiment/config/default_vtab_processed.yml:3), no
+# dropout (model/vision_transformer.py:64-68), a new torch Linear head (reset_classifier), pixels
+# in [0, 1] without mean/std (normalized: False, default_vtab_processed.yml:57; data/dataset/
+# vtab_processed.py:14-22).
+NO_NORMALISATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+VIT_B16_IN21K_PETL = replace(VIT_B16_IN21K, label="vit_b16-in21k-petl", dropout=0.0,
+                             head_init="torch", mean_std=NO_NORMALISATION,
+                             overrides=(("drop_path_rate", 0.1),))
+# The baselines, then PETL_Vision's methods (model/*.py) under their names there; PETL_Vision's
+# own LoRA and VPT (prompts before the class token; shallow prompts dropped after the first
+# block) as petl_lora and petl_vpt_*. The preset runs those of them that are registered.
+PETL_METHODS = ("full_ft", "linear", "vpt_deep", "vpt_shallow", "lora", "adaptformer",
+                "rand_h_adapter", "rand_p_adapter", "lora_p_adapter", "convpass", "bitfit", "ln",
+                "difffit", "ssf", "repadapter", "fact_tt", "fact_tk", "petl_lora",
+                "petl_vpt_deep", "petl_vpt_shallow")
+# What PETL_Vision searches beside lr and wd for the strategies here that do not declare it:
+# vpt_num (experiment/config/method/vpt_deep.yml:2, vpt_shallow.yml:2), lora_bottleneck
+# (lora.yml:2); its prompt dropout 0.1 (default_vtab_processed.yml:31).
+PETL_KNOBS = {"prompt_dropout": 0.1, "vpt_deep.prompt_length": (5, 10, 50, 100),
+              "vpt_shallow.prompt_length": (5, 10, 50, 100, 200),
+              "lora.lora_rank": (1, 8, 16, 32)}
+# PETL_Vision's stored results ran one final seed, 42 (experiment/run.py:132); its commented-out
+# line run.py:133 names three, 42, 42 x 5 and 42 x 10: run here so that each cell has an interval.
+PETL_SEEDS = (42, 210, 420)
+
+
+@register_study("petl")
+def petl(smoke: bool = False) -> StudySpec:
+    """PETL_Vision's VTAB-1k protocol for the baselines and the PETL methods registered here
+    (OSU-MLB/PETL_Vision @ 245d262, CVPR 2025; every setting with its file:line: `python -m study
+    explain petl`): the 19 tasks on its ViT-B/16 in21k (no normalisation, drop-path 0.1, the whole
+    model in train mode for its methods); AdamW, lr {0.001, 0.01} unscaled x wd {1e-4, 1e-3} x each
+    method's own grid, batch 64, 100 epochs, timm's cosine with 10 warm-up epochs from 1e-6 to a
+    floor of 1e-5; selected by the last epoch's val200 accuracy, then trained on train800val200
+    and tested at the last epoch, seeds 42, 210, 420 (theirs: 42 alone).
+    `python -m study plan petl`, then `python -m study run petl --address auto`, and
+    `python -m analysis compare petl petl`. PETL_Vision's means over the 19 tasks (and of the 3
+    group means): full 58.49 (61.85), linear 55.86 (60.52), vpt_deep 71.34 (73.40), lora 72.91
+    (75.24), adaptformer 73.72 (75.97), convpass 74.23 (76.35), the best."""
+    spec = StudySpec(name="petl", tasks=tasks_in_suite("vtab1k"),
+                     strategies=tuple(s for s in PETL_METHODS if s in all_strategies()),
+                     backbones=(VIT_B16_IN21K_PETL,), search_space=search_spaces.PETL,
+                     epochs=100, warmup_epochs=10, batch_size=64, seeds=PETL_SEEDS,
+                     tune_seed=42, eval_every=10, knobs=PETL_KNOBS, schedule="petl_epoch",
+                     description="PETL_Vision's VTAB-1k protocol")
+    if smoke:
+        spec = replace(spec, name="petl-smoke", tasks=spec.tasks[:2], epochs=1, warmup_epochs=0,
+                       seeds=spec.seeds[:1], eval_every=1,
+                       knobs={k: v[:1] if isinstance(v, tuple) else v for k, v in
+                              spec.knobs.items()},
+                       search_space=replace(spec.search_space, grids=search_spaces.SMOKE_GRIDS))
+    return spec

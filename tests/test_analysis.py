@@ -5,6 +5,8 @@ for two Gaussians."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from analysis import fid
 from analysis.__main__ import main as analysis_main
-from analysis.compare import paper_results
 from common.errors import StudyInputError
 from common.keys import SUMMARY
+from tasks import get_task
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
 from trainables.config import Recipe
@@ -125,17 +127,119 @@ def test_wins_equal_the_runs_and_say_when_two_seeds_cannot_tell(store):
     assert {"wins_per_task.csv", "wins_per_group.md"} <= logged(store)
 
 
-def test_compare_puts_the_papers_numbers_beside_ours(store):
-    code, out = run_verb(store, "compare")
-    assert code == 0
-    table = pd.read_csv(out / "compare_with_paper.csv")
-    paper = paper_results()
-    row = table[(table["task"] == "cifar100") & (table["strategy"] == "vpt_deep")].iloc[0]
-    expected = paper[(paper["task"] == "cifar100") & (paper["strategy"] == "vpt")]["accuracy"]
-    assert row["paper"] == expected.iloc[0] and row["ours"] == 76.0
-    assert row["difference"] == pytest.approx(76.0 - expected.iloc[0])
-    agreement = pd.read_csv(out / "winner_agreement.csv").set_index("task")
-    assert agreement.loc["cifar100", "study"] == "win"
+PETL = pd.read_csv(Path(__file__).resolve().parents[1] / "analysis" / "data" /
+                   "petl_vision_vtab.csv").set_index(["task", "method"])["accuracy"]
+# Ours relative to PETL_Vision's number: far above, about equal, far below, and two seeds only.
+OFFSETS = {("cifar100", "full_ft"): (9.5, 10.0, 10.5), ("caltech101", "full_ft"): (-1.0, 0.0, 1.0),
+           ("eurosat", "full_ft"): (-10.5, -10.0, -9.5), ("clevr_count", "full_ft"): (0.0, 2.0),
+           ("cifar100", "vpt_deep"): (9.0, 10.0, 11.0)}
+PETL_METHOD = {"full_ft": "full", "vpt_deep": "vpt_deep"}
+
+
+@pytest.fixture(scope="module")
+def vtab_store(tmp_path_factory):
+    """Final runs of a ViT-B/16-family backbone on four VTAB-1k tasks of all three groups, at
+    known offsets from PETL_Vision's numbers."""
+    folder = tmp_path_factory.mktemp("vtab")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    tracker = StudyTracker("vtab", uri)
+    backbone = replace(TINY_VIT, label="vit_b16-in21k-petl")
+    for (task, strategy), offsets in OFFSETS.items():
+        for seed, offset in zip((42, 210, 420), offsets):
+            cfg = tiny_trial("", strategy, study="vtab", stage="final", task=task, seed=seed,
+                             backbone=backbone, train_split="train800val200", eval_split="test")
+            run = tracker.start(cfg)
+            tracker.record(run, {SUMMARY: 1, "outcome": "finished", "tuned_percent": 1.0,
+                                 "final_test_acc": PETL[(task, PETL_METHOD[strategy])] + offset})
+            tracker.finish(run, "FINISHED")
+    return uri, folder
+
+
+def test_compare_petl_gives_ours_theirs_and_a_verdict_from_the_seeds_interval(vtab_store):
+    from scipy import stats
+    uri, folder = vtab_store
+    out = folder / "petl"
+    assert analysis_main(["compare", "petl", "vtab", "--tracking-uri", uri, "--out",
+                          str(out)]) == 0
+    table = pd.read_csv(out / "compare_with_petl.csv").set_index(["task", "strategy"])
+    assert len(table) == len(OFFSETS)
+    row = table.loc[("cifar100", "full_ft")]
+    assert (row["theirs"], row["seeds"], row["method"]) == (PETL[("cifar100", "full")], 3, "full")
+    assert row["ours"] == pytest.approx(PETL[("cifar100", "full")] + 10.0, abs=0.005)
+    assert row["ours_std"] == 0.5 and row["difference"] == pytest.approx(10.0, abs=0.01)
+    # one published run spread as our three seeds: t(2) * s * sqrt(1/3 + 1)
+    half = stats.t.ppf(0.975, 2) * 0.5 * np.sqrt(1 / 3 + 1)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(10 - half, abs=0.01),
+                                               pytest.approx(10 + half, abs=0.01))
+    assert table["verdict"].to_dict() == {
+        ("cifar100", "full_ft"): "ours higher", ("caltech101", "full_ft"): "within noise",
+        ("eurosat", "full_ft"): "ours lower", ("clevr_count", "full_ft"): "too few seeds to tell",
+        ("cifar100", "vpt_deep"): "ours higher"}
+    agreement = pd.read_csv(out / "winner_agreement_with_petl.csv").set_index("task")
+    won = PETL[("cifar100", "vpt_deep")] > PETL[("cifar100", "full")]
+    assert agreement.loc["cifar100", "source"] == ("win" if won else "loss")
+
+
+def test_compare_prints_both_vtab_averages_as_computed_by_hand(vtab_store, capsys):
+    uri, folder = vtab_store
+    capsys.readouterr()
+    assert analysis_main(["compare", "petl", "vtab", "--tracking-uri", uri, "--out",
+                          str(folder / "averages")]) == 0
+    printed = capsys.readouterr().out
+    assert "mean over tasks" in printed and "mean of group means" in printed
+    means = pd.read_csv(folder / "averages" / "compare_with_petl_averages.csv") \
+        .set_index("strategy").loc["full_ft"]
+    theirs = {t: PETL[(t, "full")] for t in ("cifar100", "caltech101", "eurosat", "clevr_count")}
+    ours = {"cifar100": theirs["cifar100"] + 10, "caltech101": theirs["caltech101"],
+            "eurosat": theirs["eurosat"] - 10, "clevr_count": theirs["clevr_count"] + 1}
+    for side, values in (("ours", ours), ("theirs", theirs)):
+        natural = (values["cifar100"] + values["caltech101"]) / 2
+        assert means[f"{side}: mean over tasks"] == pytest.approx(
+            sum(values.values()) / 4, abs=0.006)
+        assert means[f"{side}: mean of group means"] == pytest.approx(
+            (natural + values["eurosat"] + values["clevr_count"]) / 3, abs=0.006)
+    assert (means["tasks"], means["per group"]) == (4, "natural 2 / specialized 1 / structured 1")
+
+
+def test_both_vtab_averages_over_all_19_tasks_match_the_published_means():
+    from analysis.compare import averages, compare
+    vpt = pd.read_csv(Path(__file__).resolve().parents[1] / "analysis" / "data" /
+                      "vpt_vtab.csv").query("method == 'vpt_deep'")
+    finals = _finals({(t, "vpt_deep"): [a - 1, a, a + 1] for t, a in zip(vpt["task"],
+                                                                         vpt["accuracy"])})
+    finals = finals.assign(group=[get_task(t).group for t in finals["task"]],
+                           backbone="vit_b16-in21k", setting="800")
+    means = averages(compare(finals, "vpt")).iloc[0]
+    assert means["tasks"] == 19
+    assert means["theirs: mean over tasks"] == 69.43     # V-PETL Bench's printed Mean (README:419)
+    natural, specialized, structured = (vpt[vpt["group"] == g]["accuracy"].mean()
+                                        for g in ("natural", "specialized", "structured"))
+    assert means["theirs: mean of group means"] == pytest.approx(
+        (natural + specialized + structured) / 3, abs=0.005)                    # 71.97
+    assert means["ours: mean over tasks"] == means["theirs: mean over tasks"]
+
+
+def test_compare_with_no_matching_cell_prints_one_line(store, capsys):
+    capsys.readouterr()
+    code, _ = run_verb(store, "compare")             # one name: the study, against the paper
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(lines) == 1 and "nothing to compare" in lines[0]
+    uri, folder = store
+    assert analysis_main(["compare", "petl", "made", "--tracking-uri", uri]) == 0
+    assert "nothing to compare" in capsys.readouterr().out
+    assert analysis_main(["compare", "nosuch", "made", "--tracking-uri", uri]) == 2
+    assert "unknown published source 'nosuch'" in capsys.readouterr().err
+
+
+def test_compare_with_the_paper_matches_its_table_by_setting_and_backbone_family(vtab_store):
+    from results.published import published
+    uri, folder = vtab_store
+    out = folder / "paper"
+    assert analysis_main(["compare", "vtab", "--tracking-uri", uri, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "compare_with_paper.csv").set_index(["task", "strategy"])
+    paper = published("paper").set_index(["table", "task", "strategy"])["accuracy"]
+    assert table.loc[("cifar100", "vpt_deep"), "theirs"] == paper[("1", "cifar100", "vpt_deep")]
+    assert table.loc[("clevr_count", "full_ft"), "table"] == 2
 
 
 def test_curves_write_figures_and_flag_the_rising_test_loss(store):

@@ -62,7 +62,20 @@ def test_table_means_stds_wins_and_missing_cells(final_runs):
     assert table.cells.loc["vpt_deep", "s2"] == "n/a (failed)"
     assert table.cells.loc["full_ft", "s2"] == "90.0"                  # one seed: no std
     assert table.cells.loc["Tuned / Total % (vpt_deep)", "Structured mean"] == "4.00"
-    assert list(table.cells.columns) == ["n1", "Natural mean", "s1", "s2", "Structured mean"]
+    assert list(table.cells.columns) == ["n1", "Natural mean", "s1", "s2", "Structured mean",
+                                         "Mean over 3 tasks", "Mean of 2 group means"]
+
+
+def test_table_prints_both_vtab_averages_labelled(final_runs):
+    table = paper_table(final_runs)
+    n1, s1, s2 = 71.0, (50.42 + 50.44) / 2, 90.0              # full_ft's task means, by hand
+    assert table.averages.loc["full_ft", "Mean over 3 tasks"] == pytest.approx((n1 + s1 + s2) / 3)
+    assert table.averages.loc["full_ft", "Mean of 2 group means"] == pytest.approx(
+        (n1 + (s1 + s2) / 2) / 2)
+    assert table.cells.loc["full_ft", "Mean over 3 tasks"] == f"{(n1 + s1 + s2) / 3:.2f}"
+    assert table.cells.loc["vpt_deep", "Mean of 2 group means"] == "n/a"     # s2 failed
+    one_group = paper_table(final_runs[final_runs["group"] == "structured"])
+    assert one_group.averages is None and "Mean over 2 tasks" not in one_group.cells
 
 
 @pytest.mark.parametrize("fmt, marker", [("markdown", "|"), ("csv", ","),

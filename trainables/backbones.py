@@ -2,8 +2,8 @@
 (safetensors, a torch state dict loaded with `weights_only=True`, or the original ViT `.npz`) loads
 into the architecture, the classifier head excluded, after timm's own checkpoint converter for that
 architecture (official Swin, MAE, MoCo v3 checkpoints); a file for another architecture is refused
-with the mismatching keys named. The classifier head is initialised as timm does or as the official
-VPT code does, and a ViT can be given the official config's dropout. Input normalisation is the
+with the mismatching keys named. The classifier head is initialised as timm does, as the official
+VPT code does, or as a new torch Linear is, and a ViT can be given the official config's dropout. Input normalisation is the
 spec's, else read from the model's pretrained config, so that every run can record it."""
 from __future__ import annotations
 
@@ -56,7 +56,10 @@ def fresh_vpt_head(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-HEAD_INITS = {"timm": lambda head: None, "vpt": vpt_head_init}
+# "torch": a new nn.Linear's own init, as a classifier replaced after loading gets it (PETL_Vision
+# experiment/build_model.py:98, timm's reset_classifier)
+HEAD_INITS = {"timm": lambda head: None, "vpt": vpt_head_init,
+              "torch": lambda head: head.reset_parameters()}
 
 
 def set_vit_dropout(vit: nn.Module, p: float) -> None:

@@ -16,7 +16,8 @@
 Schedules (factor of the recipe's lr by optimiser step): "step" warms up linearly per step from
 (step + 1) / W, then decays by a cosine per step; "vpt_epoch" is VPT's WarmupCosineSchedule
 (src/solver/lr_scheduler.py:41-66) stepped once per epoch (src/engine/trainer.py:235): epoch e of
-the warm-up runs at e / W, so the first epoch runs at lr 0, then a cosine over epochs."""
+the warm-up runs at e / W, so the first epoch runs at lr 0, then a cosine over epochs; "petl_epoch"
+is timm's CosineLRScheduler as PETL_Vision builds and steps it (`timm_cosine`)."""
 from __future__ import annotations
 
 import math
@@ -131,11 +132,37 @@ def vpt_warmup_cosine(epoch: int, warmup_epochs: int, total_epochs: int) -> floa
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+PETL_WARMUP_LR_INIT = 1e-6     # PETL_Vision experiment/config/default_vtab_processed.yml:9
+PETL_LR_MIN = 1e-5             # default_vtab_processed.yml:8
+
+
+def timm_cosine(epoch: int, lr: float, warmup_epochs: int, total_epochs: int,
+                warmup_lr_init: float = PETL_WARMUP_LR_INIT,
+                lr_min: float = PETL_LR_MIN) -> float:
+    """The lr of an epoch under timm's CosineLRScheduler(t_initial=total, warmup_t=warmup,
+    lr_min, warmup_lr_init) (timm/scheduler/cosine_lr.py, per epoch, one cycle, no warm-up
+    prefix) stepped as PETL_Vision's trainer steps it: `scheduler.step(e)` after epoch e
+    (engine/trainer.py:151; its per-step `step_update` changes nothing when t_in_epochs), so epoch
+    0 runs at the lr the constructor set (warmup_lr_init, or lr without warm-up) and epoch e at
+    the schedule's value for e - 1. Without a warm-up prefix the cosine counts from epoch 0, so
+    it is already past its top when the warm-up ends."""
+    t = epoch - 1
+    if t < 0:
+        return warmup_lr_init if warmup_epochs else lr
+    if t < warmup_epochs:
+        return warmup_lr_init + t * (lr - warmup_lr_init) / warmup_epochs
+    if t >= total_epochs:
+        return lr_min
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t / total_epochs))
+
+
 SCHEDULES: dict[str, Callable[[int, int, Recipe], float]] = {
     "step": lambda step, per_epoch, r: step_warmup_cosine(
         step, r.warmup_epochs * per_epoch, r.epochs * per_epoch),
     "vpt_epoch": lambda step, per_epoch, r: vpt_warmup_cosine(
         step // per_epoch, r.warmup_epochs, r.epochs),
+    "petl_epoch": lambda step, per_epoch, r: timm_cosine(
+        step // per_epoch, r.lr, r.warmup_epochs, r.epochs) / r.lr if r.lr else 0.0,
 }
 
 
