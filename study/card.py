@@ -363,8 +363,8 @@ SOURCES.update({            # the `petl` study's (search space "petl"), keyed (p
         f"{PETL} experiment/run.py:118-120 (final_acc_hp: True, {PETL_DEFAULTS}:61: the last "
         f"epoch's val top-1)",
         "ties (val top-1 on 200 images moves in steps of 0.5) go there to the last tied point "
-        f"in sklearn's ParameterGrid order (run.py:120 sorts ascending and takes [-1]; keys "
-        f"alphabetical, the last fastest); here to the smaller lr, then the smaller wd"),
+        "in sklearn's ParameterGrid order (run.py:120 sorts ascending and takes [-1]; keys "
+        "alphabetical, the last fastest); here to the smaller lr, then the smaller wd"),
     ("reported epoch", ("petl", "last")): Source(
         f"{PETL} experiment/run.py:151,155 (avg_acc: the last epoch's test top-1; its "
         f"avg_best_acc, the best epoch's, reads the test set and is not used)"),
