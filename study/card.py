@@ -315,7 +315,7 @@ SOURCES.update({            # the `petl` study's (search space "petl"), keyed (p
         f"{PETL} engine/trainer.py:100 (model.train() on the whole model); drop_path_rate 0.1, "
         f"{PETL_DEFAULTS}:3"),
     ("model dropout", ("petl", "off: prompted encoder in eval mode")): Source(
-        f"{VPT} src/models/vit_prompt/vit.py:100-111 (VPT's way)",
+        f"{VPT} src/models/vit_prompt/vit_exp_self.py:113-124 (the paper code's way)",
         f"{EAGER_FROZEN}; here VPT's strategies keep theirs in eval mode (petl_vpt_*, where "
         f"registered, follow {PETL})"),
     ("model dropout", ("petl", "off: frozen backbone in eval mode")): Source(
@@ -343,11 +343,11 @@ SOURCES.update({            # the `petl` study's (search space "petl"), keyed (p
         f"{PETL}'s lists ship with its processed download (README.md:34-35), not the "
         f"repository; here task_adaptation's split strings, of the same sizes"),
     ("splits", ("petl", ("800", "final"))): Source(
-        f"{PETL} experiment/run.py:130-131, build_loader.py:25-28 (train800val200.txt -> "
+        f"{PETL} experiment/run.py:130-131, experiment/build_loader.py:25-28 (train800val200.txt -> "
         f"test.txt)"),
     ("seeds", (42, 210, 420)): Source(
         f"{PETL} experiment/run.py:133 (the three seeds its commented-out line names: 42, x5, "
-        f"x10)", f"{PETL}'s stored results ran one final seed, 42 (run.py:132, "
+        f"x10)", f"{PETL}'s stored results ran one final seed, 42 (experiment/run.py:132, "
         f"{PETL_DEFAULTS}:54): single runs; `--seeds 42` runs that alone"),
     ("tune seed", ("petl", 42)): Source(
         f"{PETL} main_tune.py:30 (set_seed(42) once, before the grid)",
@@ -363,7 +363,7 @@ SOURCES.update({            # the `petl` study's (search space "petl"), keyed (p
         f"{PETL} experiment/run.py:118-120 (final_acc_hp: True, {PETL_DEFAULTS}:61: the last "
         f"epoch's val top-1)",
         "ties (val top-1 on 200 images moves in steps of 0.5) go there to the last tied point "
-        "in sklearn's ParameterGrid order (run.py:120 sorts ascending and takes [-1]; keys "
+        f"in sklearn's ParameterGrid order ({PETL} experiment/run.py:120 sorts ascending and takes [-1]; keys "
         "alphabetical, the last fastest); here to the smaller lr, then the smaller wd"),
     ("reported epoch", ("petl", "last")): Source(
         f"{PETL} experiment/run.py:151,155 (avg_acc: the last epoch's test top-1; its "

@@ -2,8 +2,8 @@
 repository's line counts (tests/data/source_line_counts.json, at the commits the card names) and
 every cited line is inside it, so a citation past a file's end or into a file the repository
 lacks fails; `P:<line>` is checked against the paper's text. A path belongs to the repository
-named just before it ("VPT-or-FT", "VPT", "TOAST" followed by a path), or to the one named last
-in the same text. A new citation of a file not pinned yet needs its count:
+named just before it ("VPT-or-FT", "VPT", "TOAST" followed by a path, or "PETL_Vision"), or to
+the one named last in the same text. A new citation of a file not pinned yet needs its count:
 `git -C <repository> show <commit>:<path> | wc -l`."""
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from study.card import SOURCES, rows
 from study.spec import all_studies, get_study
 
 COUNTS = json.loads((Path(__file__).parent / "data" / "source_line_counts.json").read_text())
-PATH = r"[\w.-]+(?:/[\w.-]+)*\.(?:py|yaml|md|txt)"
-MARKER = re.compile(rf"\b(VPT-or-FT|VPT|TOAST) (?={PATH})")
+PATH = r"[\w.-]+(?:/[\w.-]+)*\.(?:py|yaml|yml|md|txt)"
+# "VPT" and "TOAST" name a repository where a path follows; "PETL_Vision" wherever it is named
+MARKER = re.compile(rf"\b(?:(VPT-or-FT|VPT|TOAST) (?={PATH})|(PETL_Vision)\b)")
 CITATION = re.compile(rf"(?<![\w/.-])(P|{PATH}):(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)")
 
 
 def citations(text: str) -> list[tuple[str | None, str, list[tuple[int, int]]]]:
     """(repository or None for the paper, path, line ranges) of each citation in `text`."""
-    marks = [(m.start(), m.group(1)) for m in MARKER.finditer(text)]
+    marks = [(m.start(), m.group(1) or m.group(2)) for m in MARKER.finditer(text)]
     found = []
     for match in CITATION.finditer(text):
         path, spans = match.group(1), match.group(2)

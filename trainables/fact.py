@@ -22,8 +22,8 @@ DROPOUT = 0.1              # model/fact.py:27,32,49-50
 WEIGHTS_PER_BLOCK = 12     # model/fact.py:4: q, k, v, proj, then fc1 and fc2 as 4 slices each
 KINDS = ("tt", "tk")
 SCALER = Knob("scaler", float, 1.0, search=(0.01, 0.1, 1.0, 10.0, 100.0), source=(
-    "PETL_Vision experiment/config/method/fact_tt.yml:3, fact_tk.yml:3; default "
-    "experiment/config/default_vtab_processed.yml:36"))
+    "PETL_Vision experiment/config/method/fact_tt.yml:3, experiment/config/method/fact_tk.yml:3; "
+    "default experiment/config/default_vtab_processed.yml:36"))
 
 
 class FacT(nn.Module):

@@ -10,10 +10,10 @@ from trainables.strategy import Knob, Strategy, register
 KNOBS = (
     Knob("bottleneck", int, 8, search=(8, 16, 32),
          source="PETL_Vision experiment/config/method/repadapter.yml:6; default "
-                "default_vtab_processed.yml:37"),
+                "experiment/config/default_vtab_processed.yml:37"),
     Knob("scaler", float, 1.0, search=(0.1, 0.5, 1.0, 5.0, 10.0),
          source="PETL_Vision experiment/config/method/repadapter.yml:7; default "
-                "default_vtab_processed.yml:39"),
+                "experiment/config/default_vtab_processed.yml:39"),
     Knob("groups", int, 2, source="PETL_Vision experiment/config/default_vtab_processed.yml:40 "
                                   "(repadapter_group, not searched)"))
 
