@@ -31,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="verb", required=True, metavar="verb")
     common = study_arguments()
     for verb in all_verbs().values():
-        verb.arguments(sub.add_parser(verb.name, parents=[common], help=verb.summary,
+        # help strings are %-formatted by argparse: a summary's "95%" must reach it as "95%%"
+        verb.arguments(sub.add_parser(verb.name, parents=[common],
+                                      help=verb.summary.replace("%", "%%"),
                                       description=verb.summary))
     return top
 

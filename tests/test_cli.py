@@ -130,3 +130,13 @@ def test_the_eta_counts_rounds_of_trials_running_together():
     assert remaining_seconds(8.0, 2, 3, 2) == 8.0          # a last round of one trial
     assert remaining_seconds(5.0, 1, 1, 0) == 5.0          # no slot seen: one at a time
     assert remaining_seconds(10.0, 5, 0, 4) == 0.0
+
+
+def test_help_of_analysis_and_every_verb_exits_0(capsys):
+    from analysis.__main__ import main as analysis_main
+    from analysis.verb import all_verbs
+    for argv in (["--help"], *([name, "--help"] for name in all_verbs())):
+        with pytest.raises(SystemExit) as exit:
+            analysis_main(argv)
+        assert exit.value.code == 0, argv
+        assert "usage:" in capsys.readouterr().out
