@@ -159,8 +159,13 @@ def test_what_a_trial_thread_freed_goes_back_to_the_system():
         return int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * os.sysconf(
             "SC_PAGE_SIZE") / 2**20
 
+    kept_small = []                  # what outlives a trial (a logged metric, a cache entry)
+
     def trial_thread():              # as Tune runs a reused actor's trial: in a thread of its own
-        blocks = [np.ones(16_000) for _ in range(3_000)]     # 375 MB in heap-sized blocks
+        blocks = []
+        for _ in range(3_000):       # 375 MB in heap-sized blocks, each followed by a small one
+            blocks.append(np.ones(16_000))
+            kept_small.append(bytes(1_000))   # that stays, so free() alone cannot trim the heap
         del blocks
     assert memory.MALLOC_TRIM is not None                     # glibc (Linux)
     before = resident_mb()

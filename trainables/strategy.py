@@ -51,10 +51,6 @@ class Knob:
         for value in (self.default, *self.search):
             self.parse(value)
 
-    @property
-    def mode(self) -> str:
-        return "per task" if self.per_task else "searched" if self.search else "fixed"
-
     def parse(self, value: Any) -> Any:
         """The value as the knob's type (text from the command line included), or a one-line
         error: a bool is not a number, 4.5 is not an int."""
