@@ -31,8 +31,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="verb", required=True, metavar="verb")
     common = study_arguments()
     for verb in all_verbs().values():
-        verb.arguments(sub.add_parser(verb.name, parents=[common], help=verb.summary,
-                                      description=verb.summary))
+        verb.arguments(sub.add_parser(verb.name, parents=[common], description=verb.summary,
+                                      help=verb.summary.replace("%", "%%")))   # %-formatted
     return top
 
 

@@ -319,7 +319,7 @@ def write_results(path: Path, command: str, figures: Figures) -> None:
     path.write_text(header + section + body)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -341,7 +341,11 @@ def main(argv=None) -> int:
                         help="scratch: caches, PNGs, MLflow stores (default bench/out)")
     parser.add_argument("--results", help="file the figures go to (default bench/RESULTS.md; "
                                            "bench/out/RESULTS-quick.md with --quick)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     sections = [s.strip() for s in (args.sections or default).split(",") if s.strip()]
     unknown = sorted(set(sections) - set(MEASURES))
     if unknown or not sections:

@@ -16,7 +16,7 @@ from tasks.spec import SUITES, TASKS, get_task
 from tasks.splits import supported_sweeps
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare", help="build the array cache of a task or suite")
@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     listing = commands.add_parser("list", help="tasks and whether they are prepared")
     for sub in (prep, listing):
         sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     return exit_status(lambda: list_tasks(args.cache_dir) if args.command == "list"
                        else prepare_target(args))
 

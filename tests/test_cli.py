@@ -2,6 +2,8 @@
 OpenMP setting the driver makes before torch loads."""
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -47,6 +49,30 @@ def test_bad_input_is_one_line_and_exit_status_2(argv, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+PARSERS = {"study": "build_parser", "tasks": "build_parser", "analysis": "parser",
+           "bench": "build_parser"}
+
+
+def commands_and_verbs():
+    """(module, argv) for each command line and each of its commands or verbs."""
+    for module, builder in PARSERS.items():
+        yield module, []
+        parser = getattr(importlib.import_module(f"{module}.__main__"), builder)()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from ((module, [name]) for name in action.choices)
+
+
+@pytest.mark.parametrize("module, argv", list(commands_and_verbs()),
+                         ids=lambda x: x if isinstance(x, str) else " ".join(x) or "-")
+def test_help_of_every_command_and_verb_exits_0(module, argv, capsys):
+    main = importlib.import_module(f"{module}.__main__").main
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module}")
 
 
 def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
