@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 
 from common.openmp import wait_briefly
 
@@ -50,6 +51,11 @@ def _seeds(text: str) -> tuple[int, ...]:
                                          f"'{text}'") from None
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"seed{'s' * (len(twice) > 1)} "
+                                         f"{', '.join(map(str, twice))} given twice; each seed "
+                                         f"is one run per cell")
     return seeds
 
 
@@ -132,8 +138,9 @@ def cmd_list() -> None:
     from trainables.strategy import all_strategies
     print("studies:")
     for name in all_studies():
-        summary = " ".join(study_doc(name).split()).split(". ")[0]
-        print(f"  {name:<22} {summary[:100]}")
+        summary = " ".join(study_doc(name).split()).split(". ")[0].rstrip(".") + "."
+        print(textwrap.fill(summary, 100, initial_indent=f"  {name:<22} ",
+                            subsequent_indent=" " * 25, break_on_hyphens=False))
     print("tasks (slug, group, classes, source):")
     for task in TASKS.values():
         print(f"  {task.slug:<22} {task.group:<12} {task.num_classes:>4}  {task.source}")

@@ -26,6 +26,16 @@ def test_list_names_studies_tasks_and_strategies(capsys):
         assert name in out
 
 
+def test_list_shows_each_study_summary_whole(capsys):
+    """Wrapped, never cut mid-word: each study's first sentence, as its docstring has it."""
+    from study.spec import all_studies, study_doc
+    study_main(["list"])
+    listing = " ".join(capsys.readouterr().out.split("tasks (slug")[0].split())
+    for name in all_studies():
+        summary = " ".join(study_doc(name).split()).split(". ")[0].rstrip(".")
+        assert f"{name} {summary}." in listing
+
+
 def test_plan_counts_trials_per_stage(capsys):
     assert study_main(["plan", "demo"]) == 0
     out = capsys.readouterr().out
@@ -42,6 +52,7 @@ def test_plan_counts_trials_per_stage(capsys):
     (["run", "demo", "--cpus-per-trial", "-1"], "must be > 0"),
     (["run", "demo", "--gpus-per-trial", "x"], "'x' is not a number"),
     (["plan", "demo", "--seeds", "4,a"], "seeds must be integers"),
+    (["run", "demo", "--seeds", "42,44,42"], "seed 42 given twice"),
     (["pretrain", "paper"], "study 'paper' has no pretraining of its own"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(argv, message):
