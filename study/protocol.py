@@ -19,10 +19,10 @@ from study.lease import DriverLease
 from study.spec import Selection, StudySpec
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones, weights_cards
-from tasks import get_task
+from tasks import TaskNotPrepared, get_task
 from tasks.cache import verify
 from tasks.splits import setting_splits, supports
-from tasks.prepare import prepare
+from tasks.prepare import TasksNotPrepared, prepare
 from trainables.config import Execution, TrialConfig
 from trainables.priors import discard_final_priors
 from trainables.strategy import get_strategy
@@ -33,15 +33,25 @@ class Runner(Protocol):
 
 
 def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:
-    """Generate what can be generated, then verify every split the study reads (checksums)."""
+    """Generate what can be generated, then verify every split the study reads (checksums);
+    the tasks not prepared are named together, with the command that prepares them."""
+    missing = []
     for slug in spec.tasks:
         task = get_task(slug)
         if task.source.startswith("demo:") and prepare(task, cache_dir):
             log(f"data: generated demo task '{slug}' into {cache_dir}")
-        for setting in spec.settings:
-            if supports(task, setting):
-                verify(cache_dir, slug, [split for pair in setting_splits(setting)
-                                         for split in pair])
+        try:
+            for setting in spec.settings:
+                if supports(task, setting):
+                    verify(cache_dir, slug, [split for pair in setting_splits(setting)
+                                             for split in pair])
+        except TaskNotPrepared:
+            missing.append(slug)
+    if missing:
+        sweep = sorted(int(s) for s in spec.settings if s.isdigit() and s != "800")
+        raise TasksNotPrepared(missing, cache_dir, (f" --sweep {','.join(map(str, sweep))}"
+                                                    if sweep else "") +
+                               (" --one-shot" if "1shot" in spec.settings else ""))
 
 
 def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,
