@@ -26,9 +26,10 @@ EPILOG = """examples:
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial 0.25   # on a Ray cluster
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
-  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1` at
-  http://127.0.0.1:5000/#/experiments/<id>/runs?workflowType=machine_learning (`run` prints it)
-  and print the table again with `python -m analysis table <study>`."""
+  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`; `run`
+  prints the address of the study's summary run (the table, the selected runs, the figures)
+  and of all its runs. Print the table again with `python -m analysis table <study>`, draw the
+  figures with `make analysis` (into analysis_out/<study>/)."""
 
 
 def _positive(kind: type, allow_zero: bool = False):
@@ -226,12 +227,16 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
     finally:
         runner.shutdown()
     print(table.render(args.format))
-    page = f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    from study.summary import find_summary, run_page, runs_page
     served = tracker.uri.startswith(("http://", "https://"))      # the server is the UI
-    say(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\nopen it: " + (
-        f"{tracker.uri.rstrip('/')}/{page}" if served else
-        f"mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
-        f"http://127.0.0.1:5000/{page}"))
+    ui = tracker.uri.rstrip("/") if served else "http://127.0.0.1:5000"
+    summary = find_summary(tracker.client, tracker.experiment_id)
+    say(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\n" + (
+        "" if served else f"start its UI: mlflow ui --backend-store-uri {tracker.uri} "
+                          f"--host 127.0.0.1\n") +
+        f"the answer (table, selected runs, figures): "
+        f"{ui}/{run_page(tracker.experiment_id, summary)}\n"
+        f"every run: {ui}/{runs_page(tracker.experiment_id)}")
     return 0
 
 

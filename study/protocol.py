@@ -1,10 +1,10 @@
 """The paper's protocol as one function: prepare what the study needs, stage `tune` (the lr x wd
 grid, one seed, train800 -> val200), selection from the MLflow runs (results.selection), stage
-`final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Strategies
-that start from a prior (FT-then-PT) are tuned after the others, from their prior's selected
-recipe. Each stage runs only the trials that MLflow does not already hold as FINISHED, so
-rerunning the same command after an interruption continues where it stopped. The runner (Ray
-Tune) is passed in."""
+`final` (selected hyperparameters, every seed, train800val200 -> test), the table, and the
+study's summary run in MLflow (`study.summary`). Strategies that start from a prior (FT-then-PT)
+are tuned after the others, from their prior's selected recipe. Each stage runs only the trials
+that MLflow does not already hold as FINISHED, so rerunning the same command after an
+interruption continues where it stopped. The runner (Ray Tune) is passed in."""
 from __future__ import annotations
 
 import time
@@ -17,6 +17,7 @@ from results.table import PaperTables, paper_tables
 from study import card
 from study.lease import DriverLease
 from study.spec import Selection, StudySpec
+from study.summary import write_summary
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones, weights_cards
 from tasks import TaskNotPrepared, get_task
@@ -153,4 +154,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     tracker.mark(final_runs, "prior_from", prior_sources(final_runs, {
         (cell_of(row), row.seed): row.run_id for row in counted(final_runs).itertuples()}))
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
-    return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)
+    tables = paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)
+    write_summary(tracker.client, tracker.experiment_id, spec.name,
+                  load_runs(spec.name, tracker.uri), tables)
+    return tables

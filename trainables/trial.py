@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from common.keys import SUMMARY
+from common.machine import machine
 from tasks import get_task, load_split
 from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
@@ -179,7 +180,7 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
         "train_size": len(train_split), "eval_size": len(eval_split),
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
-        "device": str(on), "precision": "bf16" if dtype else "fp32",
+        "device": str(on), "machine": machine(), "precision": "bf16" if dtype else "fp32",
         "normalization": f"mean={mean} std={std}", "saved_weights": saved, **prior,
     }
     report(summary)
