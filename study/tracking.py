@@ -99,6 +99,8 @@ def keep_artifacts_beside(uri: str, log=say) -> None:
                            (here, len(root) + 1, root, len(root) + 1, root + "/"))
             log(f"mlflow: the store was moved from {old.parent}; its artifacts are read and "
                 f"written beside it, in {database.parent / ARTIFACTS}")
+            from mlflow.tracking._tracking_service import utils  # runs' artifact places,
+            utils._artifact_repos_cache.clear()                  # remembered per process
 
 
 def _now_ms() -> int:

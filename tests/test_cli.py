@@ -1,10 +1,13 @@
-"""The command lines: listing, planning, bad input refused with one line and status 2, and the
-OpenMP setting the driver makes before torch loads."""
+"""The command lines: `--help` on every command and verb, listing, planning, bad input refused
+with one line and status 2, a read-only command that neither creates a store nor waits for a
+dead one, and the OpenMP setting the driver makes before torch loads."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -92,6 +95,49 @@ def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "no MLflow experiment 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def ends_within(seconds: int):
+    """A guard, not a measurement: a command that hangs fails the test instead of the suite."""
+    def hung(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def analysis_refusal(capsys, tmp_path, uri: str) -> str:
+    from analysis.__main__ import main as analysis_main
+    with ends_within(30):
+        code = analysis_main(["table", "demo", "--tracking-uri", uri, "--out",
+                              str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not (tmp_path / "out").exists()
+    return lines[0]
+
+
+def test_a_read_only_command_never_creates_a_store(tmp_path, capsys):
+    typo = tmp_path / "typo" / "mlflow.db"
+    line = analysis_refusal(capsys, tmp_path, f"sqlite:///{typo}")
+    assert f"no MLflow store at {typo}" in line
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("http://127.0.0.1:{port}", "MLflow server http://127.0.0.1:{port} does not answer"),
+    ("postgresql://postgres@127.0.0.1:{port}/mlflow",
+     "postgresql database at 127.0.0.1:{port} does not answer"),
+])
+def test_a_read_only_command_gives_up_on_a_dead_store_at_once(tmp_path, capsys, uri, says):
+    from tests.servers import free_port
+    port = free_port()                            # nothing listens there
+    assert says.format(port=port) in analysis_refusal(capsys, tmp_path, uri.format(port=port))
 
 
 def test_the_installed_project_imports_from_any_directory_without_pythonpath(tmp_path):

@@ -84,6 +84,8 @@ def test_weights_of_another_architecture_are_refused_before_any_trial(tmp_path):
 @pytest.mark.parametrize("args, env, message", [
     ((), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, "MLflow server http://127.0.0.1:9 "
                                                         "does not answer"),
+    ((), {"MLFLOW_TRACKING_URI": "postgresql://postgres@127.0.0.1:9/mlflow"},
+     "postgresql database at 127.0.0.1:9 does not answer"),
     (("--address", "127.0.0.1:9"), {}, "Ray address 127.0.0.1:9 does not answer"),
     (("--storage-path", "/dev/null/ray"), {}, "storage path /dev/null/ray cannot be written"),
 ])
