@@ -26,6 +26,7 @@ VIEW = "study-runs"                     # the saved view's share key
 NOTE = "mlflow.note.content"            # a run's or experiment's description in the UI
 RULE = "\n\n---\n\n"                    # between the answer and the protocol card
 MAX_DESCRIPTION = 8000                  # MLflow keeps this much of a run's tag
+MAX_EXPERIMENT_NOTE = 20000             # and takes no more in an experiment's
 COLUMNS = ["metrics.`final_test_acc`", "metrics.`final_val_acc`", "params.`base_lr`",
            "params.`weight_decay`", "tags.`outcome`", "tags.`selected`"]
 
@@ -160,4 +161,7 @@ def set_description(client, experiment_id: str, answer: str | None = None,
     old_answer, _, old_card = current.partition(RULE) if RULE in current else ("", "", current)
     answer, card = answer if answer is not None else old_answer, card if card is not None \
         else old_card
-    client.set_experiment_tag(experiment_id, NOTE, (answer + RULE if answer else "") + card)
+    if len(answer) + len(RULE) + len(card) > MAX_EXPERIMENT_NOTE:    # the link, not the table
+        answer = answer.split("\n\n")[0]
+    text = (answer + RULE if answer else "") + card
+    client.set_experiment_tag(experiment_id, NOTE, text[:MAX_EXPERIMENT_NOTE])
