@@ -29,8 +29,9 @@ class Report:
 
     def figure(self, fig, name: str) -> None:
         footer = f"{self.study}: from {made_by(self.runs)}; store {self.uri}"
-        fig.text(0.01, 0.0, textwrap.fill(footer, 160), fontsize=6, color="0.35", va="top",
-                 ha="left")
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer())     # below the tick labels too
+        fig.text(bottom.x0 / fig.get_figwidth(), bottom.y0 / fig.get_figheight() - 0.01,
+                 textwrap.fill(footer, 160), fontsize=6, color="0.35", va="top", ha="left")
         for suffix in ("png", "pdf"):
             path = self.folder / f"{name}.{suffix}"
             fig.savefig(path, dpi=150, bbox_inches="tight")

@@ -171,7 +171,7 @@ MEANINGS: dict[str, Callable[[int], str]] = {
     "photo_regions": lambda n: f"'{REGIONS[n // 4]}', quadrant {n % 4 + 1}",
     "digits": lambda n: f"digit {n}",
     "microscopy": lambda n: f"'{MICROSCOPY[n]}'",
-    "count": lambda n: f"{n + 1} object{'s' * (n > 0)}",
+    "count": lambda n: f"{n + 1} object{'s' if n else ''}",
     "sprite_location": lambda n: f"x in bin {n + 1} of 8",
     "sprite_orientation": lambda n: f"angle {n * 22.5:g}-{(n + 1) * 22.5:g} deg",
 }
@@ -181,7 +181,7 @@ def meaning(slug: str, label: int) -> str:
     """What `label` of task `slug` stands for, in words ('class <label>' where the project does
     not know)."""
     describe = MEANINGS.get(slug.removesuffix("_scale"))
-    return describe(label) if describe else f"class {label}"
+    return describe(int(label)) if describe else f"class {int(label)}"
 
 # Pool sizes the generators produce (for planning without generating).
 DEMO_POOL = {"train": 1000, "test": 500}

@@ -108,3 +108,14 @@ def test_prepare_takes_several_tasks_in_one_command(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["[1/2] digits", "[2/2] sprite_location"]
     assert all(is_prepared(tmp_path, slug) for slug in ("digits", "sprite_location"))
+
+
+def test_a_label_reads_as_what_it_means():
+    from tasks.demo import meaning
+    assert meaning("count", np.int64(4)) == "5 objects" and meaning("count", 0) == "1 object"
+    assert meaning("count_scale", 2) == "3 objects"
+    assert meaning("digits", 7) == "digit 7" and meaning("cifar100", 3) == "class 3"
+    for slug in ("photos", "photo_regions", "microscopy", "sprite_location",
+                 "sprite_orientation"):
+        names = {meaning(slug, label) for label in range(get_task(slug).num_classes)}
+        assert len(names) == get_task(slug).num_classes          # one meaning per class
