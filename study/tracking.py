@@ -190,14 +190,13 @@ def check_readable(uri: str) -> None:
     """What a command that reads a store checks first: that the store exists (MLflow would
     create an empty one, and its folder, at a mistyped path) and answers."""
     database = sqlite_file(uri)
-    local = uri if "://" not in uri else uri[len("file://"):] if uri.startswith("file://") \
-        else None
-    if database is not None and not database.is_file():
-        raise StudyInputError(f"no MLflow store at {database}: check --tracking-uri or "
-                              f"$MLFLOW_TRACKING_URI (default sqlite:///mlflow.db here)")
-    if local is not None and not Path(local).is_dir():
-        raise StudyInputError(f"no MLflow store at {local}: check --tracking-uri or "
-                              f"$MLFLOW_TRACKING_URI")
+    local = uri[len("file://"):] if uri.startswith("file://") else \
+        uri if ":" not in uri and uri != "databricks" else None      # a folder of MLflow's own
+    missing = database if database is not None and not database.is_file() else \
+        local if local is not None and not Path(local).is_dir() else None
+    if missing is not None:
+        raise StudyInputError(f"no MLflow store at {missing} (this command reads one and makes "
+                              f"none): check --tracking-uri or $MLFLOW_TRACKING_URI")
     check_reachable(uri)
 
 
