@@ -90,6 +90,8 @@ def test_help_of_every_command_and_verb_exits_0(module, argv, capsys):
 
 
 def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
+    from mlflow.tracking import MlflowClient
+    MlflowClient(f"sqlite:///{tmp_path}/m.db").search_experiments()     # a store, empty
     result = subprocess.run([sys.executable, "-m", "analysis", "table", "nope", "--tracking-uri",
                              f"sqlite:///{tmp_path}/m.db"], capture_output=True, text=True,
                             timeout=120)
