@@ -29,7 +29,8 @@ class Report:
 
     def figure(self, fig, name: str) -> None:
         footer = f"{self.study}: from {made_by(self.runs)}; store {self.uri}"
-        bottom = fig.get_tightbbox(fig.canvas.get_renderer())     # below the tick labels too
+        fig.draw_without_rendering()                              # the layout, then below it
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer())     # all, tick labels too
         fig.text(bottom.x0 / fig.get_figwidth(), bottom.y0 / fig.get_figheight() - 0.01,
                  textwrap.fill(footer, 160), fontsize=6, color="0.35", va="top", ha="left")
         for suffix in ("png", "pdf"):
