@@ -22,7 +22,8 @@ from results.runs import made_by
 from results.table import PaperTables
 
 STAGE = "summary"
-VIEW = "study-runs"                     # the saved view's share key
+VIEW = "study-runs"                     # the saved views' share keys: every run,
+SELECTED = "study-selected"             # and the tune runs the selection chose
 NOTE = "mlflow.note.content"            # a run's or experiment's description in the UI
 RULE = "\n\n---\n\n"                    # between the answer and the protocol card
 MAX_DESCRIPTION = 8000                  # MLflow keeps this much of a run's tag
@@ -31,16 +32,18 @@ COLUMNS = ["metrics.`final_test_acc`", "metrics.`final_val_acc`", "params.`base_
            "params.`weight_decay`", "tags.`outcome`", "tags.`selected`"]
 
 
-def run_page(experiment_id: str, run_id: str) -> str:
+def run_page(experiment_id: str, run_id: str, mode: bool = True) -> str:
     """A run's page in the UI's model-training view (MLflow 3 opens its GenAI pages unless the
-    address asks, and remembers no choice until the user flips its switch)."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    address asks, and remembers no choice until the user flips its switch); without `mode`,
+    shorter, for the many links of a description."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}" + \
+        ("?workflowType=machine_learning" if mode else "")
 
 
-def runs_page(experiment_id: str) -> str:
-    """The runs table in the saved view (model training, not MLflow's GenAI pages)."""
+def runs_page(experiment_id: str, view: str = VIEW) -> str:
+    """The runs table in a saved view (model training, not MLflow's GenAI pages)."""
     return (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            f"&viewStateShareKey={VIEW}")
+            f"&viewStateShareKey={view}")
 
 
 def find_summary(client, experiment_id: str) -> str | None:
@@ -84,14 +87,17 @@ def _selected_grid(table, chosen: pd.DataFrame, experiment_id: str, links: bool)
     for row in chosen.itertuples():
         if row.strategy in grid.index and row.task in grid.columns:
             text = f"{row.base_lr:g} / {row.weight_decay:g}"
-            grid.loc[row.strategy, row.task] = (f"[{text}]({run_page(experiment_id, row.tune_run)})"
-                                                if links else text)
+            grid.loc[row.strategy, row.task] = (
+                f"[{text}]({run_page(experiment_id, row.tune_run, mode=False)})" if links
+                else text)
     grid.index.name = "strategy"
     return grid.to_markdown()
 
 
 def describe(study: str, experiment_id: str, runs: pd.DataFrame, tables: PaperTables,
-             figures: list[str], run_id: str, links: bool = True) -> str:
+             figures: list[str], run_id: str, shown: int = 4, links: bool = True) -> str:
+    """The summary run's description: the table, the selected configuration (`links`: each a
+    link to its run), the first `shown` figures drawn and the others named."""
     chosen = selection(runs)
     parts = [f"Test accuracy %, mean ± std over the final seeds (last epoch), from "
              f"{made_by(runs)}. Group means with, in parentheses, the tasks where the "
@@ -104,14 +110,23 @@ def describe(study: str, experiment_id: str, runs: pd.DataFrame, tables: PaperTa
                      f"\n\nSelected base lr / weight decay per cell (by last-epoch val "
                      f"accuracy{linked if links else ''}):\n\n"
                      f"{_selected_grid(table, block, experiment_id, links)}")
-    parts.append("### Figures\n\n" + ("\n\n".join(
-        f"**{Path(name).stem}**\n\n![{Path(name).stem}](get-artifact?path={name}&run_uuid="
-        f"{run_id})" for name in figures) if figures else
+    drawn = [f"**{Path(name).stem}**\n\n![{Path(name).stem}](get-artifact?path={name}&run_uuid="
+             f"{run_id})" for name in figures[:shown]]
+    named = ", ".join(Path(name).stem for name in figures[shown:])
+    parts.append("### Figures\n\n" + ("\n\n".join(drawn) + (
+        f"\n\nIn the Artifacts tab too: {named}." if named else "") if figures else
         f"None yet: `make analysis` (or `python -m analysis <verb> {study}`) draws them into "
         f"analysis_out/{study}/ and adds them to this run."))
-    parts.append(f"All runs, with their accuracy columns: [runs table]({runs_page(experiment_id)})."
-                 f" Files: this run's artifacts (table.md, table.csv, selection.csv, figures).")
+    parts.append(f"The selected tune runs, one per cell: [selected runs]("
+                 f"{runs_page(experiment_id, SELECTED)}). All runs, with their accuracy "
+                 f"columns: [runs table]({runs_page(experiment_id)}). Files: this run's "
+                 f"artifacts (table.md, table.csv, selection.csv, figures).")
     return "\n\n".join(parts)
+
+
+def headline_first(figures: list[str]) -> list[str]:
+    """The figures over the whole study first, then the per-task ones (Figures 8 and 17)."""
+    return sorted(figures, key=lambda name: (name.startswith(("figure8_", "figure17_")), name))
 
 
 def write_summary(client, experiment_id: str, study: str, runs: pd.DataFrame,
@@ -137,19 +152,23 @@ def write_summary(client, experiment_id: str, study: str, runs: pd.DataFrame,
     metrics = cell_metrics(tables, int(pd.Timestamp.now().timestamp() * 1000))
     for start in range(0, len(metrics), 1000):                    # log_batch takes 1000
         client.log_batch(run_id, metrics=metrics[start:start + 1000])
-    figures = sorted(a.path for a in client.list_artifacts(run_id) if a.path.endswith(".png"))
-    text = describe(study, experiment_id, runs, tables, figures, run_id)
-    if len(text) > MAX_DESCRIPTION:
-        text = describe(study, experiment_id, runs, tables, figures, run_id, links=False)
+    figures = headline_first([a.path for a in client.list_artifacts(run_id)
+                              if a.path.endswith(".png")])
+    for shown, links in ((4, True), (0, True), (0, False)):       # what fits MLflow's limit
+        text = describe(study, experiment_id, runs, tables, figures, run_id, shown, links)
+        if len(text) <= MAX_DESCRIPTION:
+            break
     client.set_tag(run_id, NOTE, text[:MAX_DESCRIPTION])
     answer = (f"**The answer: [{study}: results]({run_page(experiment_id, run_id)})** (the "
               f"table, the selected configuration per cell with links to its runs, the figures; "
               f"[all runs]({runs_page(experiment_id)}))\n\n" +
               "\n\n".join(accuracy(table) for table in tables.blocks.values()))
     set_description(client, experiment_id, answer=answer)
-    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW}", json.dumps({
-        "selectedColumns": COLUMNS, "columnWidths": {"attributes.`Run Name`": 360},
-        "runsHiddenMode": "SHOW_ALL"}))
+    view = {"selectedColumns": COLUMNS, "columnWidths": {"attributes.`Run Name`": 360},
+            "runsHiddenMode": "SHOW_ALL"}
+    for key, search in ((VIEW, ""), (SELECTED, "tags.selected = 'true'")):
+        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}",
+                                  json.dumps({**view, "searchFilter": search}))
     return run_id
 
 
