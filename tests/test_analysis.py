@@ -172,7 +172,7 @@ def test_table_as_csv_is_one_header_and_numeric_columns(store, capsys):
 
 def test_the_summary_run_holds_the_table_a_metric_per_cell_and_the_figures(store):
     import json
-    from study.summary import NOTE, VIEW
+    from study.summary import NOTE, SELECTED, VIEW
     run_verb(store, "curves")
     run_verb(store, "table")
     client = MlflowClient(store[0])
@@ -191,7 +191,9 @@ def test_the_summary_run_holds_the_table_a_metric_per_cell_and_the_figures(store
                                  f"{experiment.experiment_id}/runs/{summary.info.run_id}")
     assert "76.0 ± 1.4" in described
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.{VIEW}"])
-    assert "metrics.`final_test_acc`" in view["selectedColumns"]
+    assert "metrics.`final_test_acc`" in view["selectedColumns"] and view["searchFilter"] == ""
+    chosen = json.loads(experiment.tags[f"mlflow.sharedViewState.{SELECTED}"])
+    assert chosen["searchFilter"] == "tags.selected = 'true'"
 
 
 def test_a_figure_says_which_runs_on_which_machine_made_it(store, tmp_path):

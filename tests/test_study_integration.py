@@ -193,7 +193,7 @@ def test_the_summary_run_comes_first_and_links_each_cells_selected_run(study):
     selected = [r for r in study["runs"] if r.data.tags.get("selected") == "true"]
     assert len(selected) == len(SPEC.tasks) * len(SPEC.strategies)
     for run in selected:
-        assert f"]({run_page(experiment, run.info.run_id)})" in summary.data.tags[
+        assert f"]({run_page(experiment, run.info.run_id, mode=False)})" in summary.data.tags[
             "mlflow.note.content"]
     path = client.download_artifacts(summary.info.run_id, "selection.csv")
     chosen = pd.read_csv(path).set_index("tune_run")
