@@ -71,8 +71,8 @@ def cell_metrics(tables: PaperTables, stamp: int) -> list[Metric]:
     for (backbone, setting), table in tables.blocks.items():
         block = "" if len(tables.blocks) == 1 else f"{backbone}/{setting}/"
         for name, values in (("test_acc", table.mean), ("test_acc_std", table.std)):
-            for (strategy, task), value in values.stack().items():
-                metrics.append(Metric(f"{name}/{block}{task}/{strategy}", float(value), stamp, 0))
+            metrics += [Metric(f"{name}/{block}{task}/{strategy}", float(value), stamp, 0)
+                        for (strategy, task), value in values.stack().items() if pd.notna(value)]
     return metrics
 
 
