@@ -5,10 +5,10 @@
 analysis verbs' figures and tables, and a description that its page shows first: the table, the
 selected configuration with a link to each selected run, the figures, and which runs on which
 machine made them. `study run` writes it after the final stage, and every analysis verb refreshes
-it; it is created after the stages, so the runs table (newest first) lists it on top. The
-experiment's description starts with a link to it and the same table; a saved view of the runs
-table (`mlflow.sharedViewState.<key>`, MLflow's "share view") shows the accuracy columns and
-whole run names. `study run` prints both addresses."""
+it. The experiment's description starts with a link to it and the same table; a saved view of
+the runs table (`mlflow.sharedViewState.<key>`, MLflow's "share view") lists the top-level runs
+first (the summary, the stage parents, the protocol card: tag `place`, which trials lack), then
+the trials, with the accuracy columns and whole run names. `study run` prints both addresses."""
 from __future__ import annotations
 
 import json
@@ -22,12 +22,14 @@ from results.runs import made_by
 from results.table import PaperTables
 
 STAGE = "summary"
+PLACE = "place"                         # the top-level runs' order in the saved views
 VIEW = "study-runs"                     # the saved views' share keys: every run,
 SELECTED = "study-selected"             # and the tune runs the selection chose
 NOTE = "mlflow.note.content"            # a run's or experiment's description in the UI
 RULE = "\n\n---\n\n"                    # between the answer and the protocol card
 MAX_DESCRIPTION = 8000                  # MLflow keeps this much of a run's tag
 MAX_EXPERIMENT_NOTE = 20000             # and takes no more in an experiment's
+NAME = "attributes.`Run Name`"          # the runs table's column of run names
 COLUMNS = ["metrics.`final_test_acc`", "metrics.`final_val_acc`", "params.`base_lr`",
            "params.`weight_decay`", "tags.`outcome`", "tags.`selected`"]
 
@@ -99,10 +101,7 @@ def describe(study: str, experiment_id: str, runs: pd.DataFrame, tables: PaperTa
     """The summary run's description: the table, the selected configuration (`links`: each a
     link to its run), the first `shown` figures drawn and the others named."""
     chosen = selection(runs)
-    parts = [f"Test accuracy %, mean ± std over the final seeds (last epoch), from "
-             f"{made_by(runs)}. Group means with, in parentheses, the tasks where the "
-             f"strategy's mean beats full_ft's (whether a difference is beyond the seeds' "
-             f"noise: `python -m analysis wins {study}`)."]
+    parts = ["Test accuracy %, mean ± std over the final seeds (last epoch)."]
     linked = "; each links to its tune run, named by its final runs' tag selected_from"
     for (backbone, setting), table in tables.blocks.items():
         block = chosen[(chosen["backbone"] == backbone) & (chosen["setting"] == setting)]
@@ -110,6 +109,9 @@ def describe(study: str, experiment_id: str, runs: pd.DataFrame, tables: PaperTa
                      f"\n\nSelected base lr / weight decay per cell (by last-epoch val "
                      f"accuracy{linked if links else ''}):\n\n"
                      f"{_selected_grid(table, block, experiment_id, links)}")
+    parts.append(f"From {made_by(runs)}. Group means with, in parentheses, the tasks where "
+                 f"the strategy's mean beats full_ft's (whether a difference is beyond the "
+                 f"seeds' noise: `python -m analysis wins {study}`).")
     drawn = [f"**{Path(name).stem}**\n\n![{Path(name).stem}](get-artifact?path={name}&run_uuid="
              f"{run_id})" for name in figures[:shown]]
     named = ", ".join(Path(name).stem for name in figures[shown:])
@@ -164,8 +166,15 @@ def write_summary(client, experiment_id: str, study: str, runs: pd.DataFrame,
               f"[all runs]({runs_page(experiment_id)}))\n\n" +
               "\n\n".join(accuracy(table) for table in tables.blocks.values()))
     set_description(client, experiment_id, answer=answer)
-    view = {"selectedColumns": COLUMNS, "columnWidths": {"attributes.`Run Name`": 360},
-            "runsHiddenMode": "SHOW_ALL"}
+    top = client.search_runs([experiment_id], "tags.mlflow.parentRunId IS NULL",
+                             max_results=1000)
+    top = sorted(top, key=lambda r: r.info.run_id != run_id)      # the summary, then newest
+    for place, run in enumerate(top, 1):            # listed before any trial (which has none)
+        if run.data.tags.get(PLACE) != f"{place:03d}":
+            client.set_tag(run.info.run_id, PLACE, f"{place:03d}")
+    view = {"selectedColumns": COLUMNS, "columnOrder": [NAME, *COLUMNS],  # widths need both
+            "columnWidths": {NAME: 360},
+            "runsHiddenMode": "SHOW_ALL", "orderByKey": f"tags.`{PLACE}`", "orderByAsc": True}
     for key, search in ((VIEW, ""), (SELECTED, "tags.selected = 'true'")):
         client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}",
                                   json.dumps({**view, "searchFilter": search}))

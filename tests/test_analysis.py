@@ -184,7 +184,7 @@ def test_the_summary_run_holds_the_table_a_metric_per_cell_and_the_figures(store
     assert {"table.md", "table.csv", "selection.csv", "figures5_6_loss_curves.png"} <= \
         logged(store)
     note = summary.data.tags[NOTE]
-    assert "from 8 final runs of" in note and "76.0 ± 1.4" in note
+    assert "From 8 final runs of" in note and "76.0 ± 1.4" in note
     assert f"get-artifact?path=figures5_6_loss_curves.png&run_uuid={summary.info.run_id}" in note
     described = experiment.tags[NOTE]
     assert described.startswith("**The answer: [made: results](#/experiments/"
@@ -194,6 +194,10 @@ def test_the_summary_run_holds_the_table_a_metric_per_cell_and_the_figures(store
     assert "metrics.`final_test_acc`" in view["selectedColumns"] and view["searchFilter"] == ""
     chosen = json.loads(experiment.tags[f"mlflow.sharedViewState.{SELECTED}"])
     assert chosen["searchFilter"] == "tags.selected = 'true'"
+    listed = client.search_runs([experiment.experiment_id], "", order_by=[view["orderByKey"]],
+                                max_results=3)
+    assert listed[0].info.run_id == summary.info.run_id             # then the other runs
+    assert [r.data.tags["place"] for r in listed] == ["001", "002", "003"]   # without a parent
 
 
 def test_a_figure_says_which_runs_on_which_machine_made_it(store, tmp_path):
