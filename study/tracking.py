@@ -7,7 +7,9 @@ metrics with step = epoch gathered and written in one `log_batch` call at most e
 status (FINISHED, FAILED, KILLED). The selection is written back as tags: `selected=true` on the
 tune run chosen per cell, `selected_from=<its run id>` on the final runs. Runs left RUNNING by a
 killed driver are closed as KILLED when the study starts again. The store defaults to
-`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it.
+`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it. A sqlite
+store's artifacts live beside its database, and stay beside it when the folder is moved or
+copied (`keep_artifacts_beside`).
 
 A tracking server that stops answering mid-study (a restart, a network cut) loses nothing: every
 call waits and retries with backoff (`PatientClient`), saying so once per outage, while the trials
@@ -16,6 +18,7 @@ After `VPT_MLFLOW_PATIENCE_SECONDS` (default 1800) without an answer a call give
 line (what finished is stored, and the same command continues the study)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import math
@@ -81,7 +84,7 @@ def keep_artifacts_beside(uri: str, log=say) -> None:
     if database is None or not database.is_file():
         return
     here = (database.parent / ARTIFACTS).resolve().as_uri()
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db, db:     # closed, committed
         if not db.execute("select 1 from sqlite_master where name = 'experiments'").fetchone():
             return
         roots = {found.group(1) for (location,) in
