@@ -1,15 +1,18 @@
 """Command line: `python -m analysis <verb> [study] [flags]`, reading MLflow runs and the task
 cache only. Each verb is a module under analysis/verbs/ with its own flags
 (`python -m analysis <verb> --help`). Figures go to --out (PNG and PDF), tables as CSV and
-markdown, and all of it is logged as artifacts of the study's `analysis` MLflow run. Data goes to
-stdout, status lines to stderr."""
+markdown, and all of it is logged as artifacts of the study's summary run ('<study>: results', the
+first run the MLflow UI lists). Data goes to stdout, status lines to stderr. A verb reads a store
+that exists: a mistyped path is refused (no new store is made), and a server or database that
+does not answer is refused within seconds."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from common.errors import exit_status
+from common.errors import StudyInputError, exit_status
 
 
 def study_arguments() -> argparse.ArgumentParser:
@@ -45,19 +48,29 @@ def main(argv=None) -> int:
     from analysis.verb import all_verbs
     from results.runs import load_runs
     from study.spec import all_studies
-    from study.tracking import tracking_uri
+    from study.tracking import check_readable, tracking_uri, unanswered
     args.tracking_uri = args.tracking_uri or tracking_uri()
     args.out = args.out or f"analysis_out/{args.study}"
     args.study_spec = args.study in all_studies()
+    # a verb reads a store that is there already: no retries that wait out a server for minutes
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
     def run() -> None:
-        runs = load_runs(args.study, args.tracking_uri)
-        report = Report(args.study, args.tracking_uri, Path(args.out))
-        print(all_verbs()[args.verb].run(args, runs, report))
-        if report.written:
-            run_id = report.log_to_mlflow()
-            print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
-                  f"{run_id}", file=sys.stderr)
+        check_readable(args.tracking_uri)
+        try:
+            runs = load_runs(args.study, args.tracking_uri)
+            report = Report(args.study, args.tracking_uri, Path(args.out), runs)
+            print(all_verbs()[args.verb].run(args, runs, report))
+            if report.written:
+                run_id = report.log_to_mlflow()
+                print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
+                      f"{run_id}, '{args.study}: results'", file=sys.stderr)
+        except Exception as error:
+            if not unanswered(error):
+                raise
+            raise StudyInputError(f"MLflow server {args.tracking_uri} stopped answering: "
+                                  f"{str(error).splitlines()[0][:200]}") from None
     return exit_status(run)
 
 

@@ -4,9 +4,10 @@ less, VPT when the task's objective differs from the pretraining one (high dispa
 structured group: VPT won 7 of 8 there) or when its images sit close to the pretraining images
 (FID at or below the median of the measured tasks: natural tasks, 6 of 7); otherwise FT (low
 disparity and far images, like the specialized group, where VPT won 2 of 4). The study's own
-evidence is the 3 tasks it measured nearest by FID and who won them; when all of them went
-against the rule, the advice follows the study (its backbone, its data) and says so; otherwise
-it follows the rule and says how much of the evidence agrees."""
+evidence is the 3 tasks it measured nearest by FID and who won them (by the `wins` rule; a task
+without a winner beyond the seeds' noise is no evidence); when all of them went against the
+rule, the advice follows the study (its backbone, its data) and says so; otherwise it follows
+the rule and says how much of the evidence agrees."""
 from __future__ import annotations
 
 import pandas as pd
@@ -34,10 +35,12 @@ def recommend(fid: float, disparity: str, train_size: int, measured: pd.DataFram
     nearest = measured.assign(distance=(measured["fid"] - fid).abs()).nsmallest(NEAREST,
                                                                                  "distance")
     agree = int((nearest["winner"] == rule).sum())
-    unanimous_against = len(nearest) >= NEAREST and agree == 0
+    undecided = int((nearest["winner"] == "neither").sum())
+    unanimous_against = len(nearest) >= NEAREST and agree == 0 and undecided == 0
     choice = nearest["winner"].iloc[0] if unanimous_against else rule
     evidence = (f"{agree} of the {len(nearest)} measured tasks nearest by FID were won by {rule} "
-                f"in this study")
+                f"in this study" + (f" ({undecided} with no winner beyond the seeds' noise)"
+                                    if undecided else ""))
     return {"choice": choice, "rule": f"{rule} ({reason})", "evidence": evidence,
             "followed": "the study's evidence, which disagrees with the paper's rule"
             if unanimous_against else "the paper's rule",

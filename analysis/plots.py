@@ -1,8 +1,9 @@
 """The paper's figures from MLflow: Figure 3 (per-task FID bars coloured by the winner of VPT-deep
-against full finetuning, hatched where the task disparity is high, i.e. the structured group)
-with Figure 1's quadrant counts, and Figures 5/6 (train and test loss per epoch, one panel per task
-and strategy, the tune grid and its selected point behind) with an overfitting flag whose rule is
-printed beside it."""
+against full finetuning where the `wins` rule finds one, grey where it does not, hatched where
+the task disparity is high, i.e. the structured group) with Figure 1's quadrant counts; Figure 4
+(accuracy against training-set size, mean ± std over the seeds); and Figures 5/6 (train and test
+loss per epoch, one panel per task and strategy, the tune grid and its selected point behind)
+with an overfitting flag whose rule is printed beside it."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,56 +12,69 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.wins import task_wins  # noqa: E402
 from results.runs import counted, open_client  # noqa: E402
 
 # also the order of the loss curves' columns
 COLORS = {"full_ft": "tab:orange", "vpt_deep": "tab:blue", "vpt_shallow": "tab:purple",
           "linear": "tab:gray", "mixed": "tab:green", "ft_then_pt": "tab:red",
           "ft_then_pt_kept_head": "tab:pink", "lora": "tab:brown"}
+WINNER = {"win": "VPT", "loss": "FT"}         # the challenger's verdict -> who wins
+SHADE = {"VPT": "tab:blue", "FT": "tab:orange", "neither": "0.85"}
 OVERFIT_RULE = ("overfitting: the last evaluated test loss is at least 10 % above the lowest "
                 "test loss of the run while the train loss kept falling")
 
 
 def winners(final_runs: pd.DataFrame, challenger: str = "vpt_deep",
             baseline: str = "full_ft") -> pd.DataFrame:
-    means = counted(final_runs).groupby(["task", "group", "strategy"])["final_test_acc"].mean() \
-        .unstack()
-    means = means.dropna(subset=[challenger, baseline])
-    return pd.DataFrame({"task": means.index.get_level_values(0),
-                         "group": means.index.get_level_values(1),
-                         "winner": ["VPT" if v > f else "FT" for v, f in
-                                    zip(means[challenger], means[baseline])]})
+    """Per task, who wins `challenger` against `baseline` by the rule of the `wins` verb (the
+    95 % Welch interval of the mean difference, `analysis.wins`): "VPT" or "FT" where the
+    interval excludes 0, "neither" where it holds 0 or there are too few seeds to tell; with
+    the difference, its interval and the verdict."""
+    per_task = task_wins(final_runs, baseline)
+    if per_task.empty:
+        return pd.DataFrame(columns=["task", "group", "winner", "difference", "verdict"])
+    rows = per_task[per_task["strategy"] == challenger]
+    return pd.DataFrame({"task": rows["task"], "group": rows["group"],
+                         "winner": [WINNER.get(v, "neither") for v in rows["verdict"]],
+                         "difference": rows["difference"], "ci_low": rows["ci_low"],
+                         "ci_high": rows["ci_high"], "verdict": rows["verdict"]})
 
 
 def quadrants(fid: pd.DataFrame, wins: pd.DataFrame, fid_column: str):
-    """Figure 3 and the quadrant counts (disparity: structured = high; FID: above the median)."""
+    """Figure 3 and the quadrant counts (disparity: structured = high; FID: above the median);
+    a bar is coloured by a winner only where the `wins` rule finds one."""
     data = fid.merge(wins, on=["task", "group"]).sort_values(fid_column)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(data)), 4))
     spread = data.get(f"{fid_column}_std")          # std over random subsets, when measured
     bars = ax.bar(data["task"], data[fid_column], yerr=spread, capsize=3 if spread is not None
-                  else 0, color=["tab:blue" if w == "VPT" else "tab:orange"
-                                 for w in data["winner"]], edgecolor="black")
+                  else 0, color=[SHADE[w] for w in data["winner"]], edgecolor="black")
     for bar, group in zip(bars, data["group"]):
         bar.set_hatch("//" if group == "structured" else "")
     samples = f", {int(data['samples'].iloc[0])} images" if "samples" in data else ""
     ax.set_ylabel(fid_column.replace("_", " ") + (f"\n(mean ± std over subsets{samples})"
                                                   if spread is not None else ""))
     ax.set_xlabel("task (sorted by FID to the pretraining images)")
-    ax.set_title("Who wins, VPT-deep or full finetuning, against the task's distance to pretraining")
+    ax.set_title("Who wins, VPT-deep or full finetuning, against the task's distance to "
+                 "pretraining\n(a winner where the 95% Welch interval of the seeds' mean "
+                 "difference excludes 0, as `wins`)", fontsize="medium")
     ax.tick_params(axis="x", rotation=45)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
-    handles = [plt.Rectangle((0, 0), 1, 1, color="tab:blue", label="VPT wins"),
-               plt.Rectangle((0, 0), 1, 1, color="tab:orange", label="FT wins"),
+    undecided = sorted(set(data.loc[data["winner"] == "neither", "verdict"]))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=SHADE["VPT"], label="VPT wins"),
+               plt.Rectangle((0, 0), 1, 1, color=SHADE["FT"], label="FT wins"),
+               plt.Rectangle((0, 0), 1, 1, color=SHADE["neither"],
+                             label=f"neither ({', '.join(undecided) or 'within noise'})"),
                plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch="//",
                              label="high task disparity (structured)")]
-    ax.legend(handles=handles, loc="upper left")
+    ax.legend(handles=handles, loc="upper left", fontsize="small")
     median = data[fid_column].median()
     data["distance"] = ["high FID" if v > median else "low FID" for v in data[fid_column]]
     data["disparity"] = ["high disparity" if g == "structured" else "low disparity"
                          for g in data["group"]]
     counts = (data.groupby(["disparity", "distance", "winner"]).size().unstack(fill_value=0)
-              .reindex(columns=["VPT", "FT"], fill_value=0).reset_index())
+              .reindex(columns=list(SHADE), fill_value=0).reset_index())
     return fig, counts, data
 
 
@@ -144,21 +158,25 @@ def loss_curves(runs: pd.DataFrame, uri: str):
 
 def capacity(final_runs: pd.DataFrame, full: str = "full_ft", prompt: str = "vpt_deep"):
     """Figure 4: test accuracy against the training-set size (log x), FT solid, VPT dotted,
-    one colour per task; and the numbers behind it."""
+    one colour per task, each point the mean over the seeds with a bar of ± their std; and the
+    numbers behind it."""
     done = counted(final_runs)
     done = done[done["setting"].str.isdigit() & done["strategy"].isin([full, prompt])]
     points = (done.assign(train_size=done["setting"].astype(int))
-              .groupby(["task", "strategy", "train_size"])["final_test_acc"].mean()
-              .rename("test_acc").reset_index())
+              .groupby(["task", "strategy", "train_size"])["final_test_acc"]
+              .agg(test_acc="mean", test_acc_std="std", seeds="count").reset_index())
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for colour, (task, rows) in zip(plt.cm.tab20.colors, points.groupby("task")):
-        for strategy, style in ((full, "-"), (prompt, ":")):
+        for strategy, style, shift in ((full, "-", 0.98), (prompt, ":", 1.02)):
             line = rows[rows["strategy"] == strategy].sort_values("train_size")
-            ax.plot(line["train_size"], line["test_acc"], style, marker="o", color=colour,
-                    label=f"{task} ({'FT' if strategy == full else 'VPT'})")
+            ax.errorbar(line["train_size"] * shift, line["test_acc"],   # apart, not hidden
+                        yerr=line["test_acc_std"].fillna(0), fmt="o" + style, color=colour,
+                        capsize=3, ms=4, label=f"{task} ({'FT' if strategy == full else 'VPT'})")
+    seeds = points["seeds"]
+    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     ax.set_xscale("log")
     ax.set_xlabel("training images (log scale)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test accuracy (%), mean ± std over {n} seeds")
     ax.set_title("Accuracy against training-set size: FT solid, VPT-deep dotted")
     ax.legend(fontsize="x-small", ncol=2, loc="lower right")
     return fig, points

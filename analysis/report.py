@@ -1,14 +1,17 @@
 """Where analyses write: an output folder per study holding each figure as PNG and PDF and each
-table as CSV and markdown, every file also logged as an artifact of one study-level MLflow run
-(tag stage=analysis) so the MLflow UI shows them beside the trials."""
+table as CSV and markdown, every file also logged as an artifact of the study's summary run
+(`study.summary`: the run the MLflow UI lists first, whose page shows the table and the
+figures). Each figure says, in a line under it, which runs on which machine made it."""
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from results.runs import open_client
+from results.runs import made_by, open_client
+from results.table import paper_tables
 
 
 @dataclass
@@ -16,6 +19,7 @@ class Report:
     study: str
     uri: str
     folder: Path
+    runs: pd.DataFrame
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -23,6 +27,11 @@ class Report:
         self.written: list[Path] = []
 
     def figure(self, fig, name: str) -> None:
+        footer = f"{self.study}: from {made_by(self.runs)}; store {self.uri}"
+        fig.draw_without_rendering()                              # the layout, then below it
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer())     # all, tick labels too
+        fig.text(bottom.x0 / fig.get_figwidth(), bottom.y0 / fig.get_figheight() - 0.01,
+                 textwrap.fill(footer, 160), fontsize=6, color="0.35", va="top", ha="left")
         for suffix in ("png", "pdf"):
             path = self.folder / f"{name}.{suffix}"
             fig.savefig(path, dpi=150, bbox_inches="tight")
@@ -31,7 +40,7 @@ class Report:
     def table(self, frame: pd.DataFrame, name: str, index: bool = False) -> None:
         csv, md = self.folder / f"{name}.csv", self.folder / f"{name}.md"
         frame.to_csv(csv, index=index)
-        md.write_text(frame.to_markdown(index=index) + "\n")
+        md.write_text(frame.to_markdown(index=index) + f"\n\nFrom {made_by(self.runs)}.\n")
         self.written += [csv, md]
 
     def text(self, text: str, name: str) -> None:
@@ -40,15 +49,15 @@ class Report:
         self.written.append(path)
 
     def log_to_mlflow(self) -> str:
-        """Log everything written so far as artifacts of the study's analysis run."""
+        """Log everything written so far to the study's summary run, and refresh its table,
+        metrics and description."""
+        from study.summary import write_summary
+        from study.tracking import keep_artifacts_beside
+        keep_artifacts_beside(self.uri)
         client = open_client(self.uri)
         experiment = client.get_experiment_by_name(self.study)
-        runs = client.search_runs([experiment.experiment_id], "tags.stage = 'analysis'")
-        run_id = runs[0].info.run_id if runs else client.create_run(
-            experiment.experiment_id, tags={"stage": "analysis", "study": self.study,
-                                            "mlflow.runName": "analysis"}).info.run_id
-        for path in self.written:
-            client.log_artifact(run_id, str(path))
-        if not runs:
-            client.set_terminated(run_id, "FINISHED")
-        return run_id
+        final = self.runs[self.runs["stage"] == "final"]
+        tables = paper_tables(final, tune_runs=self.runs[self.runs["stage"] == "tune"]) \
+            if not final.empty else None
+        return write_summary(client, experiment.experiment_id, self.study, self.runs, tables,
+                             self.written)

@@ -365,7 +365,11 @@ def write_results(path: Path, command: str, figures: Figures, seconds: float | N
     path.write_text(header + section + body)
 
 
-def main(argv=None) -> int:
+def default_sections() -> str:
+    return ",".join(s for s in MEASURES if s != "gpu" or torch.cuda.is_available())
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -383,15 +387,19 @@ def main(argv=None) -> int:
                "a run takes: docs/speed.md, and each run's record in bench/RESULTS.md.")
     parser.add_argument("--quick", action="store_true",
                         help="every measurement, small; figures are not meaningful")
-    default = ",".join(s for s in MEASURES if s != "gpu" or torch.cuda.is_available())
     parser.add_argument("--sections", help=f"comma-separated subset of {','.join(MEASURES)} "
-                                           f"(default: {default})")
+                                           f"(default: {default_sections()})")
     parser.add_argument("--work-dir", default=str(HERE / "out"),
                         help="scratch: caches, PNGs, MLflow stores (default bench/out)")
     parser.add_argument("--results", help="file the figures go to (default bench/RESULTS.md; "
                                            "bench/out/RESULTS-quick.md with --quick)")
-    args = parser.parse_args(argv)
-    sections = [s.strip() for s in (args.sections or default).split(",") if s.strip()]
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    sections = [s.strip() for s in (args.sections or default_sections()).split(",")
+                if s.strip()]
     unknown = sorted(set(sections) - set(MEASURES))
     if unknown or not sections:
         print(f"error: unknown section(s) {', '.join(unknown) or '(none given)'}; valid: "

@@ -44,7 +44,8 @@ def search_all(client, experiment_id: str, query: str = "") -> list:
 TAGS = ("study", "stage", "setting", "task", "group", "strategy", "backbone", "seed",
         "trial_id", "outcome", "error", "selected", "selected_from", "prior", "prior_from")
 PARAMS = ("base_lr", "weight_decay", "optimizer", "prompt_length", "batch_size", "epochs",
-          "train_size", "saved_weights", "device", "precision")
+          "train_size", "saved_weights", "device", "precision", "machine")
+COMMIT = "mlflow.source.git.commit"           # read as the column `commit`
 NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "epochs",
            "train_size")
 
@@ -60,11 +61,12 @@ def load_runs(study: str, uri: str, stage: str | None = None) -> pd.DataFrame:
     for run in search_all(client, experiment.experiment_id, query):
         row = {"run_id": run.info.run_id, "status": run.info.status,
                "start_time": run.info.start_time}
-        row.update({k: run.data.tags.get(k) for k in TAGS})
+        row.update({k: run.data.tags.get(k) for k in TAGS}, commit=run.data.tags.get(COMMIT))
         row.update({k: run.data.params.get(k) for k in PARAMS})
         row.update(run.data.metrics)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "status", *TAGS, *PARAMS])
+    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "status", "start_time", *TAGS,
+                                                          "commit", *PARAMS])
     for column in NUMERIC:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -75,3 +77,17 @@ def counted(frame: pd.DataFrame) -> pd.DataFrame:
     """FINISHED, not diverged, one row per trial (the latest if a trial was ever logged twice)."""
     done = frame[(frame["status"] == "FINISHED") & (frame["outcome"] == "finished")]
     return done.sort_values("start_time").drop_duplicates("trial_id", keep="last")
+
+
+def made_by(runs: pd.DataFrame) -> str:
+    """Which runs made a table or figure, when, on which machine and at which commit: the line
+    printed under it (numbers differ between CPUs; the line says whose these are)."""
+    final = counted(runs[runs["stage"] == "final"])
+    if final.empty:
+        return "no finished final runs"
+    machines = sorted(set(final["machine"].dropna())) or ["a machine the runs do not record"]
+    commits = sorted({c[:10] for c in final["commit"].dropna()}) or ["unknown"]
+    days = pd.to_datetime(final["start_time"], unit="ms").dt.strftime("%Y-%m-%d")
+    span = days.min() if days.min() == days.max() else f"{days.min()} to {days.max()}"
+    return (f"{len(final)} final runs of {span}, on {'; '.join(machines)}, commit "
+            f"{', '.join(commits)}")

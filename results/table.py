@@ -4,10 +4,11 @@ Structured) the mean of the task means with, in parentheses, the number of tasks
 strategy beats full finetuning (strict >); where VTAB-1k groups are two or more, both averages
 papers use for VTAB-1k, labelled: the mean over the tasks and the mean of the group means (they
 differ when groups differ in size, as VTAB-1k's 7 / 4 / 8); then a Tuned / Total % row per
-strategy. A cell with no counted run says why (failed, diverged, killed, not run)."""
+strategy. A cell with no counted run says why (failed, diverged, killed, not run). As CSV, for
+programs: one row per cell with numeric mean, std and seed count."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -41,12 +42,26 @@ class PaperTable:
     wins: pd.DataFrame           # strategy x group, tasks where strategy > full_ft
     tuned_percent: pd.DataFrame  # strategy x task
     averages: pd.DataFrame | None = None   # strategy x both VTAB-1k averages (2+ VTAB groups)
+    group_of: dict = field(default_factory=dict)     # task -> its group
 
     def render(self, fmt: str = "markdown") -> str:
+        if fmt == "csv":
+            return self.numbers().to_csv(index=False).rstrip("\n")
         renderers = {"markdown": lambda t: t.to_markdown(),
-                     "csv": lambda t: t.to_csv(),
                      "latex": lambda t: t.to_latex(escape=True)}
         return renderers[fmt](self.cells)
+
+    def numbers(self) -> pd.DataFrame:
+        """One row per (strategy, task), in the table's order: the numbers, not display
+        strings (an empty mean where the cell has no counted run, and `missing` says why)."""
+        rows = [{"strategy": s, "group": self.group_of.get(t, ""), "task": t, "mean": self.mean.loc[s, t], "std": self.std.loc[s, t],
+                 "seeds": int(self.seeds.loc[s, t]) if pd.notna(self.seeds.loc[s, t]) else 0,
+                 "tuned_percent": self.tuned_percent.loc[s, t],
+                 "missing": self.cells.loc[s, t][len("n/a ("):-1]
+                 if pd.isna(self.mean.loc[s, t]) else ""}
+                for s in self.mean.index for t in self.mean.columns]
+        return pd.DataFrame(rows, columns=["strategy", "group", "task", "mean", "std", "seeds",
+                                           "tuned_percent", "missing"])
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,15 @@ class PaperTables:
         return next(iter(self.blocks.values()))
 
     def render(self, fmt: str = "markdown") -> str:
-        mark = {"markdown": "###", "csv": "#", "latex": "%"}[fmt]
+        """Markdown or LaTeX: a heading and a table per block. CSV: one table, one row per
+        block, strategy and task (backbone and setting as columns), numeric mean and std."""
+        if fmt == "csv":
+            frames = [table.numbers() for table in self.blocks.values()]
+            for frame, (backbone, setting) in zip(frames, self.blocks):
+                frame.insert(0, "setting", setting)
+                frame.insert(0, "backbone", backbone)
+            return pd.concat(frames).to_csv(index=False).rstrip("\n")
+        mark = {"markdown": "###", "latex": "%"}[fmt]
         return "\n\n".join(f"{mark} backbone {backbone}, train size {setting}\n"
                              f"{table.render(fmt)}"
                              for (backbone, setting), table in self.blocks.items())
@@ -176,4 +199,5 @@ def paper_table(final_runs: pd.DataFrame, strategy_order=(), task_order=(),
         rows[f"Tuned / Total % ({s})"] = row
     cells = pd.DataFrame.from_dict(rows, orient="index")[columns]
     cells.index.name = "strategy"
-    return PaperTable(cells, mean, std, seeds, group_mean, wins, tuned, averages)
+    return PaperTable(cells, mean, std, seeds, group_mean, wins, tuned, averages,
+                      {t: group_of[t] for t in tasks})

@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 
 from common.openmp import wait_briefly
 
@@ -26,9 +27,10 @@ EPILOG = """examples:
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial auto   # on a Ray cluster
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
-  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1` at
-  http://127.0.0.1:5000/#/experiments/<id>/runs?workflowType=machine_learning (`run` prints it)
-  and print the table again with `python -m analysis table <study>`."""
+  open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`; `run`
+  prints the address of the study's summary run (the table, the selected runs, the figures)
+  and of all its runs. Print the table again with `python -m analysis table <study>`, draw the
+  figures with `make analysis` (into analysis_out/<study>/)."""
 
 
 def _positive(kind: type, allow_zero: bool = False):
@@ -61,6 +63,11 @@ def _seeds(text: str) -> tuple[int, ...]:
                                          f"'{text}'") from None
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"seed{'s' * (len(twice) > 1)} "
+                                         f"{', '.join(map(str, twice))} given twice; each seed "
+                                         f"is one run per cell")
     return seeds
 
 
@@ -166,8 +173,9 @@ def cmd_list() -> None:
     from trainables.strategy import all_strategies
     print("studies:")
     for name in all_studies():
-        summary = " ".join(study_doc(name).split()).split(". ")[0]
-        print(f"  {name:<22} {summary[:100]}")
+        summary = " ".join(study_doc(name).split()).split(". ")[0].rstrip(".") + "."
+        print(textwrap.fill(summary, 100, initial_indent=f"  {name:<22} ",
+                            subsequent_indent=" " * 25, break_on_hyphens=False))
     print("tasks (slug, group, classes, source):")
     for task in TASKS.values():
         print(f"  {task.slug:<22} {task.group:<12} {task.num_classes:>4}  {task.source}")
@@ -332,12 +340,16 @@ def cmd_run(spec, args, halving=None, command: str = "") -> int:
     finally:
         runner.shutdown()
     print(table.render(args.format))
-    page = f"#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    from study.summary import find_summary, run_page, runs_page
     served = tracker.uri.startswith(("http://", "https://"))      # the server is the UI
-    say(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\nopen it: " + (
-        f"{tracker.uri.rstrip('/')}/{page}" if served else
-        f"mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1, then "
-        f"http://127.0.0.1:5000/{page}"))
+    ui = tracker.uri.rstrip("/") if served else "http://127.0.0.1:5000"
+    summary = find_summary(tracker.client, tracker.experiment_id)
+    say(f"\nMLflow store: {tracker.uri} (experiment '{spec.name}')\n" + (
+        "" if served else f"start its UI: mlflow ui --backend-store-uri {tracker.uri} "
+                          f"--host 127.0.0.1\n") +
+        f"the answer (table, selected runs, figures): "
+        f"{ui}/{run_page(tracker.experiment_id, summary)}\n"
+        f"every run: {ui}/{runs_page(tracker.experiment_id)}")
     return 0
 
 

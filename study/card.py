@@ -1,22 +1,24 @@
 """The protocol card of a study: one row per setting and strategy with the value the study runs and
 where that value comes from: a line of the paper's text (P:<line> in
-../shared/paper/000_b459f27e4e5e8855.txt) or a file:line of the code that produced its numbers
-(VPT-or-FT = ChengHan111/VPT-or-FT @ 262898f, which copies KMnP/vpt's solver, data and ViT code
-unchanged; VPT = KMnP/vpt @ 4410440; TOAST = bfshi/TOAST @ e45b515; PETL_Vision =
-OSU-MLB/PETL_Vision @ 245d262 for the `petl` study). A citation names its repository before its
-path, relative to that repository's root; later paths of the same text are in the same repository
-(tests/test_card_citations.py checks every line against the files' line counts). Where the text
-and that code disagree the row says so and which one the study follows. Values are read from the
-`StudySpec`; sources are data here, keyed by the value they justify (or by the study's search
-space and the value, where one protocol's source for a value is not another's), so a value
-without a source reads "project choice". `python -m study explain <study>` prints it; each
-run of the study logs it to MLflow."""
+../shared/paper/000_b459f27e4e5e8855.txt; `study.paper` names the paper, arXiv 2401.12902, and
+says where each cited line sits, in a legend under the card) or a file:line of the code that
+produced its numbers (VPT-or-FT = ChengHan111/VPT-or-FT @ 262898f, which copies KMnP/vpt's
+solver, data and ViT code unchanged; VPT = KMnP/vpt @ 4410440; TOAST = bfshi/TOAST @ e45b515;
+PETL_Vision = OSU-MLB/PETL_Vision @ 245d262 for the `petl` study). A citation names its
+repository before its path, relative to that repository's root; later paths of the same text are
+in the same repository (tests/test_card_citations.py checks every line against the files' line
+counts). Where the text and that code disagree the row says so and which one the study follows.
+Values are read from the `StudySpec`; sources are data here, keyed by the value they justify (or
+by the study's search space and the value, where one protocol's source for a value is not
+another's), so a value without a source reads "project choice". `python -m study explain <study>`
+prints it; each run of the study logs it to MLflow."""
 from __future__ import annotations
 
 import csv
 import io
 from dataclasses import dataclass
 
+from study import paper
 from study.spec import StudySpec
 from tasks import get_task
 from tasks.spec import Augment
@@ -517,4 +519,5 @@ def render(spec: StudySpec, format: str = "markdown") -> str:
     lines = [f"# Protocol card: {spec.name}", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r[k].replace("|", "/") for k in head) + " |" for r in table]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + paper.legend(" ".join(r["source"] + r["text vs code"]
+                                                             for r in table))

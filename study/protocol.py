@@ -1,10 +1,10 @@
 """The paper's protocol as one function: prepare what the study needs, stage `tune` (the lr x wd
 grid, one seed, train800 -> val200), selection from the MLflow runs (results.selection), stage
-`final` (selected hyperparameters, every seed, train800val200 -> test) and the table. Strategies
-that start from a prior (FT-then-PT) are tuned after the others, from their prior's selected
-recipe. Each stage runs only the trials that MLflow does not already hold as FINISHED, so
-rerunning the same command after an interruption continues where it stopped. The runner (Ray
-Tune) is passed in."""
+`final` (selected hyperparameters, every seed, train800val200 -> test), the table, and the
+study's summary run in MLflow (`study.summary`). Strategies that start from a prior (FT-then-PT)
+are tuned after the others, from their prior's selected recipe. Each stage runs only the trials
+that MLflow does not already hold as FINISHED, so rerunning the same command after an
+interruption continues where it stopped. The runner (Ray Tune) is passed in."""
 from __future__ import annotations
 
 import time
@@ -18,11 +18,12 @@ from results.table import PaperTables, paper_tables
 from study import card
 from study.lease import DriverLease
 from study.spec import Selection, StudySpec
+from study.summary import write_summary
 from study.tracking import StudyTracker
 from study.upstream import ensure_backbones, weights_cards
-from tasks import get_task
+from tasks import TaskNotPrepared, get_task
 from tasks.cache import verify
-from tasks.prepare import prepare
+from tasks.prepare import TasksNotPrepared, prepare
 from tasks.splits import check_sweep, setting_splits, supports
 from tasks.views import model_sizes
 from trainables.backbones import spec_input_size
@@ -38,26 +39,40 @@ class Runner(Protocol):
 def prepare_tasks(spec: StudySpec, cache_dir: str, log: Callable[[str], None]) -> None:
     """Generate what can be generated, then check every split the study reads: its checksums,
     that a sweep's split holds what the task now reads, and that its images are the size each
-    backbone takes."""
+    backbone takes. The tasks not prepared are named together, with the command that prepares
+    them."""
     sizes = {backbone.tag: spec_input_size(backbone) for backbone in spec.backbones}
+    missing = []
     for slug in spec.tasks:
         task = get_task(slug)
         if task.source.startswith("demo:") and prepare(task, cache_dir):
             log(f"data: generated demo task '{slug}' into {cache_dir}")
-        for setting in spec.settings:
-            if not supports(task, setting):
-                continue
-            splits = [split for pair in setting_splits(setting, task) for split in pair]
-            verify(cache_dir, slug, splits)
-            if setting.isdigit():
-                check_sweep(cache_dir, task, int(setting))
-            cached = model_sizes(cache_dir, slug, splits)
-            for tag, size in sizes.items():
-                if cached != {size}:
-                    raise StudyInputError(
-                        f"task '{slug}' is cached at {'/'.join(map(str, sorted(cached)))} px "
-                        f"but backbone {tag} takes {size} px: prepare it again with `python -m "
-                        f"tasks prepare {slug} --image-size {size} --force`")
+        try:
+            for setting in spec.settings:
+                if supports(task, setting):
+                    _check_setting(cache_dir, task, setting, sizes)
+        except TaskNotPrepared:
+            missing.append(slug)
+    if missing:
+        sweep = sorted(int(s) for s in spec.settings if s.isdigit() and s != "800")
+        raise TasksNotPrepared(missing, cache_dir, (f" --sweep {','.join(map(str, sweep))}"
+                                                    if sweep else "") +
+                               (" --one-shot" if "1shot" in spec.settings else ""))
+
+
+def _check_setting(cache_dir: str, task, setting: str, sizes: dict[str, int]) -> None:
+    """One setting's splits of a prepared task: checksums, the sweep's contents, image sizes."""
+    splits = [split for pair in setting_splits(setting, task) for split in pair]
+    verify(cache_dir, task.slug, splits)
+    if setting.isdigit():
+        check_sweep(cache_dir, task, int(setting))
+    cached = model_sizes(cache_dir, task.slug, splits)
+    for tag, size in sizes.items():
+        if cached != {size}:
+            raise StudyInputError(
+                f"task '{task.slug}' is cached at {'/'.join(map(str, sorted(cached)))} px "
+                f"but backbone {tag} takes {size} px: prepare it again with `python -m "
+                f"tasks prepare {task.slug} --image-size {size} --force`")
 
 
 def run_stage(stage: str, configs: list[TrialConfig], tracker: StudyTracker, runner: Runner,
@@ -180,4 +195,7 @@ def _run_study(spec: StudySpec, runner: Runner, tracker: StudyTracker, cache_dir
     tracker.mark(final_runs, "prior_from", prior_sources(final_runs, {
         (cell_of(row), row.seed): row.run_id for row in counted(final_runs).itertuples()}))
     log(f"study '{spec.name}' done in {time.perf_counter() - started:.0f} s")
-    return paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)
+    tables = paper_tables(final_runs, spec.strategies, spec.tasks, tune_runs=tune_runs)
+    write_summary(tracker.client, tracker.experiment_id, spec.name,
+                  load_runs(spec.name, tracker.uri), tables)
+    return tables

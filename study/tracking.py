@@ -7,7 +7,9 @@ metrics with step = epoch gathered and written in one `log_batch` call at most e
 status (FINISHED, FAILED, KILLED). The selection is written back as tags: `selected=true` on the
 tune run chosen per cell, `selected_from=<its run id>` on the final runs. Runs left RUNNING by a
 killed driver are closed as KILLED when the study starts again. The store defaults to
-`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it.
+`sqlite:///mlflow.db` in the working directory; MLFLOW_TRACKING_URI overrides it. A sqlite
+store's artifacts live beside its database, and stay beside it when the folder is moved or
+copied (`keep_artifacts_beside`).
 
 A tracking server that stops answering mid-study (a restart, a network cut) loses nothing: every
 call waits and retries with backoff (`PatientClient`), saying so once per outage, while the trials
@@ -16,13 +18,18 @@ After `VPT_MLFLOW_PATIENCE_SECONDS` (default 1800) without an answer a call give
 line (what finished is stored, and the same command continues the study)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import math
 import os
+import re
+import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -35,6 +42,7 @@ from mlflow.exceptions import MlflowException
 from common.errors import StudyInputError, say
 from common.keys import SUMMARY
 from results.runs import open_client, search_all, store_lock
+from study.summary import set_description
 from tasks import get_task
 from trainables.config import TrialConfig
 
@@ -43,21 +51,59 @@ EPOCH_METRICS = ("lr", "diverged", "train_loss", "train_acc", "val_loss", "val_a
 SUMMARY_METRICS = ("trainable_params", "total_params", "tuned_percent", "images_per_second",
                    "wall_seconds", "final_train_loss", "final_val_acc", "final_val_loss",
                    "final_test_acc", "final_test_loss")
-SUMMARY_PARAMS = ("train_size", "eval_size", "device", "precision", "normalization", "node",
-                  "saved_weights")
+SUMMARY_PARAMS = ("train_size", "eval_size", "device", "machine", "precision", "normalization",
+                  "node", "saved_weights")
 SUMMARY_TAGS = ("outcome", "prior")     # prior: "trained" or "replayed" (trainables.priors)
+ARTIFACTS = "mlartifacts"               # beside a sqlite store's database file
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite store's URI (None for any other store)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def artifact_root(uri: str) -> str | None:
     """Artifacts of a sqlite store live beside its database file (as `mlflow server` keeps
     ./mlartifacts), not in the working directory; a server decides for itself."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    database = sqlite_file(uri)
+    return None if database is None else (database.parent / ARTIFACTS).resolve().as_uri()
+
+
+def keep_artifacts_beside(uri: str, log=say) -> None:
+    """A sqlite store that was moved or copied (a renamed project folder, a store sent to a
+    colleague) still records the artifact folder beside its old place; MLflow keeps absolute
+    locations. Point them beside the database again, so that new artifacts land there and the
+    old ones are read from there; refuse, naming the old folder, when that folder was not
+    brought along."""
+    database = sqlite_file(uri)
+    if database is None or not database.is_file():
+        return
+    here = (database.parent / ARTIFACTS).resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(database)) as db, db:     # closed, committed
+        if not db.execute("select 1 from sqlite_master where name = 'experiments'").fetchone():
+            return
+        roots = {found.group(1) for (location,) in
+                 db.execute("select artifact_location from experiments")
+                 if (found := re.match(rf"^(file://.*/{ARTIFACTS})(/.*)?$", location or ""))}
+        for root in sorted(roots - {here}):
+            old = Path(urllib.parse.unquote(urllib.parse.urlparse(root).path))
+            if old.is_dir() and not (database.parent / ARTIFACTS).is_dir():
+                raise StudyInputError(
+                    f"the store {database} keeps its artifacts in {old}, not beside it: copy "
+                    f"that folder next to {database.name} (or open the store where it was)")
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                db.execute(f"update {table} set {column} = ? || substr({column}, ?) "
+                           f"where {column} = ? or substr({column}, 1, ?) = ?",
+                           (here, len(root) + 1, root, len(root) + 1, root + "/"))
+            log(f"mlflow: the store was moved from {old.parent}; its artifacts are read and "
+                f"written beside it, in {database.parent / ARTIFACTS}")
+            from mlflow.tracking._tracking_service import utils  # runs' artifact places,
+            utils._artifact_repos_cache.clear()                  # remembered per process
 
 
 def _now_ms() -> int:
@@ -122,18 +168,42 @@ def trial_params(cfg: TrialConfig) -> dict[str, object]:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """An MLflow server that does not answer is refused before any trial starts."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
-        raise StudyInputError(f"MLflow server {uri} does not answer: {reason}") from None
+    """An MLflow server, or the database of a store, that does not answer is refused in one
+    line within `timeout` seconds (before any trial starts, or before a command reads)."""
+    where = urllib.parse.urlparse(uri)
+    scheme = where.scheme.split("+")[0]
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+                pass
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise StudyInputError(f"MLflow server {uri} does not answer: {reason}") from None
+    elif scheme in DATABASE_PORTS and where.hostname:
+        address = (where.hostname, where.port or DATABASE_PORTS[scheme])
+        try:
+            socket.create_connection(address, timeout).close()
+        except OSError as error:
+            raise StudyInputError(f"the MLflow store's {scheme} database at "
+                                  f"{address[0]}:{address[1]} does not answer: "
+                                  f"{error.strerror or error}") from None
 
 
-def _unanswered(error: Exception) -> bool:
+def check_readable(uri: str) -> None:
+    """What a command that reads a store checks first: that the store exists (MLflow would
+    create an empty one, and its folder, at a mistyped path) and answers."""
+    database = sqlite_file(uri)
+    local = uri[len("file://"):] if uri.startswith("file://") else \
+        uri if ":" not in uri and uri != "databricks" else None      # a folder of MLflow's own
+    missing = database if database is not None and not database.is_file() else \
+        local if local is not None and not Path(local).is_dir() else None
+    if missing is not None:
+        raise StudyInputError(f"no MLflow store at {missing} (this command reads one and makes "
+                              f"none): check --tracking-uri or $MLFLOW_TRACKING_URI")
+    check_reachable(uri)
+
+
+def unanswered(error: Exception) -> bool:
     """The server did not answer (refused, reset, timed out, or still starting), as opposed to
     answering with an error about the request."""
     if isinstance(error, requests.exceptions.ConnectionError):
@@ -170,7 +240,7 @@ class PatientClient:
                 done = already_done() if down_since is not None and already_done else None
                 result = done if done is not None else method(*args, **kwargs)
             except Exception as error:
-                if not _unanswered(error):
+                if not unanswered(error):
                     raise
                 now = time.monotonic()
                 if down_since is None:
@@ -210,6 +280,7 @@ class StudyTracker:
         self.pending: dict[str, list[Metric]] = {}       # run id -> epoch metrics not yet written
         self.flushed: dict[str, float] = {}              # run id -> time of its last write
         check_reachable(self.uri)
+        keep_artifacts_beside(self.uri, log)
         if self.uri.startswith(("http://", "https://")):
             # MLflow's own retries (7, about 4 minutes, silent) would hide an outage; a couple,
             # then PatientClient's, which say so
@@ -238,8 +309,7 @@ class StudyTracker:
         """The study's protocol card (`study.card`), under `heading` (what the study is, the
         command that ran it): the experiment's description, which the MLflow UI shows on the
         experiment's page, and artifacts of one run tagged stage=protocol."""
-        self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content",
-                                       heading + files["protocol_card.md"])
+        set_description(self.client, self.experiment_id, card=heading + files["protocol_card.md"])
         runs = self.client.search_runs([self.experiment_id], "tags.stage = 'protocol'")
         run_id = runs[0].info.run_id if runs else self.client.create_run(
             self.experiment_id, tags={"stage": "protocol", "mlflow.runName": "protocol card",

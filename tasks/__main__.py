@@ -1,5 +1,5 @@
-"""Command line: `python -m tasks prepare <task slug | suite> [--data-dir DIR] [--cache-dir DIR]`
-builds the array cache of a task or of every task of a suite (demo, vtab1k, fgvc), from TFDS, from
+"""Command line: `python -m tasks prepare <task slug | suite>... [--data-dir DIR] [--cache-dir DIR]`
+builds the array cache of tasks or of every task of a suite (demo, vtab1k, fgvc), from TFDS, from
 an exported folder (`--from-folder`), or generated (demo); `--sweep 400,800,5000` and
 `--one-shot` add the data-size and one-shot splits. `python -m tasks list` shows what is
 prepared and which sweep sizes each task supports. Idempotent, task by task; `--force` rebuilds."""
@@ -16,11 +16,12 @@ from tasks.spec import SUITES, TASKS, get_task
 from tasks.splits import supported_sweeps
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare", help="build the array cache of a task or suite")
-    prep.add_argument("target", help=f"a task slug or a suite ({', '.join(SUITES)})")
+    prep.add_argument("target", nargs="+",
+                      help=f"task slugs or suites ({', '.join(SUITES)})")
     prep.add_argument("--force", action="store_true", help="rebuild even if prepared")
     prep.add_argument("--data-dir", help="TFDS data dir (default: TFDS's own)")
     prep.add_argument("--from-folder", help="root of an exported <task>/<split>.txt layout")
@@ -31,7 +32,11 @@ def main(argv=None) -> int:
     listing = commands.add_parser("list", help="tasks and whether they are prepared")
     for sub in (prep, listing):
         sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     return exit_status(lambda: list_tasks(args.cache_dir) if args.command == "list"
                        else prepare_target(args))
 
@@ -45,7 +50,8 @@ def list_tasks(cache_dir: str) -> None:
 
 
 def prepare_target(args) -> None:
-    slugs = SUITES.get(args.target) or (get_task(args.target).slug,)
+    slugs = list(dict.fromkeys(slug for target in args.target
+                               for slug in SUITES.get(target) or (get_task(target).slug,)))
     try:
         sweep = tuple(int(n) for n in args.sweep.split(",") if n)
     except ValueError:

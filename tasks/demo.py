@@ -146,25 +146,42 @@ def _draw_orientation(rng, canvas) -> int:
 
 UPSTREAM_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "camera",
                    "coins", "moon", "page", "gravel")
+PHOTOS = ("motorcycle", "brick", "grass", "text", "clock", "logo")
+REGIONS = ("motorcycle", "clock", "colorwheel", "logo")
+MICROSCOPY = ("retina", "immunohistochemistry", "microaneurysms", "cell")
 GENERATORS: dict[str, Callable[[np.random.Generator], Pools]] = {
     "upstream": _crop_classes(UPSTREAM_PHOTOS, n_train=12000, n_test=1000, scale=(0.1, 0.3),
                               quadrants=True),
-    "photos": _crop_classes(("motorcycle", "brick", "grass", "text", "clock", "logo"), 1000, 500),
-    "photo_regions": _crop_classes(("motorcycle", "clock", "colorwheel", "logo"), 1000, 500,
-                                   scale=(0.1, 0.3), quadrants=True),
+    "photos": _crop_classes(PHOTOS, 1000, 500),
+    "photo_regions": _crop_classes(REGIONS, 1000, 500, scale=(0.1, 0.3), quadrants=True),
     "digits": _digits,
-    "microscopy": _crop_classes(("retina", "immunohistochemistry", "microaneurysms", "cell"),
-                                1000, 500, scale=(0.1, 0.4)),
+    "microscopy": _crop_classes(MICROSCOPY, 1000, 500, scale=(0.1, 0.4)),
     "count": _rendered(_draw_count),
     "sprite_location": _rendered(_draw_location),
     "sprite_orientation": _rendered(_draw_orientation),
     # larger pools of three of them, one per group, for the data-size study `demo-scale`
-    "photos_scale": _crop_classes(("motorcycle", "brick", "grass", "text", "clock", "logo"),
-                                  4000, 500),
-    "microscopy_scale": _crop_classes(("retina", "immunohistochemistry", "microaneurysms",
-                                       "cell"), 4000, 500, scale=(0.1, 0.4)),
+    "photos_scale": _crop_classes(PHOTOS, 4000, 500),
+    "microscopy_scale": _crop_classes(MICROSCOPY, 4000, 500, scale=(0.1, 0.4)),
     "count_scale": _rendered(_draw_count, n_train=4000),
 }
+# what a label means, for captions: label -> words (a class index alone misleads: count's
+# label 4 is five objects)
+MEANINGS: dict[str, Callable[[int], str]] = {
+    "photos": lambda n: f"a crop of '{PHOTOS[n]}'",
+    "photo_regions": lambda n: f"'{REGIONS[n // 4]}', quadrant {n % 4 + 1}",
+    "digits": lambda n: f"digit {n}",
+    "microscopy": lambda n: f"'{MICROSCOPY[n]}'",
+    "count": lambda n: f"{n + 1} object{'s' if n else ''}",
+    "sprite_location": lambda n: f"x in bin {n + 1} of 8",
+    "sprite_orientation": lambda n: f"angle {n * 22.5:g}-{(n + 1) * 22.5:g} deg",
+}
+
+
+def meaning(slug: str, label: int) -> str:
+    """What `label` of task `slug` stands for, in words ('class <label>' where the project does
+    not know)."""
+    describe = MEANINGS.get(slug.removesuffix("_scale"))
+    return describe(int(label)) if describe else f"class {int(label)}"
 
 # Pool sizes the generators produce (for planning without generating).
 DEMO_POOL = {"train": 1000, "test": 500}

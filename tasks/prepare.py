@@ -10,8 +10,22 @@ from pathlib import Path
 from common.errors import StudyInputError
 from common.files import exclusive
 from tasks import demo
-from tasks.cache import is_prepared, task_dir, write_task
-from tasks.spec import TaskSpec
+from tasks.cache import CacheError, is_prepared, task_dir, write_task
+from tasks.spec import SUITES, TaskSpec
+
+
+class TasksNotPrepared(CacheError):
+    """Every task a study reads that the cache lacks, with the one command that prepares them
+    (a suite's name when they are all of one suite)."""
+
+    def __init__(self, slugs: list[str], cache_dir: str | Path, options: str = ""):
+        suite = next((name for name, members in SUITES.items() if set(members) == set(slugs)),
+                     None)
+        self.slugs = slugs
+        super().__init__(f"{len(slugs)} task{'s are' if len(slugs) > 1 else ' is'} not "
+                         f"prepared in {cache_dir}: {', '.join(slugs)}; run `python -m tasks "
+                         f"prepare {suite or ' '.join(slugs)} --cache-dir {cache_dir}{options}` "
+                         f"(--data-dir DIR for TFDS data outside TFDS's own folder)")
 
 
 def prepare(task: TaskSpec, cache_dir: str | Path, force: bool = False,

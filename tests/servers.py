@@ -1,8 +1,9 @@
 """What the cluster tests share: the servers a cluster runs beside the study, started for real
 on loopback (PostgreSQL from Debian's packages, which `tests/install_debian_packages.sh`
 installs, in a private data folder; `mlflow server` over it with a local artifact root, which a
-test can stop and start again on the same port), and the smoke study run as a user runs it, with
-the checks that compare its MLflow record with an uninterrupted run's."""
+test can stop and start again on the same port), a headless Chromium that renders the MLflow UI,
+and the smoke study run as a user runs it, with the checks that compare its MLflow record with an
+uninterrupted run's."""
 from __future__ import annotations
 
 import os
@@ -103,6 +104,16 @@ class MlflowServer:
             os.killpg(self.process.pid, 15)          # the server and its workers
             self.process.wait(timeout=30)
             self.process = None
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    """The page at `url` as a real headless Chromium renders it (Debian's package), after 20 s
+    of the page's own time."""
+    return subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+         "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,11 @@
-"""The command lines: listing, planning, bad input refused with one line and status 2, and the
-OpenMP setting the driver makes before torch loads."""
+"""The command lines: `--help` on every command and verb, listing, planning, bad input refused
+with one line and status 2, a read-only command that neither creates a store nor waits for a
+dead one, and the OpenMP setting the driver makes before torch loads."""
 from __future__ import annotations
 
+import argparse
 import errno
+import importlib
 import inspect
 import os
 import subprocess
@@ -10,6 +13,8 @@ import sys
 
 import pytest
 
+import analysis.verbs  # noqa: F401  (loaded here: a test's timeout then times the command only)
+from analysis.__main__ import main as analysis_main
 from common.errors import StudyInputError, exit_status
 from common.openmp import SPIN
 from study.__main__ import main as study_main
@@ -25,6 +30,16 @@ def test_list_names_studies_tasks_and_strategies(capsys):
     out = capsys.readouterr().out
     for name in ("demo", "clevr_count", "digits", "vpt_deep", "ft_then_pt", "lora"):
         assert name in out
+
+
+def test_list_shows_each_study_summary_whole(capsys):
+    """Wrapped, never cut mid-word: each study's first sentence, as its docstring has it."""
+    from study.spec import all_studies, study_doc
+    study_main(["list"])
+    listing = " ".join(capsys.readouterr().out.split("tasks (slug")[0].split())
+    for name in all_studies():
+        summary = " ".join(study_doc(name).split()).split(". ")[0].rstrip(".")
+        assert f"{name} {summary}." in listing
 
 
 def test_plan_counts_trials_per_stage(capsys):
@@ -44,6 +59,7 @@ def test_plan_counts_trials_per_stage(capsys):
     (["run", "demo", "--gpus-per-trial", "x"], "'x' is not a number"),
     (["run", "demo", "--gpus-per-trial", "2"], "a trial uses one GPU at most"),
     (["plan", "demo", "--seeds", "4,a"], "seeds must be integers"),
+    (["run", "demo", "--seeds", "42,44,42"], "seed 42 given twice"),
     (["pretrain", "paper"], "study 'paper' has no pretraining of its own"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(argv, message):
@@ -53,7 +69,33 @@ def test_bad_input_is_one_line_and_exit_status_2(argv, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+PARSERS = {"study": "build_parser", "tasks": "build_parser", "analysis": "parser",
+           "bench": "build_parser"}
+
+
+def commands_and_verbs():
+    """(module, argv) for each command line and each of its commands or verbs."""
+    for module, builder in PARSERS.items():
+        yield module, []
+        parser = getattr(importlib.import_module(f"{module}.__main__"), builder)()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from ((module, [name]) for name in action.choices)
+
+
+@pytest.mark.parametrize("module, argv", list(commands_and_verbs()),
+                         ids=lambda x: x if isinstance(x, str) else " ".join(x) or "-")
+def test_help_of_every_command_and_verb_exits_0(module, argv, capsys):
+    main = importlib.import_module(f"{module}.__main__").main
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module}")
+
+
 def test_analysis_table_of_an_unknown_study_is_refused(tmp_path):
+    from mlflow.tracking import MlflowClient
+    MlflowClient(f"sqlite:///{tmp_path}/m.db").search_experiments()     # a store, empty
     result = subprocess.run([sys.executable, "-m", "analysis", "table", "nope", "--tracking-uri",
                              f"sqlite:///{tmp_path}/m.db"], capture_output=True, text=True,
                             timeout=120)
@@ -94,6 +136,34 @@ def test_every_command_line_ends_through_one_error_path(body, status, line, caps
 def test_a_bug_keeps_its_traceback():
     with pytest.raises(ZeroDivisionError):
         exit_status(lambda: 1 / 0)
+
+
+def analysis_refusal(capsys, tmp_path, uri: str) -> str:
+    code = analysis_main(["table", "demo", "--tracking-uri", uri, "--out", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not (tmp_path / "out").exists()
+    return lines[0]
+
+
+@pytest.mark.timeout(30)          # a guard against a hang, with the imports done already
+def test_a_read_only_command_never_creates_a_store(tmp_path, capsys):
+    typo = tmp_path / "typo" / "mlflow.db"
+    line = analysis_refusal(capsys, tmp_path, f"sqlite:///{typo}")
+    assert f"no MLflow store at {typo}" in line
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("http://127.0.0.1:{port}", "MLflow server http://127.0.0.1:{port} does not answer"),
+    ("postgresql://postgres@127.0.0.1:{port}/mlflow",
+     "postgresql database at 127.0.0.1:{port} does not answer"),
+])
+@pytest.mark.timeout(30)
+def test_a_read_only_command_gives_up_on_a_dead_store_at_once(tmp_path, capsys, uri, says):
+    from tests.servers import free_port
+    port = free_port()                            # nothing listens there
+    assert says.format(port=port) in analysis_refusal(capsys, tmp_path, uri.format(port=port))
 
 
 def test_the_installed_project_imports_from_any_directory_without_pythonpath(tmp_path):

@@ -18,7 +18,8 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.servers import ROOT, assert_same_table, table, trials_of, wait_until
+from tests.servers import (ROOT, assert_same_table, dump_dom, table, trials_of,
+                           wait_until)
 
 pytestmark = pytest.mark.cluster
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -86,15 +87,11 @@ def test_a_submitted_study_scales_workers_up_runs_on_them_and_they_go_when_idle(
     assert re.search(r"Removing [12] nodes of type gpu_a100 \(idle\)",
                      local_cluster.read_text())
 
-    page = subprocess.run(                      # the MLflow UI on that server lists the runs
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'browser'}",
-         "--virtual-time-budget=20000", "--dump-dom",
-         f"{postgres_mlflow.uri}/#/experiments/"
-         f"{client.get_experiment_by_name('demo-smoke').experiment_id}/runs"
-         f"?workflowType=machine_learning"], capture_output=True, text=True, timeout=120)
-    assert "demo-smoke: final stage" in page.stdout and "demo-smoke: tune stage" in page.stdout
+    page = dump_dom(                            # the MLflow UI on that server lists the runs
+        f"{postgres_mlflow.uri}/#/experiments/"
+        f"{client.get_experiment_by_name('demo-smoke').experiment_id}/runs"
+        f"?workflowType=machine_learning", tmp_path / "browser")
+    assert "demo-smoke: final stage" in page and "demo-smoke: tune stage" in page
 
 
 def test_a_worker_node_killed_mid_trial_costs_one_attempt_and_no_result(

@@ -19,7 +19,7 @@ from common.errors import StudyInputError
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.tracking import StudyTracker
-from tasks import TaskNotPrepared
+from tasks.prepare import TasksNotPrepared
 from tasks.cache import task_dir
 from tasks.prepare import prepare
 from tasks import get_task
@@ -84,6 +84,8 @@ def test_weights_of_another_architecture_are_refused_before_any_trial(tmp_path):
 @pytest.mark.parametrize("args, env, message", [
     ((), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, "MLflow server http://127.0.0.1:9 "
                                                         "does not answer"),
+    ((), {"MLFLOW_TRACKING_URI": "postgresql://postgres@127.0.0.1:9/mlflow"},
+     "postgresql database at 127.0.0.1:9 does not answer"),
     (("--address", "127.0.0.1:9"), {}, "Ray address 127.0.0.1:9 does not answer"),
     (("--storage-path", "/dev/null/ray"), {}, "storage path /dev/null/ray cannot be written"),
 ])
@@ -92,12 +94,14 @@ def test_unreachable_services_and_unwritable_storage_are_refused(tmp_path, args,
     assert no_trial_runs(tmp_path)
 
 
-def test_a_task_that_is_not_prepared_names_the_prepare_command(tmp_path, cache_dir):
+def test_the_tasks_that_are_not_prepared_are_named_together_with_the_prepare_command(
+        tmp_path, cache_dir):
     from dataclasses import replace
-    spec = replace(SPEC, name="unprepared", tasks=("digits", "cifar100"))
+    spec = replace(SPEC, name="unprepared", tasks=("cifar100", "digits", "dtd", "svhn"))
     calls = []
     tracker = StudyTracker(spec.name, f"sqlite:///{tmp_path}/m.db")
-    with pytest.raises(TaskNotPrepared, match=r"python -m tasks prepare cifar100 --cache-dir"):
+    with pytest.raises(TasksNotPrepared, match=r"^3 tasks are not prepared in .*: cifar100, "
+                       r"dtd, svhn; run `python -m tasks prepare cifar100 dtd svhn --cache-dir"):
         run_study(spec, lambda configs, stage: calls.append(stage), tracker, cache_dir,
                   log=lambda line: None)
     assert calls == []
@@ -113,6 +117,13 @@ def test_a_task_cached_at_another_size_than_the_backbone_takes_is_refused(tmp_pa
                        r"--image-size 48 --force`"):
         prepare_tasks(spec, cache_dir, log=lambda line: None)
     prepare_tasks(SPEC, cache_dir, log=lambda line: None)          # the sizes that fit pass
+
+
+def test_a_whole_suite_not_prepared_is_prepared_by_its_name():
+    from tasks import SUITES
+    error = TasksNotPrepared(list(SUITES["vtab1k"]), "/data/cache", " --sweep 400")
+    assert "19 tasks are not prepared" in str(error)
+    assert "`python -m tasks prepare vtab1k --cache-dir /data/cache --sweep 400`" in str(error)
 
 
 def test_full_ft_at_the_paper_grid_top_diverges_and_is_never_selected(cache_dir):

@@ -15,6 +15,7 @@ from search_spaces import DEMO_LENGTHS, Grid, SearchSpace, prompt_lengths
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.spec import StudySpec
+from study.summary import RULE, run_page
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT
 
@@ -64,7 +65,9 @@ def test_exactly_one_finished_run_per_trial(study):
 def test_the_protocol_card_is_the_experiments_description_and_an_artifact(study):
     assert len(study["cards"]) == 1                    # logged again by the rerun, same run
     client = study["client"]
-    note = client.get_experiment(study["experiment"]).tags["mlflow.note.content"]
+    answer, rule, note = client.get_experiment(study["experiment"]).tags[
+        "mlflow.note.content"].partition(RULE)
+    assert answer.startswith("**The answer: [integration: results]") and rule   # above the card
     assert note.startswith("**integration**") and "# Protocol card: integration" in note
     assert "| optimizer | full_ft |" in note
     names = {a.path for a in client.list_artifacts(study["cards"][0].info.run_id)}
@@ -175,3 +178,27 @@ def test_ft_then_pt_s_final_runs_replay_full_ft_s_and_say_which(study, cache_dir
     assert all("prior" not in run.data.tags for key, run in final.items()
                if key[1] != "ft_then_pt")
     assert not (Path(cache_dir) / "priors" / "final").exists()     # gone with the stage
+
+
+def test_the_summary_run_comes_first_and_links_each_cells_selected_run(study):
+    client, experiment = study["client"], study["experiment"]
+    top = [r for r in client.search_runs([experiment], max_results=1000)
+           if "mlflow.parentRunId" not in r.data.tags]           # newest first, as the UI lists
+    assert [r.data.tags["mlflow.runName"] for r in top][:1] == ["integration: results"]
+    assert [r.data.tags.get("stage") for r in top].count("summary") == 1    # reused by the rerun
+    summary = top[0]
+    table = study["table"]
+    for (strategy, task), mean in table.mean.stack().items():
+        assert summary.data.metrics[f"test_acc/{task}/{strategy}"] == pytest.approx(mean)
+    selected = [r for r in study["runs"] if r.data.tags.get("selected") == "true"]
+    assert len(selected) == len(SPEC.tasks) * len(SPEC.strategies)
+    for run in selected:
+        assert f"]({run_page(experiment, run.info.run_id, mode=False)})" in summary.data.tags[
+            "mlflow.note.content"]
+    path = client.download_artifacts(summary.info.run_id, "selection.csv")
+    chosen = pd.read_csv(path).set_index("tune_run")
+    assert set(chosen.index) == {r.info.run_id for r in selected}
+    finals = {r.info.run_id: r.data.tags["selected_from"] for r in study["runs"]
+              if r.data.tags["stage"] == "final"}
+    for tune_run, row in chosen.iterrows():
+        assert set(row["final_runs"].split()) == {f for f, s in finals.items() if s == tune_run}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from search_spaces import PAPER, PAPER_AS_WRITTEN
-from tasks import (SUITES, TASKS, ChecksumMismatch, TaskNotPrepared, get_task, load_split,
-                   write_task)
+from tasks import (SUITES, TASKS, ChecksumMismatch, TaskNotPrepared, get_task, is_prepared,
+                   load_split, write_task)
 from tasks import demo
 from tasks.cache import read_manifest, task_dir
 from common.errors import UnknownName
@@ -100,3 +100,23 @@ def test_labels_outside_the_class_range_are_refused(tmp_path):
     with pytest.raises(ValueError, match="labels outside"):
         write_task(tmp_path, "bad", {"train800": (np.zeros((1, 4, 4, 3)), np.array([3]))}, 2)
     assert not (task_dir(tmp_path, "bad") / "manifest.json").exists()
+
+
+def test_prepare_takes_several_tasks_in_one_command(tmp_path, capsys):
+    from tasks.__main__ import main
+    assert main(["prepare", "digits", "sprite_location", "digits", "--cache-dir",
+                 str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["[1/2] digits", "[2/2] sprite_location"]
+    assert all(is_prepared(tmp_path, slug) for slug in ("digits", "sprite_location"))
+
+
+def test_a_label_reads_as_what_it_means():
+    from tasks.demo import meaning
+    assert meaning("count", np.int64(4)) == "5 objects" and meaning("count", 0) == "1 object"
+    assert meaning("count_scale", 2) == "3 objects"
+    assert meaning("digits", 7) == "digit 7" and meaning("cifar100", 3) == "class 3"
+    for slug in ("photos", "photo_regions", "microscopy", "sprite_location",
+                 "sprite_orientation"):
+        names = {meaning(slug, label) for label in range(get_task(slug).num_classes)}
+        assert len(names) == get_task(slug).num_classes          # one meaning per class

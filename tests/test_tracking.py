@@ -1,10 +1,13 @@
 """The study's MLflow writer: epoch metrics are gathered and written at most every
 `flush_seconds` per trial, and none is lost at the summary or when a run ends early; a server
 that never answers is waited for, then refused in one line (the outage a server comes back from
-is `tests/test_cluster_faults.py`)."""
+is `tests/test_cluster_faults.py`); a sqlite store that was moved or copied reads and writes its
+artifacts beside it."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +63,44 @@ def test_a_server_that_never_answers_is_waited_for_patience_seconds_then_refused
     with pytest.raises(StudyInputError):                 # given up: the next call fails at once
         client.search_experiments()
     assert time.monotonic() - began < 2
+
+
+def logged_card(tracker: StudyTracker) -> str:
+    (run,) = tracker.client.search_runs([tracker.experiment_id], "tags.stage = 'protocol'")
+    return Path(tracker.client.download_artifacts(run.info.run_id,
+                                                  "protocol_card.md")).read_text()
+
+
+def cards_under(folder: Path) -> list[str]:
+    return sorted(p.read_text() for p in folder.rglob("protocol_card.md"))
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_moved_or_copied_store_keeps_its_artifacts_beside_it(tmp_path, how):
+    old, new = tmp_path / "project", tmp_path / "elsewhere" / "project"
+    StudyTracker("moving", f"sqlite:///{old}/mlflow.db").log_card({"protocol_card.md": "one"})
+    new.parent.mkdir()
+    shutil.move(old, new) if how == "moved" else shutil.copytree(old, new)
+    said = []
+    tracker = StudyTracker("moving", f"sqlite:///{new}/mlflow.db", log=said.append)
+    assert [line for line in said if f"moved from {old}" in line]
+    assert logged_card(tracker) == "one"                       # read from beside it
+    tracker.log_card({"protocol_card.md": "two"})              # and written there
+    assert logged_card(tracker) == "two" and cards_under(new) == ["two"]
+    if how == "moved":
+        assert not old.exists()                                # nothing made at the old place
+    else:
+        assert cards_under(old) == ["one"]                     # the original is left alone
+    said.clear()
+    StudyTracker("moving", f"sqlite:///{new}/mlflow.db", log=said.append)
+    assert said == []                                          # settled once
+
+
+def test_a_store_copied_without_its_artifacts_is_refused_naming_them(tmp_path):
+    old, new = tmp_path / "project", tmp_path / "copy"
+    StudyTracker("alone", f"sqlite:///{old}/mlflow.db").log_card({"protocol_card.md": "one"})
+    new.mkdir()
+    shutil.copy(old / "mlflow.db", new / "mlflow.db")
+    with pytest.raises(StudyInputError, match=f"keeps its artifacts in {old / 'mlartifacts'}, "
+                                              f"not beside it: copy that folder"):
+        StudyTracker("alone", f"sqlite:///{new}/mlflow.db")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from common.keys import SUMMARY
+from common.machine import machine
 from tasks import get_task, load_split
 from tasks.cache import load_sizes
 from trainables.backbones import create_backbone, normalization
@@ -192,7 +193,8 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
         "train_size": len(train_split), "eval_size": len(eval_split),
         "images_per_second": result["train_images"] / max(result["train_seconds"], 1e-9),
         "wall_seconds": time.perf_counter() - started,
-        "device": str(on), "precision": precision_run(cfg.execution, on, dtype),
+        "device": str(on), "machine": machine(),
+        "precision": precision_run(cfg.execution, on, dtype),
         "normalization": f"mean={mean} std={std}", "saved_weights": saved, **prior,
     }
     report(summary)

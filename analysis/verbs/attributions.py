@@ -10,6 +10,7 @@ from analysis.inputs import final_runs
 from analysis.verb import Verb, register
 from common.errors import StudyInputError
 from results.runs import counted
+from tasks.demo import meaning
 
 
 def arguments(parser) -> None:
@@ -54,7 +55,8 @@ def run(args, runs, report) -> str:
         black = normalize(torch.zeros_like(torch.from_numpy(images[:1])).expand(len(picked),
                                                                               -1, -1, -1))
         shown = images[picked.numpy()]
-        captions = [f"true class {label}\nFT: {f}, VPT: {v}" for label, f, v in
+        captions = [f"true: {meaning(task, label)}\nFT: {meaning(task, f)}\n"
+                    f"VPT: {meaning(task, v)}" for label, f, v in
                     zip(ys.tolist(), attr.predictions(ft, xs), attr.predictions(vpt, xs))]
         report.figure(attr.panels(shown, {"FT Grad-CAM": attr.gradcam(ft, xs, ys),
                                           "VPT Grad-CAM": attr.gradcam(vpt, xs, ys)},

@@ -1,5 +1,5 @@
-"""`capacity`: Figure 4, accuracy against training-set size (FT solid, VPT dotted), and the
-Table 5/6 layout, from a study run at several train sizes."""
+"""`capacity`: Figure 4, accuracy against training-set size (FT solid, VPT dotted, mean ± std
+over the seeds), and the Table 5/6 layout, from a study run at several train sizes."""
 from __future__ import annotations
 
 from analysis.inputs import final_runs

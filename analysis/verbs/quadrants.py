@@ -1,5 +1,6 @@
-"""`quadrants`: Figure 3 (each task's FID, coloured by the VPT / FT winner, structured tasks
-hatched) and the Figure 1 quadrant counts, from the `fid` verb's table."""
+"""`quadrants`: Figure 3 (each task's FID, coloured by the VPT / FT winner where the `wins` rule
+finds one, grey where it does not; structured tasks hatched) and the Figure 1 quadrant counts,
+from the `fid` verb's table."""
 from __future__ import annotations
 
 from analysis.inputs import final_runs, measured_fid
@@ -17,6 +18,6 @@ def run(args, runs, report) -> str:
         counts.to_markdown(index=False)
 
 
-VERB = register(Verb("quadrants", "Figure 3 (FID bars coloured by the VPT / FT winner, "
-                                  "structured hatched) and the Figure 1 quadrant counts; needs "
-                                  "`fid` first", run))
+VERB = register(Verb("quadrants", "Figure 3 (FID bars coloured by the VPT / FT winner by the "
+                                  "`wins` rule, structured hatched) and the Figure 1 quadrant "
+                                  "counts; needs `fid` first", run))
