@@ -84,7 +84,8 @@ def keep_artifacts_beside(uri: str, log=say) -> None:
     if database is None or not database.is_file():
         return
     here = (database.parent / ARTIFACTS).resolve().as_uri()
-    with contextlib.closing(sqlite3.connect(database)) as db, db:     # closed, committed
+    # under the store's lock: another driver may be making a fresh store's tables
+    with store_lock(uri), contextlib.closing(sqlite3.connect(database)) as db, db:
         if not db.execute("select 1 from sqlite_master where name = 'experiments'").fetchone():
             return
         roots = {found.group(1) for (location,) in
@@ -287,23 +288,27 @@ class StudyTracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         self.client = PatientClient(self.uri, log)
         self.experiment_id = self._experiment(study)
-        self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind",
-                                       "custom_model_development")
         self.parents: dict[str, str] = {}          # stage -> its parent run, while it runs
 
     def _experiment(self, study: str) -> str:
         """The study's experiment, made if it is not there yet (by this driver or, at the same
-        moment, another)."""
+        moment, another), with the tag that the MLflow UI reads as its kind. Both under the
+        store's lock: two drivers writing one tag at once collide in sqlite (MLflow's tag upsert
+        is a read, then an insert)."""
         with store_lock(self.uri):
             experiment = self.client.get_experiment_by_name(study)
             if experiment:
-                return experiment.experiment_id
-            try:
-                return self.client.create_experiment(study, artifact_root(self.uri))
-            except MlflowException as error:
-                if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                return self.client.get_experiment_by_name(study).experiment_id
+                experiment_id = experiment.experiment_id
+            else:
+                try:
+                    experiment_id = self.client.create_experiment(study, artifact_root(self.uri))
+                except MlflowException as error:
+                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    experiment_id = self.client.get_experiment_by_name(study).experiment_id
+            self.client.set_experiment_tag(experiment_id, "mlflow.experimentKind",
+                                           "custom_model_development")
+            return experiment_id
 
     def log_card(self, files: dict[str, str], heading: str = "") -> str:
         """The study's protocol card (`study.card`), under `heading` (what the study is, the
