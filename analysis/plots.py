@@ -180,3 +180,52 @@ def capacity(final_runs: pd.DataFrame, full: str = "full_ft", prompt: str = "vpt
     ax.set_title("Accuracy against training-set size: FT solid, VPT-deep dotted")
     ax.legend(fontsize="x-small", ncol=2, loc="lower right")
     return fig, points
+
+
+MARKERS = "osD^vP*X<>ph"
+
+
+def efficiency(final_runs: pd.DataFrame):
+    """Test accuracy against trainable parameters (log x), one panel per task group and one
+    point per strategy: its mean over the group's tasks of the mean over seeds, at the mean of
+    its runs' trainable parameters (the classifier head included, so that the linear probe has
+    a place on a log axis); a dashed line at full finetuning's accuracy. And the numbers."""
+    done = counted(final_runs)
+    per_task = (done.groupby(["group", "task", "strategy"])
+                .agg(test_acc=("final_test_acc", "mean"),
+                     trainable_params=("trainable_params", "mean")).reset_index())
+    points = (per_task.groupby(["group", "strategy"])
+              .agg(test_acc=("test_acc", "mean"), trainable_params=("trainable_params", "mean"),
+                   tasks=("task", "count")).reset_index())
+    strategies = sorted(set(points["strategy"]))
+    style = {name: (COLORS.get(name) or plt.cm.tab20.colors[i % 20], MARKERS[i % len(MARKERS)])
+             for i, name in enumerate(strategies)}
+    groups = list(dict.fromkeys(points.sort_values("group")["group"]))
+    fig, axes = plt.subplots(1, len(groups), squeeze=False, sharey=False,
+                             figsize=(4.2 * len(groups) + 2.2, 4.2))
+    for ax, group in zip(axes[0], groups):
+        rows = points[points["group"] == group]
+        for _, row in rows.iterrows():
+            colour, marker = style[row["strategy"]]
+            ax.scatter(row["trainable_params"], row["test_acc"], color=colour, marker=marker,
+                       s=42, edgecolor="black", linewidth=0.4, zorder=3)
+        full = rows.loc[rows["strategy"] == "full_ft", "test_acc"]
+        if len(full):
+            ax.axhline(full.iloc[0], color=COLORS["full_ft"], ls="--", lw=0.8, zorder=1)
+        ax.set_xscale("log")
+        tasks = int(rows["tasks"].max())
+        ax.set_title(f"{group.capitalize()} ({tasks} task{'s' * (tasks > 1)})", fontsize="medium")
+        ax.set_xlabel("trainable parameters, head included (log scale)")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    axes[0, 0].set_ylabel("test accuracy (%), mean over the group's tasks\n"
+                          "of the mean over seeds")
+    handles = [plt.Line2D([], [], ls="", marker=style[name][1], color=style[name][0],
+                          markeredgecolor="black", markeredgewidth=0.4, label=name)
+               for name in strategies]
+    handles.append(plt.Line2D([], [], color=COLORS["full_ft"], ls="--", lw=0.8,
+                              label="full_ft's accuracy"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize="x-small")
+    fig.suptitle("Accuracy against trainable parameters, per task group")
+    fig.tight_layout()
+    return fig, points

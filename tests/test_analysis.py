@@ -17,6 +17,7 @@ from analysis import fid
 from analysis.__main__ import main as analysis_main
 from common.errors import StudyInputError
 from common.keys import SUMMARY
+from results.runs import load_runs
 from tasks import get_task
 from study.tracking import StudyTracker
 from tests.conftest import TINY_VIT, tiny_trial
@@ -569,3 +570,42 @@ def test_fid_generates_the_demo_reference_a_copied_backbone_never_needed(tmp_pat
     reference, found = reference_images(args, pd.DataFrame({"stage": ["final"]}))
     assert reference == "upstream" and is_prepared(tmp_path, "upstream")
     assert found.shape == (12000, 32, 32, 3) and found.std() > 0
+
+
+def test_efficiency_puts_each_strategy_at_its_group_mean_and_mean_trainable_parameters(tmp_path):
+    from analysis.plots import efficiency
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = StudyTracker("peft", uri)
+    params = {"full_ft": 1000, "linear": 10, "bitfit": 100}           # plus 1 per class
+    accs = {("cifar100", "full_ft"): 60.0, ("cifar100", "linear"): 40.0,
+            ("cifar100", "bitfit"): 58.0, ("dtd", "full_ft"): 70.0, ("dtd", "linear"): 50.0,
+            ("dtd", "bitfit"): 66.0, ("clevr_count", "full_ft"): 80.0,
+            ("clevr_count", "linear"): 30.0, ("clevr_count", "bitfit"): 70.0}
+    for (task, strategy), acc in accs.items():
+        for seed in (42, 44):
+            cfg = tiny_trial("", strategy, study="peft", stage="final", task=task, seed=seed,
+                             train_split="train800val200", eval_split="test")
+            run = tracker.start(cfg)
+            tracker.record(run, {SUMMARY: 1, "outcome": "finished", "tuned_percent": 1.0,
+                                 "final_test_acc": acc + (1 if seed == 44 else -1),
+                                 "trainable_params": params[strategy] + len(task)})
+            tracker.finish(run, "FINISHED")
+    out = tmp_path / "out"
+    assert analysis_main(["efficiency", "peft", "--tracking-uri", uri, "--out", str(out)]) == 0
+    points = pd.read_csv(out / "efficiency_data.csv").set_index(["group", "strategy"])
+    assert points.loc[("natural", "bitfit"), "test_acc"] == 62.0            # (58 + 66) / 2
+    assert points.loc[("natural", "bitfit"), "trainable_params"] == 100 + (8 + 3) / 2
+    assert points.loc[("natural", "bitfit"), "tasks"] == 2
+    assert points.loc[("structured", "linear"), "test_acc"] == 30.0
+    assert (out / "efficiency.png").exists() and (out / "efficiency.pdf").exists()
+    fig, _ = efficiency(load_runs("peft", uri))
+    panels = [ax for ax in fig.axes if ax.get_xscale() == "log"]
+    assert [ax.get_title() for ax in panels] == ["Natural (2 tasks)", "Structured (1 task)"]
+    assert all(len(ax.collections) == 3 for ax in panels)          # a point per strategy
+    assert panels[1].lines[0].get_ydata()[0] == 80.0                # full_ft's dashed line
+
+
+def test_efficiency_on_runs_without_trainable_parameters_says_so(store, capsys):
+    code, _ = run_verb(store, "efficiency")
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith("record no trainable_params")
