@@ -207,8 +207,12 @@ def cmd_list() -> None:
 
 
 def cmd_plan(spec, halving=None, gpus: tuple[int, ...] = (), gpus_per_trial=1.0) -> None:
+    from common.errors import StudyInputError
     from study.cost import METHOD, StageCost
     from trainables.strategy import get_strategy
+    if gpus and gpus_per_trial == 0:
+        raise StudyInputError("--gpus simulates trials on GPUs: give --gpus-per-trial a share "
+                              "> 0, or auto")
     print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies x "
           f"{len(spec.backbones)} backbone(s) x settings {', '.join(spec.settings)}; "
           f"search space {spec.search_space.name}, {spec.epochs} epochs, seeds "
@@ -351,16 +355,17 @@ def _selected(cell) -> str:
     return "selected " + "/".join(cell)
 
 
-def study_jobs(spec, shares, halving=None, barriers: bool = True) -> list:
+def study_jobs(spec, shares, halving=None) -> dict[bool, list]:
     """The study's trials as jobs (`study.schedule`), each cell at its first grid point as `plan`
-    prices it: a trial lasts its GPU-hours by the cost model at its strategy's share (with
-    `halving`, a tune trial runs the epochs of its rank in its cell, the first the longest), and
-    one that replays a prior waits for the whole trial that trains it (the prior is ready at the
-    end of its phase: a little pessimistic). A gate per cell marks its selection (its tune trials
-    ended), one per stage its end. With `barriers`, as `study run` runs them, each stage waits
-    for the one before; without, a cell's final trials wait for its own selection and FT-then-PT's
-    tune trials for their task's full_ft selection."""
+    prices it, with barriers (True) and pipelined (False). A trial lasts its GPU-hours by the cost
+    model at its strategy's share (with `halving`, a tune trial runs the epochs of its rank in its
+    cell, the first the longest), and one that replays a prior waits for the whole trial that
+    trains it (the prior is ready at the end of its phase: a little pessimistic). A gate per cell
+    marks its selection (its tune trials ended), one per stage its end. With barriers, as `study
+    run` runs them, each stage waits for the one before; pipelined, a cell's final trials wait
+    for its own selection and FT-then-PT's tune trials for their task's full_ft selection."""
     from collections import Counter, defaultdict
+    from dataclasses import replace
 
     from common.keys import Cell
     from study.cost import StageCost
@@ -370,7 +375,7 @@ def study_jobs(spec, shares, halving=None, barriers: bool = True) -> list:
     tune_cost, ranks = StageCost(), Counter()
     stages = zip(SCHEDULE_STAGES, (spec.tune_trials(), spec.tune_trials(assumed),
                                    spec.final_trials(assumed)), (tune_cost, tune_cost, StageCost()))
-    jobs, barrier = [], ()
+    jobs, barrier = {True: [], False: []}, ()
     for stage, trials, cost in stages:
         tuned = defaultdict(list)
         for cfg in trials:
@@ -381,17 +386,22 @@ def study_jobs(spec, shares, halving=None, barriers: bool = True) -> list:
                 fraction = epochs[ranks[cell]] / cfg.recipe.epochs
                 ranks[cell] += 1
             own, replays = cost.add(cfg, fraction)
+            trial = Job(cfg.trial_id, own.gpu_hours, shares.of(cfg.strategy), replays, stage,
+                        cell)
             prior = get_strategy(cfg.strategy).prior
-            waits = barrier if barriers else (_selected(cell),) if stage == "final" else (
+            selected = (_selected(cell),) if stage == "final" else (
                 (_selected(cell._replace(strategy=prior)),) if prior else ())
-            jobs.append(Job(cfg.trial_id, own.gpu_hours, shares.of(cfg.strategy),
-                            waits + replays, stage, cell))
-            tuned[cell].append(cfg.trial_id)
-        if stage != "final":
-            jobs += [gate(_selected(cell), names, stage, cell) for cell, names in tuned.items()]
+            jobs[True].append(replace(trial, after=barrier + replays))
+            jobs[False].append(replace(trial, after=selected + replays))
+            tuned[cell].append(trial.name)
+        gates = [gate(_selected(cell), names, stage, cell) for cell, names in tuned.items()
+                 if stage != "final"]
         if trials:
-            jobs.append(gate(f"{stage} ends", [cfg.trial_id for cfg in trials], stage))
+            gates.append(gate(f"{stage} ends", [n for names in tuned.values() for n in names],
+                              stage))
             barrier = (f"{stage} ends",)
+        for made in jobs.values():
+            made += gates
     return jobs
 
 
@@ -432,21 +442,17 @@ def print_schedules(spec, halving, counts: tuple[int, ...], gpus_per_trial, peak
     """The study's schedule simulated on each number of GPUs (`study.schedule`), with `run`'s
     stage barriers and pipelined, for the grid and, with `halving`, successive halving: a
     markdown table, and what pipelining saves."""
-    from common.errors import StudyInputError
     from study.schedule import simulate
     from trainables.devices import CARDS, fit_shares
-    if gpus_per_trial == 0:
-        raise StudyInputError("--gpus simulates trials on GPUs: give --gpus-per-trial a share "
-                              "> 0, or auto")
     shares = fit_shares(gpus_per_trial, peaks, CARDS[0])
     tunes = {"grid": None, **({"halving": halving} if halving else {})}
-    made = {(count, tune, barriers): simulate(study_jobs(spec, shares, chosen, barriers), count)
-            for tune, chosen in tunes.items() for barriers in (True, False)
-            for count in counts}
+    made = {(count, tune, barriers): simulate(jobs, count)
+            for tune, chosen in tunes.items()
+            for barriers, jobs in study_jobs(spec, shares, chosen).items() for count in counts}
     unit = _Unit(max(schedule.makespan for schedule in made.values()))
     print(f"schedule, simulated (study.schedule): each trial lasts its GPU-hours above on its "
           f"share of a GPU ({shares.describe()}; k trials of 1/k share one, each as fast as "
-          f"alone); the longest ready trial starts first. barriers: as `study run` runs it, "
+          f"alone); of the trials ready, the one with the longest path to the end starts first. barriers: as `study run` runs it, "
           f"each stage (tune; tune from priors: FT-then-PT; final) once the one before has "
           f"ended. pipelined: a cell's final trials once its own tune trials end, FT-then-PT's "
           f"tune trials once their task's full_ft is selected")

@@ -7,11 +7,14 @@ The model, kept simple:
 - a GPU runs at once any jobs whose shares add up to at most 1, each for its own duration: k
   trials of share 1/k side by side take no longer than one alone (optimistic where one trial
   already keeps the GPU busy); a job stays on one GPU from start to end;
-- list scheduling: whenever jobs end, the ready jobs (every dependency ended) start, longest
-  first (ties: in the order given), each on the fullest GPU with room for its share; a job that
-  fits nowhere is passed over for a later one that fits (backfilling). Durations are known in
-  advance here (from the cost model); a real scheduler learns them as trials end, and Ray Tune
-  starts a stage's trials in the order they are queued, so real schedules are no shorter."""
+- list scheduling by critical path: whenever jobs end, the ready jobs (every dependency ended)
+  start in order of the longest path from their start to the end of everything that waits for
+  them (their own hours plus their longest chain of dependents), so among jobs that nothing
+  waits for, or that the same barrier alone waits for, the longest first; ties in the order
+  given. Each goes on the fullest GPU with room for its share; a job that fits nowhere is passed
+  over for a later one that fits (backfilling). Durations are known in advance here (from the
+  cost model); a real scheduler learns them as trials end, and Ray Tune starts a stage's trials
+  in the order they are queued, so real schedules are no shorter."""
 from __future__ import annotations
 
 import heapq
@@ -84,29 +87,49 @@ class Schedule:
         return max(self.runs, key=lambda run: (run.end, -run.start))
 
 
-def simulate(jobs: list[Job], gpus: int) -> Schedule:
-    """List-schedule `jobs` on `gpus` GPUs (see the module's docstring); refused: a repeated
-    name, a dependency on no job, a cycle."""
-    if gpus < 1:
-        raise ValueError(f"at least one GPU, got {gpus}")
+def _graph(jobs: list[Job]) -> tuple[list[list[int]], list[float]]:
+    """Each job's dependents (by index) and its path length: its hours plus the longest path of
+    the jobs that wait for it. Refused: a repeated name, a dependency on no job, a cycle."""
     index = {job.name: i for i, job in enumerate(jobs)}
     if len(index) != len(jobs):
         raise ValueError("two jobs share a name")
-    waiting = [len(set(job.after)) for job in jobs]
-    dependents = defaultdict(list)
+    dependents: list[list[int]] = [[] for _ in jobs]
     for i, job in enumerate(jobs):
         for name in set(job.after):
             if name not in index:
                 raise ValueError(f"job {job.name} waits for {name}, which is no job")
             dependents[index[name]].append(i)
-    ready: dict[float, list[tuple[float, int]]] = defaultdict(list)   # share -> heap
+    waiting = [len(set(job.after)) for job in jobs]
+    order = [i for i, count in enumerate(waiting) if not count]       # topological
+    for i in order:
+        for later in dependents[i]:
+            waiting[later] -= 1
+            if not waiting[later]:
+                order.append(later)
+    if len(order) < len(jobs):
+        raise ValueError(f"{len(jobs) - len(order)} job(s) wait on each other: a dependency "
+                         f"cycle")
+    path = [0.0] * len(jobs)
+    for i in reversed(order):
+        path[i] = jobs[i].hours + max((path[later] for later in dependents[i]), default=0.0)
+    return dependents, path
+
+
+def simulate(jobs: list[Job], gpus: int) -> Schedule:
+    """List-schedule `jobs` on `gpus` GPUs (see the module's docstring); refused: a repeated
+    name, a dependency on no job, a cycle."""
+    if gpus < 1:
+        raise ValueError(f"at least one GPU, got {gpus}")
+    dependents, path = _graph(jobs)
+    waiting = [len(set(job.after)) for job in jobs]
+    ready: dict[float, list[tuple[float, float, int]]] = defaultdict(list)   # share -> heap
     free = [1.0] * gpus
     running: list[tuple[float, int, int | None]] = []        # (end, job, gpu)
     runs: list[Run] = []
     now = 0.0
 
     def make_ready(i: int) -> None:
-        heapq.heappush(ready[jobs[i].share], (-jobs[i].hours, i))
+        heapq.heappush(ready[jobs[i].share], (-path[i], -jobs[i].hours, i))
 
     def start_what_fits() -> None:
         while True:
@@ -114,7 +137,7 @@ def simulate(jobs: list[Job], gpus: int) -> Schedule:
             heads = [heap[0] for share, heap in ready.items() if heap and share <= room + ROOM]
             if not heads:
                 return
-            _, i = min(heads)
+            *_, i = min(heads)
             job = jobs[i]
             heapq.heappop(ready[job.share])
             gpu = None
@@ -141,6 +164,4 @@ def simulate(jobs: list[Job], gpus: int) -> Schedule:
                 waiting[later] -= 1
                 if not waiting[later]:
                     make_ready(later)
-    if len(runs) < len(jobs):
-        raise ValueError(f"{len(jobs) - len(runs)} job(s) never start: a dependency cycle")
     return Schedule(gpus, tuple(runs))
