@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m study list
   python -m study plan demo
   python -m study explain paper             # every setting of a preset and its source
+  python -m study plan paper --gpus 8,32 --scheduler halving   # its schedule on 8 and 32 GPUs
   python -m study run demo --smoke          # 2 tasks x 3 strategies, 2 epochs
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
