@@ -374,6 +374,7 @@ def study_jobs(spec, shares, halving=None) -> dict[bool, list]:
     from trainables.strategy import get_strategy
     assumed = spec.first_points()
     tune_cost, ranks = StageCost(), Counter()
+    points = {strategy: len(spec.points(strategy)) for strategy in spec.strategies}
     stages = zip(SCHEDULE_STAGES, (spec.tune_trials(), spec.tune_trials(assumed),
                                    spec.final_trials(assumed)), (tune_cost, tune_cost, StageCost()))
     jobs, barrier = {True: [], False: []}, ()
@@ -383,7 +384,7 @@ def study_jobs(spec, shares, halving=None) -> dict[bool, list]:
             cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
             fraction = 1.0
             if halving and stage != "final":
-                epochs = halving.epochs_by_rank(len(spec.points(cfg.strategy)), cfg.recipe)
+                epochs = halving.epochs_by_rank(points[cfg.strategy], cfg.recipe)
                 fraction = epochs[ranks[cell]] / cfg.recipe.epochs
                 ranks[cell] += 1
             own, replays = cost.add(cfg, fraction)
