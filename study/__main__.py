@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m study list
   python -m study plan demo
   python -m study explain paper             # every setting of a preset and its source
+  python -m study plan paper --gpus 8,32 --scheduler halving   # its schedule on 8 and 32 GPUs
   python -m study run demo --smoke          # 2 tasks x 3 strategies, 2 epochs
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
@@ -53,6 +54,13 @@ def _gpu_share(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"'{text}': a trial uses one GPU at most (no data "
                                          f"parallelism); give a share of one, or auto")
     return share
+
+
+def _gpu_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(_positive(int)(part.strip()) for part in text.split(",") if part.strip())
+    if not counts:
+        raise argparse.ArgumentTypeError("no GPU count given")
+    return counts
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -118,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--grace-epochs", type=_positive(int),
                              help="halving: the first rung (default: the first epoch after "
                                   "the warm-up)")
+        if name == "plan":
+            sub.add_argument("--gpus", type=_gpu_counts, metavar="N[,N...]",
+                             help="also simulate the study's schedule on N GPUs (several: "
+                                  "8,32), with the stage barriers `run` keeps and pipelined "
+                                  "without them: makespan, utilisation, idle GPU-hours, the "
+                                  "cell that ends last; with --scheduler halving, for the grid "
+                                  "and halving")
+            sub.add_argument("--gpus-per-trial", type=_gpu_share, default=1.0,
+                             help="with --gpus: each trial's share of a GPU (default 1), or "
+                                  "auto: each strategy the smallest 1/k of an A100 40GB that "
+                                  "holds its peak memory (the card whose speed the GPU-hours "
+                                  "assume); k trials of 1/k share a GPU, each as fast as alone")
         if name == "run":
             sub.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
             sub.add_argument("--gpus-per-trial", type=_gpu_share,
@@ -187,9 +207,13 @@ def cmd_list() -> None:
               + (f" [{knobs}]" if knobs else ""))
 
 
-def cmd_plan(spec, halving=None) -> None:
+def cmd_plan(spec, halving=None, gpus: tuple[int, ...] = (), gpus_per_trial=1.0) -> None:
+    from common.errors import StudyInputError
     from study.cost import METHOD, StageCost
     from trainables.strategy import get_strategy
+    if gpus and gpus_per_trial == 0:
+        raise StudyInputError("--gpus simulates trials on GPUs: give --gpus-per-trial a share "
+                              "> 0, or auto")
     print(f"study {spec.name}: {len(spec.tasks)} tasks x {len(spec.strategies)} strategies x "
           f"{len(spec.backbones)} backbone(s) x settings {', '.join(spec.settings)}; "
           f"search space {spec.search_space.name}, {spec.epochs} epochs, seeds "
@@ -241,7 +265,9 @@ def cmd_plan(spec, halving=None) -> None:
                 for stage, _ in columns))
     print_strategies(spec, costs, tune)
     print(f"GPU-hours: an estimate from {METHOD}")
-    print_memory(spec, every_trial(spec))
+    peaks = print_memory(spec, every_trial(spec))
+    if gpus:
+        print_schedules(spec, halving, gpus, gpus_per_trial, peaks)
 
 
 def every_trial(spec, **where) -> list:
@@ -261,8 +287,9 @@ def peaks(spec, precision: str, cache_dir: str) -> dict[str, int]:
             for strategy, footprint in strategy_footprints(configs, dtype).items()}
 
 
-def print_memory(spec, configs) -> None:
-    """Each strategy's peak memory per trial, and the share of a GPU `auto` gives it per card."""
+def print_memory(spec, configs) -> dict[str, int]:
+    """Each strategy's peak memory per trial, and the share of a GPU `auto` gives it per card;
+    returns each one's in bf16."""
     import torch
     from study.cost import strategy_footprints
     from trainables.devices import CARDS, amount, smallest_share
@@ -280,6 +307,7 @@ def print_memory(spec, configs) -> None:
         print(f"  {strategy:<12} batch {batch:>3}: bf16 {amount(bf16.peak)} (activations "
               f"{amount(bf16.activations)}, data {amount(bf16.data)}), fp32 {amount(fp32.peak)}; "
               f"share {shares}")
+    return {strategy: footprint.peak for strategy, footprint in counted["bf16"].items()}
 
 
 def _span(values) -> str:
@@ -319,6 +347,132 @@ def halving_share(spec, cfg, halving) -> float:
     cell's grid."""
     points = len(spec.points(cfg.strategy))
     return halving.expected_epochs(points, cfg.recipe) / (points * cfg.recipe.epochs)
+
+
+SCHEDULE_STAGES = ("tune", "tune from priors", "final")       # as `study run` runs them
+
+
+def _selected(cell) -> str:
+    return "selected " + "/".join(cell)
+
+
+def study_jobs(spec, shares, halving=None) -> dict[bool, list]:
+    """The study's trials as jobs (`study.schedule`), each cell at its first grid point as `plan`
+    prices it, with barriers (True) and pipelined (False). A trial lasts its GPU-hours by the cost
+    model at its strategy's share (with `halving`, a tune trial runs the epochs of its rank in its
+    cell, the first the longest), and one that replays a prior waits for the whole trial that
+    trains it (the prior is ready at the end of its phase: a little pessimistic). A gate per cell
+    marks its selection (its tune trials ended), one per stage its end. With barriers, as `study
+    run` runs them, each stage waits for the one before; pipelined, a cell's final trials wait
+    for its own selection and FT-then-PT's tune trials for their task's full_ft selection."""
+    from collections import Counter, defaultdict
+    from dataclasses import replace
+
+    from common.keys import Cell
+    from study.cost import StageCost
+    from study.schedule import Job, gate
+    from trainables.strategy import get_strategy
+    assumed = spec.first_points()
+    tune_cost, ranks = StageCost(), Counter()
+    points = {strategy: len(spec.points(strategy)) for strategy in spec.strategies}
+    stages = zip(SCHEDULE_STAGES, (spec.tune_trials(), spec.tune_trials(assumed),
+                                   spec.final_trials(assumed)), (tune_cost, tune_cost, StageCost()))
+    jobs, barrier = {True: [], False: []}, ()
+    for stage, trials, cost in stages:
+        tuned = defaultdict(list)
+        for cfg in trials:
+            cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
+            fraction = 1.0
+            if halving and stage != "final":
+                epochs = halving.epochs_by_rank(points[cfg.strategy], cfg.recipe)
+                fraction = epochs[ranks[cell]] / cfg.recipe.epochs
+                ranks[cell] += 1
+            own, replays = cost.add(cfg, fraction)
+            trial = Job(cfg.trial_id, own.gpu_hours, shares.of(cfg.strategy), replays, stage,
+                        cell)
+            prior = get_strategy(cfg.strategy).prior
+            selected = (_selected(cell),) if stage == "final" else (
+                (_selected(cell._replace(strategy=prior)),) if prior else ())
+            jobs[True].append(replace(trial, after=barrier + replays))
+            jobs[False].append(replace(trial, after=selected + replays))
+            tuned[cell].append(trial.name)
+        gates = [gate(_selected(cell), names, stage, cell) for cell, names in tuned.items()
+                 if stage != "final"]
+        if trials:
+            gates.append(gate(f"{stage} ends", [n for names in tuned.values() for n in names],
+                              stage))
+            barrier = (f"{stage} ends",)
+        for made in jobs.values():
+            made += gates
+    return jobs
+
+
+class _Unit:
+    """Hours, or seconds for a schedule shorter than an hour (the demo's)."""
+
+    def __init__(self, longest: float):
+        self.name, self.scale = ("h", 1.0) if longest >= 1 else ("s", 3600.0)
+
+    def __call__(self, hours: float) -> str:
+        value = self.scale * hours
+        return "0" if abs(value) < 1e-9 else f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
+
+
+def _barrier_idle(schedule, unit: _Unit) -> str:
+    """GPU time idle in each stage's span, up to the barrier that ends it."""
+    ends = [(stage, schedule.run_of(f"{stage} ends").end) for stage in SCHEDULE_STAGES
+            if any(run.job.name == f"{stage} ends" for run in schedule.runs)]
+    starts = [0.0] + [end for _, end in ends[:-1]]
+    return ", ".join(f"{stage} {unit(schedule.idle(start, end))}"
+                     for start, (stage, end) in zip(starts, ends))
+
+
+def _ends_last(spec, schedule, unit: _Unit) -> str:
+    """The cell whose last trial ends last: when it was selected and when its final ran."""
+    cell = max((run for run in schedule.runs if run.job.cell),
+               key=lambda run: run.end).job.cell
+    final = [run for run in schedule.runs if run.job.cell == cell and run.job.stage == "final"]
+    where = f" ({cell.backbone} @{cell.setting})" if len(spec.backbones) > 1 or \
+        len(spec.settings) > 1 else ""
+    return (f"{cell.task} {cell.strategy}{where}: selected at "
+            f"{unit(schedule.run_of(_selected(cell)).end)} {unit.name}, final "
+            f"{unit(min(run.start for run in final))}-{unit(max(run.end for run in final))} "
+            f"{unit.name}")
+
+
+def print_schedules(spec, halving, counts: tuple[int, ...], gpus_per_trial, peaks) -> None:
+    """The study's schedule simulated on each number of GPUs (`study.schedule`), with `run`'s
+    stage barriers and pipelined, for the grid and, with `halving`, successive halving: a
+    markdown table, and what pipelining saves."""
+    from study.schedule import simulate
+    from trainables.devices import CARDS, fit_shares
+    shares = fit_shares(gpus_per_trial, peaks, CARDS[0])
+    tunes = {"grid": None, **({"halving": halving} if halving else {})}
+    made = {(count, tune, barriers): simulate(jobs, count)
+            for tune, chosen in tunes.items()
+            for barriers, jobs in study_jobs(spec, shares, chosen).items() for count in counts}
+    unit = _Unit(max(schedule.makespan for schedule in made.values()))
+    print(f"schedule, simulated (study.schedule): each trial lasts its GPU-hours above on its "
+          f"share of a GPU ({shares.describe()}; k trials of 1/k share one, each as fast as "
+          f"alone); of the trials ready, the one with the longest path to the end starts first. barriers: as `study run` runs it, "
+          f"each stage (tune; tune from priors: FT-then-PT; final) once the one before has "
+          f"ended. pipelined: a cell's final trials once its own tune trials end, FT-then-PT's "
+          f"tune trials once their task's full_ft is selected")
+    print(f"| GPUs | tune | schedule | makespan {unit.name} | utilisation | idle GPU-{unit.name} "
+          f"| idle GPU-{unit.name} per stage, up to its barrier | ends last |\n"
+          f"|---:|---|---|---:|---:|---:|---|---|")
+    for (count, tune, barriers), schedule in sorted(made.items(), key=lambda item: (
+            counts.index(item[0][0]), list(tunes).index(item[0][1]), not item[0][2])):
+        print(f"| {count} | {tune} | {'barriers' if barriers else 'pipelined'} | "
+              f"{unit(schedule.makespan)} | {schedule.utilisation:.0%} | "
+              f"{unit(schedule.idle(0.0, schedule.makespan))} | "
+              f"{_barrier_idle(schedule, unit) if barriers else 'no barriers'} | "
+              f"{_ends_last(spec, schedule, unit)} |")
+    saved = [(count, tune, made[count, tune, True].makespan, made[count, tune, False].makespan)
+             for count in counts for tune in tunes]
+    print("pipelining saves: " + "; ".join(
+        f"{count} GPUs, {tune}: {unit(before - after)} {unit.name} of {unit(before)} "
+        f"({(before - after) / before:.0%})" for count, tune, before, after in saved))
 
 
 def cmd_run(spec, args, halving=None, command: str = "") -> int:
@@ -383,7 +537,7 @@ def run_command(args, argv) -> int:
         from study.halving import Halving
         halving = Halving(args.reduction, args.grace_epochs)
     if args.command == "plan":
-        cmd_plan(spec, halving)
+        cmd_plan(spec, halving, args.gpus or (), args.gpus_per_trial)
         return 0
     if args.command == "explain":
         from study.card import render

@@ -103,15 +103,18 @@ class StageCost:
     total: Cost = field(default_factory=Cost)
     by_task: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
     by_strategy: dict[str, Cost] = field(default_factory=lambda: defaultdict(Cost))
-    shared: set = field(default_factory=set)        # prior phases already counted
+    shared: dict = field(default_factory=dict)      # prior phase counted -> the trial id
+                                                    # of the trial that trains it
 
-    def add(self, cfg: TrialConfig, share: float = 1.0) -> None:
+    def add(self, cfg: TrialConfig, share: float = 1.0) -> tuple[Cost, tuple[str, ...]]:
         """Count one trial; `share` is the fraction of its own phase's epochs it is expected to
-        run (successive halving stops some trials early: `study.halving`)."""
+        run (successive halving stops some trials early: `study.halving`). Returns the trial's
+        own cost and the ids of the trials counted before whose prior phase it replays."""
         task = get_task(cfg.task)
         key = _flops_key(cfg)
         ordered = phases(cfg)
-        costs = (self.total, self.by_task[cfg.task], self.by_strategy[cfg.strategy])
+        own, replays = Cost(), []
+        costs = (self.total, self.by_task[cfg.task], self.by_strategy[cfg.strategy], own)
         for cost in costs:
             cost.trials += 1
         for index, (phase, recipe) in enumerate(ordered):
@@ -120,8 +123,9 @@ class StageCost:
                 identity = (phase.name, cfg.task, cfg.backbone, cfg.train_split, cfg.eval_split,
                             cfg.seed, recipe)
                 if identity in self.shared:
+                    replays.append(self.shared[identity])
                     continue
-                self.shared.add(identity)
+                self.shared[identity] = cfg.trial_id
             train_flops, eval_flops = flops_per_image(key, index)
             epochs = recipe.epochs * (share if index == len(ordered) - 1 else 1.0)
             train = round((split_size(task, cfg.train_split) or 0) * epochs)
@@ -132,3 +136,4 @@ class StageCost:
                 cost.train_images += train
                 cost.eval_images += evaluated
                 cost.flops += train * train_flops + evaluated * eval_flops
+        return own, tuple(replays)

@@ -39,15 +39,21 @@ class Halving:
             milestone *= self.reduction
         return rungs
 
+    def epochs_by_rank(self, points: int, recipe: Recipe) -> list[float]:
+        """The epochs each of one cell's grid of `points` trials runs, by synchronous successive
+        halving's arithmetic (the top ceil(n / reduction) continue at each rung, the others stop
+        there), best first: the first run the whole schedule."""
+        epochs, alive = [float(recipe.epochs)] * points, points
+        for milestone in self.rungs(recipe):
+            kept = max(1, math.ceil(alive / self.reduction))
+            epochs[kept:alive] = [milestone] * (alive - kept)
+            alive = kept
+        return epochs
+
     def expected_epochs(self, points: int, recipe: Recipe) -> float:
         """Trial-epochs of one cell's grid of `points` trials, by synchronous successive
-        halving's arithmetic (the top ceil(n / reduction) continue at each rung; ASHA, which
-        decides as results arrive, runs somewhat more)."""
-        total, alive, reached = 0.0, points, 0.0
-        for milestone in self.rungs(recipe):
-            total += alive * (milestone - reached)
-            reached, alive = milestone, max(1, math.ceil(alive / self.reduction))
-        return total + alive * (recipe.epochs - reached)
+        halving's arithmetic (ASHA, which decides as results arrive, runs somewhat more)."""
+        return sum(self.epochs_by_rank(points, recipe))
 
     def describe(self, recipe: Recipe) -> str:
         return (f"successive halving, reduction {self.reduction:g}, rungs at epochs "
