@@ -8,7 +8,7 @@ import re
 import pytest
 
 from study.__main__ import main as study_main
-from study.__main__ import study_jobs
+from study.plan_schedule import study_jobs
 from study.cost import StageCost
 from study.halving import Halving
 from study.schedule import Job, gate, simulate
