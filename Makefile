@@ -24,9 +24,10 @@ demo-scale: $(STAMP)
 
 demo-petl: $(STAMP)
 	$(PY) -m study run demo-petl
+	$(PY) -m analysis efficiency demo-petl
 
 analysis: $(STAMP)
-	for verb in table wins fid quadrants curves attributions; do \
+	for verb in table wins fid quadrants curves efficiency attributions; do \
 		$(PY) -m analysis $$verb demo || exit 1; done
 	$(PY) -m analysis advise demo --task photos
 	@# Figure 4 and Tables 5/6 need `make demo-scale` first; without it this says so

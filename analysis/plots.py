@@ -189,7 +189,8 @@ def efficiency(final_runs: pd.DataFrame):
     """Test accuracy against trainable parameters (log x), one panel per task group and one
     point per strategy: its mean over the group's tasks of the mean over seeds, at the mean of
     its runs' trainable parameters (the classifier head included, so that the linear probe has
-    a place on a log axis); a dashed line at full finetuning's accuracy. And the numbers."""
+    a place on a log axis; a two-phase strategy's last phase, so FT-then-PT sits at VPT's); a
+    dashed line at full finetuning's accuracy. And the numbers."""
     done = counted(final_runs)
     per_task = (done.groupby(["group", "task", "strategy"])
                 .agg(test_acc=("final_test_acc", "mean"),
@@ -215,7 +216,7 @@ def efficiency(final_runs: pd.DataFrame):
         ax.set_xscale("log")
         tasks = int(rows["tasks"].max())
         ax.set_title(f"{group.capitalize()} ({tasks} task{'s' * (tasks > 1)})", fontsize="medium")
-        ax.set_xlabel("trainable parameters, head included (log scale)")
+        ax.set_xlabel("trainable parameters, head included, last phase (log scale)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
     axes[0, 0].set_ylabel("test accuracy (%), mean over the group's tasks\n"
                           "of the mean over seeds")
