@@ -370,6 +370,8 @@ def run_command(args, argv) -> int:
     if args.command == "list":
         cmd_list()
         return 0
+    if getattr(args, "cache_dir", None):       # where this process and its local workers find
+        os.environ["VPT_CACHE_DIR"] = os.path.abspath(args.cache_dir)   # imported tasks
     from study.spec import get_study
     spec = get_study(args.study, smoke=getattr(args, "smoke", False),
                      seeds=getattr(args, "seeds", None),
