@@ -199,7 +199,7 @@ def check_inside(items: list[Item], root: Path, problems: Problems) -> list[Item
             inside.append(item)
     if outside:
         raise StudyInputError(
-            f"{len(outside)} path{'s' if len(outside) > 1 else ''} resolve outside the root "
+            f"{len(outside)} path{'s resolve' if len(outside) > 1 else ' resolves'} outside the root "
             f"{root}: {', '.join(outside[:SHOWN])}{' ...' if len(outside) > SHOWN else ''} "
             f"(move the files under it, or name a wider --root)")
     return inside
@@ -268,8 +268,8 @@ def read_images(items: list[Item], pool: np.ndarray, problems: Problems, max_pix
                 continue                              # a copy: resolved with the labels below
             try:
                 pool[index] = resize(decode(data), pool.shape[1])
-            except (Exception, Image.DecompressionBombWarning) as error:  # noqa: BLE001
-                failed[digest] = _problem(error, limit)     # Pillow raises many kinds
+            except Exception as error:  # noqa: BLE001 (Pillow's decoders raise many kinds)
+                failed[digest] = _problem(error, limit)
                 problems.add(failed[digest], item.name)
                 continue
             first[digest] = index
@@ -336,7 +336,7 @@ def plan_splits(labels: np.ndarray, user: list[str], names: list[str], options: 
     if own:
         train = everything[user == "train"]
         _need(labels, train, names, 1 + (not (user == "val").any()) + (not (user == "test").any()),
-              "the CSV's train rows")
+              "rows marked train in the CSV")
         test, holds_test = everything[user == "test"], "the CSV's test rows"
         if not len(test):
             n_test = max(round(len(train) * options.test_fraction), classes)
@@ -351,7 +351,7 @@ def plan_splits(labels: np.ndarray, user: list[str], names: list[str], options: 
         holds_train = "the CSV's train rows" + (", less the shares carved from them"
                                                 if "share" in holds_val + holds_test else "")
     else:
-        _need(labels, everything, names, 3, "the images")
+        _need(labels, everything, names, 3, "images")
         n_test = max(round(len(labels) * options.test_fraction), classes)
         test, rest = _carve(rng, labels, everything, n_test, 2, "the test share")
         n_train = options.train_size or 800
@@ -381,7 +381,7 @@ def _need(labels, positions, names, per_class: int, where: str) -> None:
     if short:
         raise StudyInputError(
             f"{len(short)} class{'es have' if len(short) > 1 else ' has'} fewer than "
-            f"{per_class} images in {where}, one for each split they go to: "
+            f"{per_class} {where} (one for each split drawn from them): "
             f"{', '.join(short[:SHOWN])}{' ...' if len(short) > SHOWN else ''}; add images or "
             f"leave the class out")
 

@@ -171,6 +171,22 @@ def test_csv_without_val_and_test_rows_has_them_carved_from_train(tmp_path, cli)
     assert counts == {"train13": 13, "val3": 3, "train13val3": 16, "test": 4}
 
 
+def test_csv_rows_of_missing_files_are_one_line_and_a_class_without_train_rows_refused(
+        tmp_path, cli):
+    image_folder(tmp_path, {"cat": 6, "dog": 6})
+    rows = [(f"{label}/{i:03d}.png", label, "train") for label in ("cat", "dog") for i in range(6)]
+    table = write_rows(tmp_path / "list.csv", [*rows, ("cat/nope.png", "cat", "train")])
+    status, _, err = cli("import", "mine", "--from-csv", table, "--cache-dir", tmp_path / "c",
+                         "--image-size", 32)
+    assert status == 0 and err == ["skipped 1 missing file: cat/nope.png"]
+    rows = [(path, label, "test" if label == "dog" else split) for path, label, split in rows]
+    table = write_rows(tmp_path / "list.csv", rows)
+    status, _, err = cli("import", "other", "--from-csv", table, "--cache-dir", tmp_path / "c")
+    assert status == 2 and err == ["error: 1 class has fewer than 2 rows marked train in the "
+                                   "CSV (one for each split drawn from them): 'dog' (0); add "
+                                   "images or leave the class out"]
+
+
 @pytest.mark.parametrize("escape", ["../outside.png", "ABSOLUTE", "link.png"])
 def test_csv_paths_outside_the_root_are_refused(tmp_path, cli, escape):
     root = image_folder(tmp_path / "root", {"cat": 5, "dog": 5})
@@ -181,16 +197,19 @@ def test_csv_paths_outside_the_root_are_refused(tmp_path, cli, escape):
     table = write_rows(root / "list.csv", [*rows, (escape, "cat")])
     status, _, err = cli("import", "mine", "--from-csv", table, "--cache-dir", tmp_path / "c")
     assert status == 2 and len(err) == 1
-    assert err[0].startswith("error: 1 path resolve outside the root") and escape in err[0]
+    assert err[0].startswith("error: 1 path resolves outside the root") and escape in err[0]
     assert leftovers(tmp_path / "c") == []
 
 
-@pytest.mark.parametrize("row, message", [
-    (("a.png",), "list.csv:2: expected 'path,label[,split]'"),
-    (("a.png", "cat", "holdout"), "list.csv:2: split 'holdout' is not one of train, val, test"),
+@pytest.mark.parametrize("text, message", [
+    (b"path,label\na.png\n", "list.csv:2: expected 'path,label[,split]'"),
+    (b"path,label\na.png,cat,holdout\n", "list.csv:2: split 'holdout' is not one of train, val"),
+    (b"a.png,cat,train\nb.png,dog\n", "some rows name a split and others do not"),
+    (b"caf\xe9.png,cat\n", "list.csv is not UTF-8 text"),
 ])
-def test_malformed_csv_rows_are_refused_with_their_line(tmp_path, cli, row, message):
-    table = write_rows(tmp_path / "list.csv", [("path", "label"), row])
+def test_malformed_csv_rows_are_refused_with_their_line(tmp_path, cli, text, message):
+    table = tmp_path / "list.csv"
+    table.write_bytes(text)
     status, _, err = cli("import", "mine", "--from-csv", table, "--cache-dir", tmp_path / "c")
     assert status == 2 and len(err) == 1 and message in err[0], err
 
@@ -273,8 +292,8 @@ def test_every_image_mode_decodes_to_rgb_and_exif_rotation_is_applied():
 
 @pytest.mark.parametrize("counts, extra, message", [
     ({"cat": 8}, (), "only one class ('cat') has usable images"),
-    ({"cat": 8, "dog": 2}, (), "1 class has fewer than 3 images in the images, one for each "
-                               "split they go to: 'dog' (2)"),
+    ({"cat": 8, "dog": 2}, (), "1 class has fewer than 3 images (one for each split drawn "
+                               "from them): 'dog' (2)"),
     ({"cat": 8, "dog": 8}, ("--train-size", 20), "train 20 + val 5 need 25 images"),
     ({"cat": 8, "dog": 8}, ("--train-size", 1), "--train-size 1 is smaller than the 2 classes"),
 ])
