@@ -206,6 +206,19 @@ def check_inside(items: list[Item], root: Path, problems: Problems) -> list[Item
 
 
 @contextlib.contextmanager
+def one_thread():
+    """torch on one thread: an image's resize is too small to share, and threads that wait for
+    busy cores made it 20 times slower on a loaded two-core machine."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def bombs_refused(max_pixels: int | None):
     """Pillow refuses to open an image over MAX_IMAGE_PIXELS (it only warns below twice that)."""
     saved = Image.MAX_IMAGE_PIXELS
@@ -250,7 +263,7 @@ def read_images(items: list[Item], pool: np.ndarray, problems: Problems, max_pix
     first: dict[str, int] = {}                        # sha256 -> first item with those bytes
     failed: dict[str, str] = {}                       # sha256 -> its problem
     kept, hashes = [], []
-    with bombs_refused(max_pixels) as limit, \
+    with bombs_refused(max_pixels) as limit, one_thread(), \
             tqdm(items, desc="import", unit="img", disable=not progress) as bar:
         for index, item in enumerate(bar):
             try:
