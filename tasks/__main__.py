@@ -40,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 IMPORT_HELP = """\
-Make a task of your own images in the cache, found by NAME by every study
-(`get_task(NAME)`, e.g. a study's tasks), as the built-in tasks are.
+Make a task of your own images in the cache; every study then finds it by NAME,
+as it finds a built-in task (studies look in the cache VPT_CACHE_DIR or their
+--cache-dir names). For example:
+  python -m tasks import leaves --from-folder /data/leaves --train-size 400
+  python -m tasks import scans --from-csv /data/scans/list.csv
 
 Input: --from-folder DIR, one sub-folder per class (its images at any depth),
 or --from-csv FILE, rows `path,label[,split]` (an optional header row; paths
@@ -75,7 +78,7 @@ def add_import_parser(commands) -> argparse.ArgumentParser:
     given.add_argument("--from-folder", metavar="DIR", help="a folder with a sub-folder per class")
     given.add_argument("--from-csv", metavar="FILE", help="a CSV of path,label[,split] rows")
     sub.add_argument("--root", metavar="DIR", help="the folder CSV paths are relative to, and "
-                     "that no path may leave (default: the CSV's folder)")
+                     "that no path may leave (default: the CSV's folder, or the --from-folder)")
     sub.add_argument("--train-size", type=int, metavar="N",
                      help="training images (default 800, as VTAB-1k)")
     sub.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
@@ -137,9 +140,10 @@ def prepare_target(args) -> None:
     except ValueError:
         raise StudyInputError(f"--sweep takes sizes like 400,800, got '{args.sweep}'") from None
     for index, slug in enumerate(slugs, 1):
-        wrote = prepare(get_task(slug, args.cache_dir), args.cache_dir, force=args.force, data_dir=args.data_dir,
-                        from_folder=args.from_folder, image_size=args.image_size, sweep=sweep,
-                        one_shot=args.one_shot, progress=True)
+        wrote = prepare(get_task(slug, args.cache_dir), args.cache_dir, force=args.force,
+                        data_dir=args.data_dir, from_folder=args.from_folder,
+                        image_size=args.image_size, sweep=sweep, one_shot=args.one_shot,
+                        progress=True)
         counts = {k: v["count"] for k, v in read_manifest(args.cache_dir, slug)["splits"].items()}
         print(f"[{index}/{len(slugs)}] {slug}: {'prepared' if wrote else 'already prepared'} "
               f"{counts}")

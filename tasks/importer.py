@@ -199,8 +199,8 @@ def check_inside(items: list[Item], root: Path, problems: Problems) -> list[Item
             inside.append(item)
     if outside:
         raise StudyInputError(
-            f"{len(outside)} path{'s resolve' if len(outside) > 1 else ' resolves'} outside the root "
-            f"{root}: {', '.join(outside[:SHOWN])}{' ...' if len(outside) > SHOWN else ''} "
+            f"{len(outside)} path{'s resolve' if len(outside) > 1 else ' resolves'} outside "
+            f"the root {root}: {', '.join(outside[:SHOWN])}{' ...' if len(outside) > SHOWN else ''} "
             f"(move the files under it, or name a wider --root)")
     return inside
 

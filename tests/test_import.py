@@ -201,6 +201,17 @@ def test_csv_paths_outside_the_root_are_refused(tmp_path, cli, escape):
     assert leftovers(tmp_path / "c") == []
 
 
+def test_a_link_out_of_an_imported_folder_is_refused(tmp_path, cli):
+    data = image_folder(tmp_path / "data", {"cat": 5, "dog": 5})
+    (tmp_path / "secret.png").write_bytes(png(COLOURS["cat"], 5))
+    (data / "cat" / "innocent.png").symlink_to(tmp_path / "secret.png")
+    status, _, err = cli(*small(data, tmp_path / "cache", "--train-size", 2))
+    assert status == 2 and err == [f"error: 1 path resolves outside the root {data}: "
+                                   f"cat/innocent.png (move the files under it, or name a wider "
+                                   f"--root)"]
+    assert leftovers(tmp_path / "cache") == []
+
+
 @pytest.mark.parametrize("text, message", [
     (b"path,label\na.png\n", "list.csv:2: expected 'path,label[,split]'"),
     (b"path,label\na.png,cat,holdout\n", "list.csv:2: split 'holdout' is not one of train, val"),
@@ -358,6 +369,14 @@ def test_get_task_finds_an_imported_task_by_name_from_the_cache(tmp_path, cli, m
     with pytest.raises(StudyInputError, match="was imported"):
         from tasks.prepare import prepare
         prepare(get_task("mine", cache), cache, force=True)
+
+
+def test_the_study_command_line_looks_up_imported_tasks_in_its_cache_dir(tmp_path,
+                                                                        monkeypatch):
+    from study.__main__ import main as study_main
+    monkeypatch.setenv("VPT_CACHE_DIR", "elsewhere")           # restored after the test
+    assert study_main(["run", "no-such-study", "--cache-dir", str(tmp_path / "c")]) == 2
+    assert os.environ["VPT_CACHE_DIR"] == str(tmp_path / "c")
 
 
 def test_a_study_checks_and_trains_on_an_imported_task(tmp_path, cli, monkeypatch):
