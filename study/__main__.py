@@ -1,6 +1,8 @@
-"""Command line: `python -m study list | plan | explain | run | pretrain <study>`. Bad input
-(an unknown name, a malformed flag) prints one line and exits with status 2, before anything
-starts. `run` prints its progress on stderr and the table on stdout."""
+"""Command line: `python -m study list | plan | explain | run | pretrain <study>`, where <study> is
+a registered name or a study file (my-study.toml), and flags such as --tasks or --epochs replace
+its settings (`study.compose`). Bad input (an unknown name, a malformed flag) prints one line
+and exits with status 2, before anything starts. `run` prints its progress on stderr and the
+table on stdout."""
 from __future__ import annotations
 
 import argparse
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", "run tune -> select -> final and print the table")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("study", help="a study name from `python -m study list`, or a study "
-                                       "file my-study.toml (docs/your-data.md)")
+                                       "file, my-study.toml (docs/data.md)")
         sub.add_argument("--smoke", action="store_true", help="a tiny version (a few tasks, 2 epochs)")
         overrides = sub.add_argument_group(
             "settings over the study's (a study file's included): `python -m study explain` "
@@ -102,11 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         overrides.add_argument("--settings", help="train sizes, e.g. 800 or an imported task's "
                                                   "--train-size")
         overrides.add_argument("--seeds", help="final-stage seeds, e.g. 42,44")
-        overrides.add_argument("--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
-                         help="set a strategy's knob for the study: lora_rank=4 (every strategy "
-                              "that takes it) or adaptformer.bottleneck=8 (one strategy); "
-                              "several values, e.g. lora_rank=4,8,16, are searched beside lr and "
-                              "wd; `python -m study list` shows each strategy's knobs")
+        overrides.add_argument(
+            "--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
+            help="set a strategy's knob for the study: lora_rank=4 (every strategy that takes "
+                 "it) or adaptformer.bottleneck=8 (one strategy); several values, e.g. "
+                 "lora_rank=4,8,16, are searched beside lr and wd; `python -m study list` shows "
+                 "each strategy's knobs")
         sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
                          help="task array cache (imported tasks too) and backbone weights "
                               "(default: $VPT_CACHE_DIR, else ./cache)")

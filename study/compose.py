@@ -138,7 +138,8 @@ SETTINGS: dict[str, Setting] = {
     "strategies": Setting(_checked("strategies", get_strategy), "strategy names"),
     "backbone": Setting(_checked("backbone", get_backbone), "a registered backbone (or several), "
                         "by the tag `python -m study list` shows"),
-    "search_space": Setting(_known(get_search_space), "the lr x wd grids by name (demo, smoke, paper, petl, ...)"),
+    "search_space": Setting(_known(get_search_space), "the lr x wd grids by name (demo, smoke, "
+                                                      "paper, petl, ...)"),
     "scheduler": Setting(_one_of(SCHEDULERS), "the tune stage: grid (every point to the end) or "
                                               "halving"),
     "epochs": Setting(_whole(1), "training epochs of every trial"),
