@@ -14,9 +14,9 @@ class StudyInputError(Exception):
 
 
 class UnknownName(StudyInputError, KeyError):
-    def __init__(self, kind: str, name: str, valid: Iterable[str]):
+    def __init__(self, kind: str, name: str, valid: Iterable[str], hint: str = ""):
         self.kind, self.name = kind, name
-        super().__init__(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+        super().__init__(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}{hint}")
 
     def __str__(self) -> str:          # KeyError would quote the message
         return self.args[0]

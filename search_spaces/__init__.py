@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from common.errors import StudyInputError
+from common.errors import StudyInputError, UnknownName
 
 DATA = Path(__file__).parent / "data"
 
@@ -161,3 +161,15 @@ SMOKE_GRIDS: Mapping[str, Grid] = MappingProxyType({
     "petl": Grid("smoke_petl", "adamw", (0.01,), (0.0,)),
 })
 SMOKE = SearchSpace("smoke", SMOKE_GRIDS, prompt_lengths(DEMO_LENGTHS))
+
+
+def search_spaces() -> Mapping[str, SearchSpace]:
+    """Every search space defined here, by its name (what a study file's `search_space` names)."""
+    return {v.name: v for v in globals().values() if isinstance(v, SearchSpace)}
+
+
+def get_search_space(name: str) -> SearchSpace:
+    try:
+        return search_spaces()[name]
+    except KeyError:
+        raise UnknownName("search space", name, search_spaces()) from None

@@ -1,6 +1,8 @@
-"""Command line: `python -m study list | plan | explain | run | pretrain <study>`. Bad input
-(an unknown name, a malformed flag) prints one line and exits with status 2, before anything
-starts. `run` prints its progress on stderr and the table on stdout."""
+"""Command line: `python -m study list | plan | explain | run | pretrain <study>`, where <study> is
+a registered name or a study file (my-study.toml), and flags such as --tasks or --epochs replace
+its settings (`study.compose`). Bad input (an unknown name, a malformed flag) prints one line
+and exits with status 2, before anything starts. `run` prints its progress on stderr and the
+table on stdout."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +29,8 @@ EPILOG = """examples:
   python -m study run demo                  # the offline demo study (make demo)
   python -m study pretrain demo             # its backbone pretrained here, not the shipped one
   python -m study run demo --address auto --gpus-per-trial auto   # on a Ray cluster
+  python -m study run my-study.toml         # a study file: base, tasks, strategies, backbone...
+  python -m study plan demo --name mine-demo --tasks mine --strategies full_ft,vpt_deep,lora
 results: every trial is an MLflow run in $MLFLOW_TRACKING_URI (default sqlite:///mlflow.db);
   open them with `mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1`; `run`
   prints the address of the study's summary run (the table, the selected runs, the figures)
@@ -63,22 +67,6 @@ def _gpu_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got "
-                                         f"'{text}'") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("no seeds given")
-    twice = sorted({s for s in seeds if seeds.count(s) > 1})
-    if twice:
-        raise argparse.ArgumentTypeError(f"seed{'s' * (len(twice) > 1)} "
-                                         f"{', '.join(map(str, twice))} given twice; each seed "
-                                         f"is one run per cell")
-    return seeds
-
-
 def _knob(text: str) -> tuple[str, object]:
     """NAME=VALUE (fixed) or NAME=V1,V2,... (searched beside lr and wd); the value's type is
     checked against the strategy's declaration once the study is known."""
@@ -106,21 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
                                        "its source (paper line or official code file:line)"),
                            ("run", "run tune -> select -> final and print the table")):
         sub = commands.add_parser(name, help=helptext)
-        sub.add_argument("study", help="a study name from `python -m study list`")
+        sub.add_argument("study", help="a study name from `python -m study list`, or a study "
+                                       "file, my-study.toml (docs/data.md)")
         sub.add_argument("--smoke", action="store_true", help="a tiny version (a few tasks, 2 epochs)")
-        sub.add_argument("--seeds", type=_seeds, help="final-stage seeds, e.g. 42,44")
-        sub.add_argument("--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
-                         help="set a strategy's knob for the study: lora_rank=4 (every strategy "
-                              "that takes it) or adaptformer.bottleneck=8 (one strategy); "
-                              "several values, e.g. lora_rank=4,8,16, are searched beside lr and "
-                              "wd; `python -m study list` shows each strategy's knobs")
+        overrides = sub.add_argument_group(
+            "settings over the study's (a study file's included): `python -m study explain` "
+            "marks each 'set on the command line'")
+        overrides.add_argument("--name", help="the study's name, its MLflow experiment")
+        overrides.add_argument("--tasks", help="task names, e.g. mine,digits (imported tasks "
+                                               "included)")
+        overrides.add_argument("--strategies", help="strategy names, e.g. full_ft,vpt_deep,lora")
+        overrides.add_argument("--backbone", help="a registered backbone's tag (`python -m study "
+                                                  "list`), e.g. demo-vit-32")
+        overrides.add_argument("--search-space", help="the lr x wd grids by name, e.g. demo")
+        overrides.add_argument("--epochs", help="training epochs of every trial")
+        overrides.add_argument("--warmup-epochs", help="warm-up epochs (where the grid sets none)")
+        overrides.add_argument("--settings", help="train sizes, e.g. 800 or an imported task's "
+                                                  "--train-size")
+        overrides.add_argument("--seeds", help="final-stage seeds, e.g. 42,44")
+        overrides.add_argument(
+            "--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
+            help="set a strategy's knob for the study: lora_rank=4 (every strategy that takes "
+                 "it) or adaptformer.bottleneck=8 (one strategy); several values, e.g. "
+                 "lora_rank=4,8,16, are searched beside lr and wd; `python -m study list` shows "
+                 "each strategy's knobs")
+        sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
+                         help="task array cache (imported tasks too) and backbone weights "
+                              "(default: $VPT_CACHE_DIR, else ./cache)")
         if name == "explain":
             sub.add_argument("--format", choices=("markdown", "csv"), default="markdown")
         if name in ("plan", "run"):
-            sub.add_argument("--scheduler", choices=("grid", "halving"), default="grid",
+            sub.add_argument("--scheduler", choices=("grid", "halving"),
                              help="tune stage: every grid point to the end (grid, the paper's "
-                                  "protocol), or successive halving within each cell (halving: "
-                                  "Ray Tune's ASHA; stopped trials are never selected)")
+                                  "protocol; the default unless a study file says otherwise), "
+                                  "or successive halving within each cell (halving: Ray Tune's "
+                                  "ASHA; stopped trials are never selected)")
             sub.add_argument("--reduction", type=_positive(float), default=3.0,
                              help="halving: keep the best 1/REDUCTION at each rung (default 3)")
             sub.add_argument("--grace-epochs", type=_positive(int),
@@ -151,8 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
                                   "trials' GPU share may take to come up (default 1200)")
             sub.add_argument("--address", help="Ray cluster address (e.g. auto); default: a "
                                                "local Ray started for this run")
-            sub.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
-                             help="task array cache and backbone weights (default: ./cache)")
             sub.add_argument("--storage-path", default="ray_results",
                              help="Ray Tune storage; shared (NFS, s3://) on a cluster")
             sub.add_argument("--max-failures", type=_positive(int, allow_zero=True), default=1,
@@ -188,7 +194,8 @@ def cmd_pretrain(spec, cache_dir: str) -> int:
 
 
 def cmd_list() -> None:
-    from study.spec import all_studies, study_doc
+    from search_spaces import search_spaces
+    from study.spec import BACKBONES, all_studies, study_doc
     from tasks import TASKS
     from trainables.strategy import all_strategies
     print("studies:")
@@ -205,9 +212,15 @@ def cmd_list() -> None:
                           " per task" if k.per_task else "") for k in strategy.knobs)
         print(f"  {strategy.name:<22} grid={strategy.grid:<7} {strategy.summary}"
               + (f" [{knobs}]" if knobs else ""))
+    print("backbones (tag: timm architecture; --backbone, a study file's backbone):")
+    for backbone, upstream in BACKBONES.values():
+        print(f"  {backbone.tag:<22} {backbone.name}" + (
+            f" (pretrained by the project on '{upstream.task}')" if upstream else ""))
+    print(f"search spaces (--search-space): {', '.join(search_spaces())}")
 
 
-def cmd_plan(spec, halving=None, gpus: tuple[int, ...] = (), gpus_per_trial=1.0) -> None:
+def cmd_plan(spec, halving=None, study: str = "", gpus: tuple[int, ...] = (),
+             gpus_per_trial=1.0) -> None:
     from common.errors import StudyInputError
     from study.cost import METHOD, StageCost
     from trainables.strategy import get_strategy
@@ -218,7 +231,7 @@ def cmd_plan(spec, halving=None, gpus: tuple[int, ...] = (), gpus_per_trial=1.0)
           f"{len(spec.backbones)} backbone(s) x settings {', '.join(spec.settings)}; "
           f"search space {spec.search_space.name}, {spec.epochs} epochs, seeds "
           f"{', '.join(map(str, spec.seeds))} (every setting and its source: "
-          f"`python -m study explain {spec.name}`)")
+          f"`python -m study explain {study or spec.name}`)")
     for backbone in spec.backbones:
         print(f"  backbone {backbone.tag}: timm {backbone.name}"
               + (f", weights {backbone.weights}" if backbone.weights else ""))
@@ -395,24 +408,31 @@ def main(argv=None) -> int:
         "interrupted: finished trials are kept in MLflow; rerun the same command to continue"))
 
 
+def study_of(args):
+    """The study the command line names (a registered name or a study file) with its flags
+    applied (`study.compose`), and the tune stage's scheduler."""
+    from study.compose import SETTINGS, resolve
+    flags = {key: getattr(args, key, None) for key in SETTINGS}
+    flags["knobs"] = dict(getattr(args, "knob", None) or ()) or None
+    return resolve(args.study, flags, smoke=getattr(args, "smoke", False),
+                   save_full_weights=getattr(args, "save_full_weights", None))
+
+
 def run_command(args, argv) -> int:
     if args.command == "list":
         cmd_list()
         return 0
-    from study.spec import get_study
-    spec = get_study(args.study, smoke=getattr(args, "smoke", False),
-                     seeds=getattr(args, "seeds", None),
-                     save_full_weights=getattr(args, "save_full_weights", None))
-    if getattr(args, "knob", None):
-        spec = spec.with_knobs(dict(args.knob))
+    if getattr(args, "cache_dir", None):       # where this process and its local workers find
+        os.environ["VPT_CACHE_DIR"] = os.path.abspath(args.cache_dir)   # imported tasks
+    spec, scheduler = study_of(args)
     if args.command == "pretrain":
         return cmd_pretrain(spec.pretraining_here(), args.cache_dir)
     halving = None
-    if getattr(args, "scheduler", "grid") == "halving":
+    if scheduler == "halving" and args.command != "explain":
         from study.halving import Halving
         halving = Halving(args.reduction, args.grace_epochs)
     if args.command == "plan":
-        cmd_plan(spec, halving, args.gpus or (), args.gpus_per_trial)
+        cmd_plan(spec, halving, args.study, args.gpus or (), args.gpus_per_trial)
         return 0
     if args.command == "explain":
         from study.card import render

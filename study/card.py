@@ -388,7 +388,9 @@ def _knob_row(spec: StudySpec, choice, data: str) -> tuple[str, tuple, str]:
     if choice.mode == "per task":
         table = choice.table
         return (f"per task ({table.name}): " + ", ".join(
-            f"{t}={table.value(t)}" for t in spec.tasks), ((table.name, data), table.name),
+            f"{t}={choice.for_task(t)}" + ("" if choice.in_table(t) else
+                                           " (imported: the strategy's default)")
+            for t in spec.tasks), ((table.name, data), table.name),
             table.source)
     if choice.mode == "searched":
         return f"searched: {choice.values}", (choice.values,), declared
@@ -431,35 +433,45 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     """One row per (setting, strategy): value, source, and where the text and code disagree."""
     out = []
     data = "fgvc" if {get_task(t).group for t in spec.tasks} == {"fgvc"} else "vtab"
+    given = dict(spec.origins)          # a setting a study file or a flag set -> who set it
 
-    def add(setting: str, strategy: str, value, *keys, otherwise="project choice") -> None:
-        source = _source(setting, keys or (value,), otherwise,   # keys: most specific first
-                         spec.search_space.name)
+    def add(setting: str, strategy: str, value, *keys, otherwise="project choice",
+            set_by: str | None = None) -> None:
+        source = Source(set_by) if set_by else _source(   # keys: most specific first
+            setting, keys or (value,), otherwise, spec.search_space.name)
         out.append({"setting": setting, "strategy": strategy, "value": str(value),
                     "source": source.where, "text vs code": source.text_vs_code})
 
+    for setting in ("tasks", "strategies"):
+        if setting in given:
+            add(setting, "all", ", ".join(getattr(spec, setting)), set_by=given[setting])
     for strategy in spec.strategies:
         chosen = get_strategy(strategy)
         grid = spec.search_space.grid_for(chosen.grid)
         recipe = spec.recipe(chosen.grid, grid.base_lrs[0], grid.weight_decays[0])
         used = f"{grid.name} for {chosen.grid}"        # a grid's source can depend on its use
-        add("optimizer", strategy, recipe.optimizer, used, grid.name)
+        space = given.get("search_space")
+        add("optimizer", strategy, recipe.optimizer, used, grid.name, set_by=space)
         add("lr grid", strategy, f"{grid.base_lrs} x batch / 256", used, (grid.name, data),
-            grid.name)
+            grid.name, set_by=space)
         add("wd grid", strategy, grid.weight_decays, grid.name, (grid.weight_decays, data),
-            grid.weight_decays)
+            grid.weight_decays, set_by=space)
         add("weight decay", strategy, recipe.optimizer, (grid.name, recipe.optimizer),
             recipe.optimizer)
         add("batch", strategy, recipe.batch_size, (used, recipe.batch_size),
             (grid.name, recipe.batch_size))
         add("epochs", strategy, recipe.epochs, (used, recipe.epochs),
-            (grid.name, recipe.epochs), recipe.epochs)
+            (grid.name, recipe.epochs), recipe.epochs, set_by=given.get("epochs"))
         add("warm-up epochs", strategy, recipe.warmup_epochs, (used, recipe.warmup_epochs),
-            (grid.name, recipe.warmup_epochs))
+            (grid.name, recipe.warmup_epochs),
+            set_by=given.get("warmup_epochs") if grid.warmup_epochs is None else None)
         add("schedule", strategy, recipe.schedule)
         for choice in spec.knob_choices(strategy):
             value, keys, otherwise = _knob_row(spec, choice, data)
-            add(choice.knob.name, strategy, value, *keys, otherwise=otherwise)
+            add(choice.knob.name, strategy, value, *keys, otherwise=otherwise,
+                set_by=given.get(f"knobs.{strategy}.{choice.knob.name}") or (
+                    None if f"knobs.{strategy}.{choice.knob.name}" in spec.knobs else
+                    given.get(f"knobs.{choice.knob.name}")))
         if chosen.prior:
             then = chosen.summary.removeprefix(f"{chosen.prior}, then ")
             add("prior", strategy, f"{chosen.prior} at its selected recipe for the task (in the "
@@ -473,7 +485,7 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     for backbone in spec.backbones:
         fixed = f"; never trained: {', '.join(backbone.fixed)}" if backbone.fixed else ""
         add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights "
-            f"{backbone.weights}{fixed}", backbone.tag)
+            f"{backbone.weights}{fixed}", backbone.tag, set_by=given.get("backbone"))
         add("head init", "all", backbone.head_init)
         normalisation = backbone.mean_std or "timm's pretrained config"
         add("normalisation", "all", normalisation, (normalisation, backbone.tag),
@@ -482,17 +494,20 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
         add("augmentation", "all", "none" if augment is None else
             f"train: shorter side {augment.resize}, random {augment.crop} crop, horizontal flip "
             f"(on the device); eval: centre {augment.crop} crop", augment)
+    sizes = given.get("settings")
     for setting in spec.settings:
         if setting in ("800", "1shot", "full"):
             tune, final = setting_splits(setting)
-            add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (setting, "tune"))
-            add("splits", "all", f"final {final[0]} -> {final[1]}", (setting, "final"))
+            add("splits", "all", f"tune {tune[0]} -> {tune[1]}", (setting, "tune"),
+                set_by=sizes)
+            add("splits", "all", f"final {final[0]} -> {final[1]}", (setting, "final"),
+                set_by=sizes)
             continue
         for value, key in _sweep_splits(spec, setting):
-            add("splits", "all", value, key)
+            add("splits", "all", value, key, set_by=sizes)
         add("splits", "all", f"@{setting} final: the tune stage's train and val together -> "
-            f"test", ("sweep", "final"))
-    add("seeds", "all", spec.seeds)
+            f"test", ("sweep", "final"), set_by=sizes)
+    add("seeds", "all", spec.seeds, set_by=given.get("seeds"))
     add("tune seed", "all", spec.tune_seed)
     add("evaluation", "all", f"every {spec.eval_every} epochs and after the last", "last")
     add("precision", "all", "auto (`python -m study run --precision`)", "auto")

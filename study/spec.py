@@ -15,7 +15,7 @@ from common.errors import StudyInputError, UnknownName
 from common.keys import Cell
 from common.registry import add
 from search_spaces import PerTask, SearchSpace
-from tasks import get_task
+from tasks import TASKS, get_task
 from tasks.splits import setting_splits, supports
 from trainables.backbones import create_backbone
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
@@ -54,7 +54,14 @@ class KnobChoice:
     table: PerTask | None = None
 
     def for_task(self, task: str) -> Any:
-        return self.table.value(task) if self.table else self.value
+        """The value for a task; a per-task table's, where an imported task (which no table
+        lists) takes the knob's default."""
+        if self.table is None:
+            return self.value
+        return self.table.value(task) if self.in_table(task) else self.knob.default
+
+    def in_table(self, task: str) -> bool:
+        return task in self.table.values or task in TASKS
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,6 +105,9 @@ class StudySpec:
     settings: tuple[str, ...] = ("800",)         # train sizes, "1shot", or "full" (FGVC)
     upstream: Upstream | None = None
     description: str = ""
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)   # a setting a
+                                              # study file or a flag set -> "set in <file>" or
+                                              # "set on the command line" (study.compose)
 
     def __post_init__(self):
         for task in self.tasks:
@@ -320,6 +330,24 @@ def get_study(name: str, smoke: bool = False, **overrides) -> StudySpec:
         raise UnknownName("study", name, STUDIES) from None
     spec = fn(smoke=smoke)
     return replace(spec, **{k: v for k, v in overrides.items() if v is not None})
+
+
+BACKBONES: dict[str, tuple[BackboneSpec, Upstream | None]] = {}
+
+
+def register_backbone(backbone: BackboneSpec, upstream: Upstream | None = None) -> BackboneSpec:
+    """A backbone a study file or `--backbone` names by its tag, with the pretraining that makes
+    its weights where the project makes them itself (the demo's ViT)."""
+    add(BACKBONES, "backbone", backbone.tag, (backbone, upstream))
+    return backbone
+
+
+def get_backbone(name: str) -> tuple[BackboneSpec, Upstream | None]:
+    import study.studies  # noqa: F401  (fills the registry)
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UnknownName("backbone", name, BACKBONES) from None
 
 
 def study_doc(name: str) -> str:

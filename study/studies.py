@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import search_spaces
-from study.spec import StudySpec, Upstream, register_study
+from study.spec import StudySpec, Upstream, register_backbone, register_study
 from tasks import tasks_in_suite
 from tasks.spec import DEMO_SCALE_SIZES
 from trainables.config import BackboneSpec, Recipe
@@ -14,17 +14,17 @@ from trainables.strategy import all_strategies, get_strategy
 
 ALL_STRATEGIES = ("full_ft", "vpt_deep", "vpt_shallow", "linear", "mixed", "ft_then_pt", "lora")
 
-# A ViT small enough for two CPU cores: 32 px input, 8 px patches, width 64, 4 blocks, 2 heads.
-DEMO_BACKBONE = BackboneSpec(
-    name="vit_tiny_patch16_224",
-    overrides=(("img_size", 32), ("patch_size", 8), ("embed_dim", 64), ("depth", 4),
-               ("num_heads", 2)),
-    weights="backbones/demo_vit_upstream.safetensors", label="demo-vit-32")
-SMOKE_WEIGHTS = "backbones/demo_vit_upstream_smoke.safetensors"
 DEMO_UPSTREAM = Upstream(task="upstream",
                          recipe=Recipe("adamw", 0.004, 0.05, epochs=15, warmup_epochs=2,
                                        batch_size=128),
                          shipped="demo_vit_upstream.safetensors")
+# A ViT small enough for two CPU cores: 32 px input, 8 px patches, width 64, 4 blocks, 2 heads.
+DEMO_BACKBONE = register_backbone(BackboneSpec(
+    name="vit_tiny_patch16_224",
+    overrides=(("img_size", 32), ("patch_size", 8), ("embed_dim", 64), ("depth", 4),
+               ("num_heads", 2)),
+    weights="backbones/demo_vit_upstream.safetensors", label="demo-vit-32"), DEMO_UPSTREAM)
+SMOKE_WEIGHTS = "backbones/demo_vit_upstream_smoke.safetensors"
 
 
 @register_study("demo")
@@ -97,37 +97,37 @@ def demo_petl(smoke: bool = False) -> StudySpec:
 # src/data/datasets/tf_dataset.py:76-77), the official head init (src/models/mlp.py:52-57) and, for
 # the supervised ViT-B/16, its config's dropout 0.1 (src/configs/vit_configs.py:35).
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-VIT_B16_IN21K = BackboneSpec(
+VIT_B16_IN21K = register_backbone(BackboneSpec(
     "vit_base_patch16_224.orig_in21k", weights="backbones/ViT-B_16.npz", label="vit_b16-in21k",
     mean_std=IMAGENET_MEAN_STD, dropout=0.1, head_init="vpt",
     obtain="put the original ViT-B/16 ImageNet-21k checkpoint there "
-           "(gs://vit_models/imagenet21k/ViT-B_16.npz)")
-SWIN_B_IN21K = BackboneSpec(
+           "(gs://vit_models/imagenet21k/ViT-B_16.npz)"))
+SWIN_B_IN21K = register_backbone(BackboneSpec(
     "swin_base_patch4_window7_224.ms_in22k", label="swin_b-in21k", mean_std=IMAGENET_MEAN_STD,
     head_init="vpt", overrides=(("drop_path_rate", 0.5),),     # VPT build_vit_backbone.py:311
     weights="backbones/swin_base_patch4_window7_224_22k.pth",
     obtain="put Microsoft's Swin-B ImageNet-22k checkpoint swin_base_patch4_window7_224_22k.pth "
-           "there")
-VIT_B16_MAE = BackboneSpec(
+           "there"))
+VIT_B16_MAE = register_backbone(BackboneSpec(
     "vit_base_patch16_224.mae", weights="backbones/mae_pretrain_vit_base.pth",
     label="vit_b16-mae", mean_std=IMAGENET_MEAN_STD, head_init="vpt",
     # as MAE's fine-tuning model that VPT builds (src/models/vit_backbones/vit_mae.py:17-44,61):
     # the mean of every token but the class token (prompts too) through a new fc_norm; drop-path
     overrides=(("global_pool", "avg"), ("drop_path_rate", 0.1)), fresh=("fc_norm.",),
     unused=("norm.",), prompts_in_pool=True,
-    obtain="put MAE's mae_pretrain_vit_base.pth there")
+    obtain="put MAE's mae_pretrain_vit_base.pth there"))
 # MoCo v3's ViT keeps its fixed 2-D sin-cos position embedding frozen, finetuning included
 # (VPT src/models/vit_backbones/vit_moco.py:27-28,52-68: requires_grad=False).
-VIT_B16_MOCOV3 = BackboneSpec(
+VIT_B16_MOCOV3 = register_backbone(BackboneSpec(
     "vit_base_patch16_224", weights="backbones/mocov3_vit-b-300ep.pth.tar",
     key_prefix="module.base_encoder.", label="vit_b16-mocov3",
     mean_std=IMAGENET_MEAN_STD, head_init="vpt", fixed=("pos_embed",),
-    obtain="put MoCo v3's vit-b-300ep.pth.tar there (renamed mocov3_vit-b-300ep.pth.tar)")
+    obtain="put MoCo v3's vit-b-300ep.pth.tar there (renamed mocov3_vit-b-300ep.pth.tar)"))
 
 # TOAST's ViT-B/16 (visual_classification/src/models/vit_models.py:95: drop_path 0.1, no dropout);
 # its own bottom-up in21k checkpoint is not public, so the original one stands in.
-VIT_B16_IN21K_TOAST = replace(VIT_B16_IN21K, label="vit_b16-in21k-toast", dropout=0.0,
-                              overrides=(("drop_path_rate", 0.1),))
+VIT_B16_IN21K_TOAST = register_backbone(replace(
+    VIT_B16_IN21K, label="vit_b16-in21k-toast", dropout=0.0, overrides=(("drop_path_rate", 0.1),)))
 
 PAPER_STRATEGIES = ("full_ft", "vpt_deep", "mixed", "ft_then_pt")
 
@@ -242,9 +242,9 @@ def paper_lora(smoke: bool = False) -> StudySpec:
 # in [0, 1] without mean/std (normalized: False, default_vtab_processed.yml:57; data/dataset/
 # vtab_processed.py:14-22).
 NO_NORMALISATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-VIT_B16_IN21K_PETL = replace(VIT_B16_IN21K, label="vit_b16-in21k-petl", dropout=0.0,
-                             head_init="torch", mean_std=NO_NORMALISATION,
-                             overrides=(("drop_path_rate", 0.1),))
+VIT_B16_IN21K_PETL = register_backbone(replace(
+    VIT_B16_IN21K, label="vit_b16-in21k-petl", dropout=0.0, head_init="torch",
+    mean_std=NO_NORMALISATION, overrides=(("drop_path_rate", 0.1),)))
 # The baselines, then PETL_Vision's methods (model/*.py) under their names there; PETL_Vision's
 # own LoRA and VPT (prompts before the class token; shallow prompts dropped after the first
 # block) as petl_lora and petl_vpt_*. The preset runs those of them that are registered.

@@ -38,6 +38,11 @@ class ChecksumMismatch(CacheError):
                          f"written; delete {path.parent} and prepare the task again")
 
 
+def default_cache_dir() -> str:
+    """The cache every command uses unless told otherwise: VPT_CACHE_DIR, else ./cache."""
+    return os.environ.get("VPT_CACHE_DIR", "cache")
+
+
 def task_dir(cache_dir: str | Path, slug: str) -> Path:
     return Path(cache_dir) / "tasks" / slug
 
@@ -99,7 +104,12 @@ def write_split(folder: Path, slug: str, split: str, count: int, shape: tuple[in
 def write_manifest(cache_dir: str | Path, slug: str, num_classes: int, entries: Mapping[str, dict],
                    info: Mapping[str, object] | None = None) -> Path:
     """Written last and atomically: a task without a manifest is not prepared."""
-    folder = task_dir(cache_dir, slug)
+    return write_manifest_into(task_dir(cache_dir, slug), slug, num_classes, entries, info)
+
+
+def write_manifest_into(folder: Path, slug: str, num_classes: int, entries: Mapping[str, dict],
+                        info: Mapping[str, object] | None = None) -> Path:
+    """`write_manifest` into a task folder that is not (yet) in its place in the cache."""
     manifest = {"task": slug, "num_classes": num_classes, "splits": dict(entries), **(info or {})}
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -55,6 +55,10 @@ def _prepare(task: TaskSpec, cache_dir, data_dir, from_folder, image_size: int,
         write_task(cache_dir, task.slug, splits, task.num_classes,
                    info={"source": task.source, "generator_version": demo.GENERATOR_VERSION,
                          "encoding": "lossless uint8 (generated)", "interpolation": "bilinear"})
+    elif kind == "import":
+        raise StudyInputError(f"task '{task.slug}' was imported from the user's images: run "
+                              f"`python -m tasks import {task.slug} --force` with its "
+                              f"--from-folder or --from-csv again")
     elif kind == "tfds":
         from tasks.tfds_source import prepare_tfds
         prepare_tfds(task, data_dir, cache_dir, image_size, sweep=sweep, one_shot=one_shot,

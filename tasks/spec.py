@@ -2,14 +2,19 @@
 google-research/task_adaptation call string, its group (natural / specialized / structured), its
 class count, where its images come from (a TFDS builder or a demo generator) and how each of the
 four protocol splits (train800, val200, train800val200, test) is carved from the source splits.
-Nothing here reads data; `tasks.cache` and the preparers do."""
+Nothing here reads data; `tasks.cache` and the preparers do. A task imported from the user's
+own images (`tasks.importer`) has its row in its cached manifest, where `get_task` finds it."""
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
 from common.errors import UnknownName
+from tasks.cache import MANIFEST, default_cache_dir, task_dir
 
 GROUPS = ("natural", "specialized", "structured", "fgvc")
 GROUP_TITLES = {"natural": "Natural", "specialized": "Specialized", "structured": "Structured",
@@ -204,11 +209,42 @@ SWEEP_SIZES = (400, 800, 5000, 10000, 20000)
 ONE_SHOT = ("train1shot", "val1shot", "train1shotval1shot")
 
 
-def get_task(slug: str) -> TaskSpec:
-    try:
+def get_task(slug: str, cache_dir: str | Path | None = None) -> TaskSpec:
+    """The built-in task `slug`, else the one `python -m tasks import` made under that name in
+    `cache_dir` (default: the cache VPT_CACHE_DIR names, else ./cache)."""
+    if slug in TASKS:
         return TASKS[slug]
-    except KeyError:
-        raise UnknownName("task", slug, TASKS) from None
+    found = imported_task(slug, cache_dir)
+    if found is None:
+        where = cache_dir or default_cache_dir()
+        raise UnknownName("task", slug, [*TASKS, *imported_slugs(where)],
+                          f"; imported tasks are looked up in {Path(where).absolute()}")
+    return found
+
+
+def imported_task(slug: str, cache_dir: str | Path | None = None) -> TaskSpec | None:
+    """The table row an import wrote into its task's manifest, or None."""
+    path = task_dir(cache_dir or default_cache_dir(), slug) / MANIFEST
+    try:
+        return _imported_row(str(path.resolve()), path.stat().st_mtime_ns)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _imported_row(path: str, mtime_ns: int) -> TaskSpec | None:
+    row = json.loads(Path(path).read_text()).get("task_spec")
+    if row is None:                                  # a built-in task's cache
+        return None
+    return TaskSpec(row["slug"], row["name"], row["group"], row["num_classes"], row["source"],
+                    MappingProxyType(dict(row["splits"])), label="imported")
+
+
+def imported_slugs(cache_dir: str | Path | None = None) -> list[str]:
+    """The names of the tasks imported into a cache."""
+    root = task_dir(cache_dir or default_cache_dir(), "x").parent
+    return sorted(folder.name for folder in root.glob("*") if not folder.name.startswith(".")
+                  and folder.name not in TASKS and imported_task(folder.name, cache_dir))
 
 
 def tasks_in_suite(suite: str) -> tuple[str, ...]:

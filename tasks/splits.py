@@ -71,10 +71,13 @@ def _source_sizes(task: TaskSpec) -> Mapping[str, int] | None:
 
 def sweep_names(task: TaskSpec, train_size: int) -> tuple[str, str, str]:
     """A task's split names at a sweep size: train N, val V, train N val V, where V is the size
-    of the val slice the paper's code publishes for it, else N/4."""
+    of the val slice the paper's code publishes for it, or of the val split the task names
+    itself at that size (VTAB-1k's val200, an imported task's), else N/4."""
     published = task.sweeps.get(train_size)
     if published is None:
-        return sweep_split_names(train_size)
+        own = [re.fullmatch(rf"train{train_size}val(\d+)", split) for split in task.splits]
+        val = next((int(match.group(1)) for match in own if match), None)
+        return sweep_split_names(train_size, val)
     val = sum(b - a for _, a, b in resolve_split(published[1], _source_sizes(task)))
     return sweep_split_names(train_size, val)
 

@@ -90,7 +90,7 @@ def load(cfg: TrialConfig, split: str, name: str, on: torch.device, resident: bo
     process), else memory-mapped on the host and moved per batch."""
     if resident:
         images, labels, *sizes = on_device(str(cfg.cache_dir), cfg.task, split, on)
-        crop = get_task(cfg.task).augment.crop if sizes else 0
+        crop = get_task(cfg.task, cfg.cache_dir or None).augment.crop if sizes else 0
         return Split(images, labels, name, *sizes, crop=crop)
     images, labels = load_split(cfg.cache_dir, cfg.task, split)
     return Split(images, torch.tensor(labels, device=on), name)
@@ -148,7 +148,7 @@ def train_model(cfg: TrialConfig, report: MetricsSink) -> tuple[torch.nn.Module,
     started = time.perf_counter()
     inject(cfg)
     on = set_up(cfg.execution, cfg.seed)
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.cache_dir or None)
     train_split = load(cfg, cfg.train_split, "train", on, resident=True)
     eval_split = load(cfg, cfg.eval_split, metric_prefix(cfg.eval_split), on, resident=False)
     model = create_backbone(cfg.backbone, task.num_classes, cfg.cache_dir)
