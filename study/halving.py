@@ -64,10 +64,10 @@ class Halving:
 
     def ranked(self, trials: list[TrialConfig], points: dict[str, int]
                ) -> list[tuple[TrialConfig, float]]:
-        """Each tune trial as halving runs it (`judged`) with the share of its own phase's epochs
+        """Each tune trial as halving runs it (`judged`), with the share of its own phase's epochs
         it is expected to run: a cell's trials, in order, take the ranks of `epochs_by_rank` over
-        its strategy's grid of `points`, which a cell's trials are all counted for once (the
-        plan prices every trial of a cell at its first grid point, so the order is immaterial)."""
+        its strategy's grid of `points[strategy]` (which trial has which rank is known only as
+        they run; the plan prices them all at the cell's first point)."""
         ranks, ranked = Counter(), []
         for cfg in trials:
             cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
