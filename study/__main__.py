@@ -247,7 +247,8 @@ def cmd_plan(spec, halving=None, study: str = "", gpus: tuple[int, ...] = (),
     tune = spec.tune_trials() + spec.tune_trials(assumed)
     stages = {"tune": [(cfg, 1.0) for cfg in tune]}
     if halving:
-        stages["halving"] = [(cfg, halving_share(spec, cfg, halving)) for cfg in tune]
+        stages["halving"] = halving.ranked(tune, {s: len(spec.points(s))
+                                                  for s in spec.strategies})
     stages["final"] = [(cfg, 1.0) for cfg in spec.final_trials(assumed)]
     costs = {stage: StageCost() for stage in stages}
     for stage, configs in stages.items():
@@ -264,7 +265,10 @@ def cmd_plan(spec, halving=None, study: str = "", gpus: tuple[int, ...] = (),
               f"the FT grid; each grid's own warm-up sets its grace); "
               f"{full.trial_epochs / halved.trial_epochs:.1f}x fewer trial-epochs by "
               f"synchronous halving's arithmetic (ASHA, deciding as results arrive, runs "
-              f"somewhat more)")
+              f"somewhat more); its trials evaluate val after each rung epoch and the last "
+              f"only, where ASHA judges: {halved.val_passes:,} val passes (the grid's "
+              f"{full.val_passes:,}), one ~{halved.val_pass()[0]:.2g} GPU-s, "
+              f"{halved.val_pass()[1]:.2g} trial-epochs on average")
     columns = [("tune", "tune GPU-h"), ("final", "final GPU-h")] + \
         ([("halving", "halving GPU-h")] if halving else [])
     print(f"per task: {'task':<22} {'tune trials':>11}" +
@@ -354,13 +358,6 @@ def print_strategies(spec, costs, tune) -> None:
               f"{_span(counts[s]) if counts[s] else 'n/a':<31}" + (
                   f"  |  {_span((low, high))} (mean {mean:,.0f})" if low is not None else
                   "  |  not in PETL_Vision's results" if petl else ""))
-
-
-def halving_share(spec, cfg, halving) -> float:
-    """The fraction of a tune trial's own epochs that halving is expected to run, over its
-    cell's grid."""
-    points = len(spec.points(cfg.strategy))
-    return halving.expected_epochs(points, cfg.recipe) / (points * cfg.recipe.epochs)
 
 
 def cmd_run(spec, args, halving=None, command: str = "") -> int:

@@ -92,10 +92,20 @@ class Cost:
     train_images: int = 0        # images x epochs
     eval_images: int = 0
     flops: float = 0.0
+    val_passes: int = 0          # evaluations of a trial's eval split, summed over trials
+    eval_flops: float = 0.0      # their share of `flops`
 
     @property
     def gpu_hours(self) -> float:
         return self.flops / (PEAK_FLOPS * UTILISATION) / 3600
+
+    def val_pass(self) -> tuple[float, float]:
+        """One val pass on average: (GPU-seconds, in trial-epochs of training)."""
+        if not self.val_passes:
+            return 0.0, 0.0
+        flops = self.eval_flops / self.val_passes
+        per_epoch = (self.flops - self.eval_flops) / self.trial_epochs
+        return flops / (PEAK_FLOPS * UTILISATION), flops / per_epoch
 
 
 @dataclass
@@ -121,7 +131,7 @@ class StageCost:
             last = index == len(ordered) - 1
             if (last and cfg.kept_as_prior) or (not last and shares_prior(cfg)):
                 identity = (phase.name, cfg.task, cfg.backbone, cfg.train_split, cfg.eval_split,
-                            cfg.seed, recipe)
+                            cfg.seed, replace(recipe, eval_at=()))
                 if identity in self.shared:
                     replays.append(self.shared[identity])
                     continue
@@ -129,11 +139,13 @@ class StageCost:
             train_flops, eval_flops = flops_per_image(key, index)
             epochs = recipe.epochs * (share if index == len(ordered) - 1 else 1.0)
             train = round((split_size(task, cfg.train_split) or 0) * epochs)
-            evaluated = (split_size(task, cfg.eval_split) or 0) * math.ceil(
-                epochs / recipe.eval_every)
+            passes = recipe.evaluations(math.ceil(epochs))
+            evaluated = (split_size(task, cfg.eval_split) or 0) * passes
             for cost in costs:
                 cost.trial_epochs += epochs
                 cost.train_images += train
                 cost.eval_images += evaluated
                 cost.flops += train * train_flops + evaluated * eval_flops
+                cost.val_passes += passes
+                cost.eval_flops += evaluated * eval_flops
         return own, tuple(replays)

@@ -2,16 +2,20 @@
 cell, every grid point starts; at each rung (the epochs `grace * reduction**k` before the last)
 a trial whose val accuracy falls below the best 1/reduction of those that reached the rung
 before it is stopped, as Ray Tune's ASHA decides (`study.ray_runner` builds it, one per cell).
+ASHA judges a rung at the first val result at or after it, so the tune stage's trials evaluate
+val after each rung's epoch (and after the last) and at no other: `Halving.judged`.
 The schedule of a trial that continues is never shortened, and selection reads only trials that
 ran it to the end. This module holds the rung arithmetic that `study plan` prices; it imports
 no Ray."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 from common.errors import StudyInputError
-from trainables.config import Recipe
+from common.keys import Cell
+from trainables.config import Recipe, TrialConfig
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,38 @@ class Halving:
             milestone *= self.reduction
         return rungs
 
+    def rung_epochs(self, recipe: Recipe) -> tuple[int, ...]:
+        """The epochs after which the rungs are judged: each rung's, rounded up."""
+        return tuple(sorted({math.ceil(rung) for rung in self.rungs(recipe)}))
+
+    def judged(self, cfg: TrialConfig) -> TrialConfig:
+        """The tune trial as halving runs it: val evaluated after each rung epoch and the last."""
+        return replace(cfg, recipe=replace(cfg.recipe, eval_at=self.rung_epochs(cfg.recipe)))
+
     def epochs_by_rank(self, points: int, recipe: Recipe) -> list[float]:
         """The epochs each of one cell's grid of `points` trials runs, by synchronous successive
         halving's arithmetic (the top ceil(n / reduction) continue at each rung, the others stop
         there), best first: the first run the whole schedule."""
         epochs, alive = [float(recipe.epochs)] * points, points
-        for milestone in self.rungs(recipe):
+        for milestone in self.rung_epochs(recipe):
             kept = max(1, math.ceil(alive / self.reduction))
             epochs[kept:alive] = [milestone] * (alive - kept)
             alive = kept
         return epochs
+
+    def ranked(self, trials: list[TrialConfig], points: dict[str, int]
+               ) -> list[tuple[TrialConfig, float]]:
+        """Each tune trial as halving runs it (`judged`), with the share of its own phase's epochs
+        it is expected to run: a cell's trials, in order, take the ranks of `epochs_by_rank` over
+        its strategy's grid of `points[strategy]` (which trial has which rank is known only as
+        they run; the plan prices them all at the cell's first point)."""
+        ranks, ranked = Counter(), []
+        for cfg in trials:
+            cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
+            epochs = self.epochs_by_rank(points[cfg.strategy], cfg.recipe)[ranks[cell]]
+            ranks[cell] += 1
+            ranked.append((self.judged(cfg), epochs / cfg.recipe.epochs))
+        return ranked
 
     def expected_epochs(self, points: int, recipe: Recipe) -> float:
         """Trial-epochs of one cell's grid of `points` trials, by synchronous successive

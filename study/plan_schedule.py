@@ -3,7 +3,7 @@
 run` keeps them, and pipelined without them), and the table of their simulated schedules."""
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 
 from common.keys import Cell
@@ -29,20 +29,17 @@ def study_jobs(spec, shares, halving=None) -> dict[bool, list]:
     run` runs them, each stage waits for the one before; pipelined, a cell's final trials wait
     for its own selection and FT-then-PT's tune trials for their task's full_ft selection."""
     assumed = spec.first_points()
-    tune_cost, ranks = StageCost(), Counter()
+    tune_cost = StageCost()
     points = {strategy: len(spec.points(strategy)) for strategy in spec.strategies}
     stages = zip(SCHEDULE_STAGES, (spec.tune_trials(), spec.tune_trials(assumed),
                                    spec.final_trials(assumed)), (tune_cost, tune_cost, StageCost()))
     jobs, barrier = {True: [], False: []}, ()
     for stage, trials, cost in stages:
         tuned = defaultdict(list)
-        for cfg in trials:
+        ranked = halving.ranked(trials, points) if halving and stage != "final" else \
+            [(cfg, 1.0) for cfg in trials]
+        for cfg, fraction in ranked:
             cell = Cell(cfg.backbone.tag, cfg.setting, cfg.task, cfg.strategy)
-            fraction = 1.0
-            if halving and stage != "final":
-                epochs = halving.epochs_by_rank(points[cfg.strategy], cfg.recipe)
-                fraction = epochs[ranks[cell]] / cfg.recipe.epochs
-                ranks[cell] += 1
             own, replays = cost.add(cfg, fraction)
             trial = Job(cfg.trial_id, own.gpu_hours, shares.of(cfg.strategy), replays, stage,
                         cell)

@@ -445,6 +445,8 @@ class RayRunner:
         shares = self.shares or Shares(float(self.gpus_per_trial or 0.0))
         configs = [replace(cfg, execution=replace(cfg.execution, gpu_share=shares.of(
             cfg.strategy))) for cfg in configs]
+        if self.halving and stage == "tune":       # evaluated where ASHA judges
+            configs = [self.halving.judged(cfg) for cfg in configs]
         halt = _HaltOnFullDisk()
         progress = _ShowProgress(stage, len(configs))
         record = _RecordRuns(self.tracker, halt, progress)

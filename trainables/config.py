@@ -50,10 +50,30 @@ class Recipe:
     batch_size: int
     eval_every: int = 1               # evaluate every n epochs (and always after the last)
     schedule: str = "step"            # "step" | "vpt_epoch"
+    eval_at: tuple[int, ...] = ()     # evaluate after these epochs (and after the last) instead
+    # of every `eval_every`: successive halving's rungs (`study.halving`). It changes neither the
+    # weights nor the final val accuracy, so no identity holds it (trial ids, kept priors)
+
+    def __post_init__(self):
+        object.__setattr__(self, "eval_at", tuple(self.eval_at))
 
     @property
     def lr(self) -> float:
         return self.base_lr * self.batch_size / 256
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether val is evaluated after `epoch` (1-based, of this recipe's phase)."""
+        if epoch == self.epochs:
+            return True
+        return epoch in self.eval_at if self.eval_at else epoch % self.eval_every == 0
+
+    def evaluations(self, epochs: int) -> int:
+        """The val passes of a phase that ran its first `epochs` epochs."""
+        return sum(self.evaluates_after(epoch) for epoch in range(1, epochs + 1))
+
+    def identity(self) -> dict:
+        """The fields that make its results: all but `eval_at`."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "eval_at"}
 
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -127,6 +147,9 @@ class TrialConfig:
     def trial_id(self) -> str:
         identity = {k: v for k, v in self.to_dict().items()
                     if k not in RUNS_NOT_RESULTS}
+        identity["recipe"] = self.recipe.identity()
+        if self.prior_recipe:
+            identity["prior_recipe"] = self.prior_recipe.identity()
         identity["backbone"] = {k: v for k, v in identity["backbone"].items()
                                 if k not in BACKBONE_FIELDS_ADDED or v != BACKBONE_FIELDS_ADDED[k]}
         if not identity["revision"]:

@@ -175,8 +175,7 @@ def train(model: nn.Module, train_split: Split, eval_split: Split, normalize: In
             return {**last, "outcome": "diverged", "epoch": epoch}
         metrics = {"epoch": epoch, "lr": lr, "train_loss": train_loss,
                    "train_acc": 100.0 * correct.item() / len(train_split)}
-        final = epoch == first_epoch + recipe.epochs - 1
-        if final or (epoch - first_epoch + 1) % recipe.eval_every == 0:
+        if recipe.evaluates_after(epoch - first_epoch + 1):
             eval_loss, eval_acc = evaluate(forward, eval_split, normalize, dtype=dtype)
             if not math.isfinite(eval_loss):
                 report({"epoch": epoch, "diverged": 1.0})

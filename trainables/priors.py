@@ -48,7 +48,7 @@ def prior_path(cfg: TrialConfig, phase: str, recipe: Recipe, dtype: torch.dtype 
     """Where the prior lives, named by everything it depends on (a replaced weights file too)."""
     weights = resolve_weights(cfg.backbone, cfg.cache_dir) if cfg.backbone.weights else None
     stamp = (weights.stat().st_size, weights.stat().st_mtime_ns) if weights else None
-    identity = {"phase": phase, "recipe": recipe.__dict__, "precision": str(dtype),
+    identity = {"phase": phase, "recipe": recipe.identity(), "precision": str(dtype),
                 "weights_file": stamp,
                 **{k: v for k, v in cfg.to_dict().items()
                    if k in ("task", "backbone", "train_split", "eval_split", "seed")}}
