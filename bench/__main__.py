@@ -315,9 +315,10 @@ def halving(size: Size, work: Path, figures: Figures) -> None:
 
 def strategies(size: Size, work: Path, figures: Figures) -> None:
     """Every registered strategy against full_ft, at its declared knob defaults: the CPU time of
-    a training step and its counted peak memory on the demo ViT (batch 64, fp32), and the FLOPs of
-    a training step (meta device) and trainable parameters at ViT-B/16 224."""
-    from bench.measure import DEMO, VIT_B, config, training_step
+    a training step (the least of `strategy_steps`) and its counted peak memory on the demo ViT
+    (batch 64, fp32), and the FLOPs of a training step (meta device) and trainable parameters at
+    ViT-B/16 224."""
+    from bench.measure import DEMO, VIT_B, config, timed, training_step
     from study.cost import flops_per_image
     from trainables.footprint import trial_footprint
     from trainables.model import build_model
@@ -327,10 +328,7 @@ def strategies(size: Size, work: Path, figures: Figures) -> None:
     measured = {}
     for name in names:
         step = training_step(config(DEMO, name, ""), 64, None)
-        began = time.perf_counter()
-        for _ in range(size.strategy_steps):
-            step()
-        seconds = (time.perf_counter() - began) / size.strategy_steps
+        seconds = min(timed(step) for _ in range(size.strategy_steps))   # the least disturbed
         peak = trial_footprint(config(DEMO, name, ""), None).peak
         vit_b = config(VIT_B, name, "")
         with torch.device("meta"):

@@ -77,6 +77,15 @@ def matmul_size(on: torch.device) -> tuple[int, int]:
     return (8192, 20) if on.type == "cuda" else (2048, 1)
 
 
+def timed(work) -> float:
+    """Seconds one call of `work` takes, the device synchronised before and after."""
+    synchronize()
+    began = time.perf_counter()
+    work()
+    synchronize()
+    return time.perf_counter() - began
+
+
 def matmul_peak(dtype: torch.dtype, reps: int = 10) -> float:
     """The best FLOP/s of n x n matmuls on this device in `dtype` (`matmul_size`)."""
     on = device()
@@ -84,14 +93,10 @@ def matmul_peak(dtype: torch.dtype, reps: int = 10) -> float:
     a = torch.randn(n, n, device=on, dtype=dtype)
     b = torch.randn(n, n, device=on, dtype=dtype)
     a @ b
-    best = float("inf")
-    for _ in range(reps):
-        synchronize()
-        began = time.perf_counter()
+    def products_once():
         for _ in range(products):
             a @ b
-        synchronize()
-        best = min(best, time.perf_counter() - began)
+    best = min(timed(products_once) for _ in range(reps))
     return 2 * n ** 3 * products / best
 
 
