@@ -199,8 +199,9 @@ def efficiency(final_runs: pd.DataFrame):
               .agg(test_acc=("test_acc", "mean"), trainable_params=("trainable_params", "mean"),
                    tasks=("task", "count")).reset_index())
     strategies = sorted(set(points["strategy"]))
-    style = {name: (COLORS.get(name) or plt.cm.tab20.colors[i % 20], MARKERS[i % len(MARKERS)])
-             for i, name in enumerate(strategies)}
+    own = set(strategies) <= set(COLORS)          # the paper's strategies keep their colours
+    style = {name: (COLORS[name] if own else plt.cm.tab20.colors[i % 20],
+                    MARKERS[i % len(MARKERS)]) for i, name in enumerate(strategies)}
     groups = list(dict.fromkeys(points.sort_values("group")["group"]))
     fig, axes = plt.subplots(1, len(groups), squeeze=False, sharey=False,
                              figsize=(4.2 * len(groups) + 2.2, 4.2))
@@ -212,7 +213,7 @@ def efficiency(final_runs: pd.DataFrame):
                        s=42, edgecolor="black", linewidth=0.4, zorder=3)
         full = rows.loc[rows["strategy"] == "full_ft", "test_acc"]
         if len(full):
-            ax.axhline(full.iloc[0], color=COLORS["full_ft"], ls="--", lw=0.8, zorder=1)
+            ax.axhline(full.iloc[0], color="0.4", ls="--", lw=0.8, zorder=1)
         ax.set_xscale("log")
         tasks = int(rows["tasks"].max())
         ax.set_title(f"{group.capitalize()} ({tasks} task{'s' * (tasks > 1)})", fontsize="medium")
@@ -223,8 +224,7 @@ def efficiency(final_runs: pd.DataFrame):
     handles = [plt.Line2D([], [], ls="", marker=style[name][1], color=style[name][0],
                           markeredgecolor="black", markeredgewidth=0.4, label=name)
                for name in strategies]
-    handles.append(plt.Line2D([], [], color=COLORS["full_ft"], ls="--", lw=0.8,
-                              label="full_ft's accuracy"))
+    handles.append(plt.Line2D([], [], color="0.4", ls="--", lw=0.8, label="full_ft's accuracy"))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
                fontsize="x-small")
     fig.suptitle("Accuracy against trainable parameters, per task group")
