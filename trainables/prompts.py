@@ -106,8 +106,8 @@ def _rope_skips(blocks, length: int) -> None:
 
 
 def _check(vit: nn.Module, length: int) -> None:
-    if length < 1:
-        raise ValueError(f"prompt length must be >= 1, got {length}")
+    if length < 0:                  # zero prompts: the backbone itself (a check's baseline)
+        raise ValueError(f"prompt length must be >= 0, got {length}")
     if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
         raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
                               f"the patch tokens); {type(vit).__name__} is not one")
@@ -138,11 +138,18 @@ def _drop_first(length: int, _module, _args, output):
     return output[:, length:]
 
 
+def _length(cfg) -> int:
+    length = cfg.knob("prompt_length")
+    if length < 1:
+        raise StudyInputError(f"{cfg.strategy}: prompt_length must be >= 1, got {length}")
+    return length
+
+
 def prompting(deep: bool):
     """A strategy's `adapt` that adds the trial's prompts (its `prompt_length` and
     `prompt_dropout` knobs), deep or shallow."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
-        return add_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+        return add_prompts(vit, _length(cfg), deep=deep,
                            dropout=cfg.knob("prompt_dropout"), pooled=cfg.backbone.prompts_in_pool)
     return adapt
 
@@ -150,6 +157,6 @@ def prompting(deep: bool):
 def petl_prompting(deep: bool):
     """A strategy's `adapt` that adds the trial's prompts as PETL_Vision does, deep or shallow."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
-        return add_petl_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+        return add_petl_prompts(vit, _length(cfg), deep=deep,
                                 dropout=cfg.knob("prompt_dropout"))
     return adapt
