@@ -21,7 +21,7 @@ from study.card import rows
 from study.compose import resolve
 from study.spec import get_backbone
 from study.studies import CLIP_B16, DINOV2_B14, DINOV2_REG4_B14, EVA02_B16, NAMED_BACKBONES
-from trainables.backbones import create_backbone
+from trainables.backbones import create_backbone, save_weights
 from trainables.config import Recipe, TrialConfig
 from trainables.model import build_model
 from trainables.prompts import add_petl_prompts, add_prompts
@@ -199,3 +199,16 @@ def test_a_prompt_length_below_one_is_refused():
             build_model(replace(trial(CLIP_B16, "vpt_deep"),
                                 knobs=get_strategy("vpt_deep").knob_values(prompt_length=0)),
                         CLASSES, pretrained=False)
+
+
+def test_a_dinov2_weights_file_at_518_pixels_loads_into_the_224_pixel_model(tmp_path):
+    """The hub's DINOv2 layout (a 37 x 37 position grid): its position embedding is resampled to
+    16 x 16 on loading, every other weight read as it is."""
+    torch.manual_seed(0)
+    source = timm.create_model(DINOV2_REG4_B14.name, depth=DEPTH, num_classes=0)
+    save_weights(source, tmp_path / "dinov2.safetensors")
+    spec, _ = resolve("demo", {"backbone": DINOV2_REG4_B14.tag, "weights": "dinov2.safetensors"})
+    model = create_backbone(small(spec.backbones[0]), CLASSES, cache_dir=tmp_path)
+    assert (source.pos_embed.shape[1], model.pos_embed.shape[1]) == (37 * 37, 16 * 16)
+    for name in ("reg_token", "cls_token", "blocks.1.attn.qkv.weight", "blocks.1.ls2.gamma"):
+        torch.testing.assert_close(model.get_parameter(name), source.get_parameter(name))
