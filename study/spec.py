@@ -347,14 +347,15 @@ TIMM_PREFIX = "timm:"
 
 def get_backbone(name: str) -> tuple[BackboneSpec, Upstream | None]:
     """A registered backbone by its tag, or any timm ViT as `timm:NAME` (weights from the hub
-    unless a file is given: `with_weights`)."""
+    unless a file is given: `--weights`, `study.compose`)."""
     if name.startswith(TIMM_PREFIX):
         return timm_vit(name.removeprefix(TIMM_PREFIX), label=name), None
     import study.studies  # noqa: F401  (fills the registry)
     try:
         return BACKBONES[name]
     except KeyError:
-        raise UnknownName("backbone", name, BACKBONES) from None
+        raise UnknownName("backbone", name, BACKBONES,
+                          hint=f"; or any timm ViT as {TIMM_PREFIX}NAME") from None
 
 
 def study_doc(name: str) -> str:

@@ -100,7 +100,7 @@ def test_any_timm_vit_by_name_with_a_weights_file_and_its_card_row():
     ("timm:swin_base_patch4_window7_224", "is a SwinTransformer, not a ViT"),
     ("timm:resnet50", "is a ResNet, not a ViT"),
     ("timm:no_such_model", "timm has no model 'no_such_model'"),
-    ("no-such-backbone", "no-such-backbone")])
+    ("no-such-backbone", "no-such-backbone.*; or any timm ViT as timm:NAME")])
 def test_what_is_not_a_timm_vit_is_one_line(name, says):
     with pytest.raises(StudyInputError, match=says) as error:
         resolve("demo", {"backbone": name})
