@@ -5,10 +5,10 @@ timm's `num_prefix_tokens`) and before the patch tokens, at the input of block 0
 position embedding and after `norm_pre` (CLIP's pre-norm normalises the image tokens, not the
 prompts, as the prompts of the official VPT enter after the embeddings). Deep: before every later
 block, that slice is replaced by the layer's own prompts; a RoPE attention (EVA-02) leaves the
-prompts unrotated, as it does the class token. Init is Xavier-uniform with bound sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout
-acts on the prompts only: the backbone's own dropout and drop-path are turned off, since the
-official prompted ViT runs its encoder in eval mode whatever trains (VPT
-src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
+prompts unrotated, as it does the class token. Init is Xavier-uniform with bound
+sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout acts on the prompts only: the backbone's own
+dropout and drop-path are turned off, since the official prompted ViT runs its encoder in eval
+mode whatever trains (VPT src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
 average pooling skips them, unless the backbone pools them as the official MAE model does; the
 head of a class-token model still reads the class token after the final norm.
 
