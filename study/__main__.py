@@ -105,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                "included)")
         overrides.add_argument("--strategies", help="strategy names, e.g. full_ft,vpt_deep,lora")
         overrides.add_argument("--backbone", help="a registered backbone's tag (`python -m study "
-                                                  "list`), e.g. demo-vit-32")
+                                                  "list`), e.g. demo-vit-32 or clip-vitb16, or "
+                                                  "any timm ViT as timm:NAME (docs/data.md)")
+        overrides.add_argument("--weights", metavar="FILE",
+                               help="the backbone's weights file (safetensors, .pth or .npz; "
+                                    "relative: under --cache-dir), in place of its own or "
+                                    "timm's hub")
         overrides.add_argument("--search-space", help="the lr x wd grids by name, e.g. demo")
         overrides.add_argument("--epochs", help="training epochs of every trial")
         overrides.add_argument("--warmup-epochs", help="warm-up epochs (where the grid sets none)")
@@ -216,6 +221,8 @@ def cmd_list() -> None:
     for backbone, upstream in BACKBONES.values():
         print(f"  {backbone.tag:<22} {backbone.name}" + (
             f" (pretrained by the project on '{upstream.task}')" if upstream else ""))
+    print("  any timm ViT as timm:NAME, e.g. timm:vit_base_patch16_clip_224.openai (weights from "
+          "timm's hub, or --weights FILE)")
     print(f"search spaces (--search-space): {', '.join(search_spaces())}")
 
 
@@ -223,6 +230,7 @@ def cmd_plan(spec, halving=None, study: str = "", gpus: tuple[int, ...] = (),
              gpus_per_trial=1.0) -> None:
     from common.errors import StudyInputError
     from study.cost import METHOD, StageCost
+    from trainables.backbones import weights_source
     from trainables.strategy import get_strategy
     if gpus and gpus_per_trial == 0:
         raise StudyInputError("--gpus simulates trials on GPUs: give --gpus-per-trial a share "
@@ -233,8 +241,8 @@ def cmd_plan(spec, halving=None, study: str = "", gpus: tuple[int, ...] = (),
           f"{', '.join(map(str, spec.seeds))} (every setting and its source: "
           f"`python -m study explain {study or spec.name}`)")
     for backbone in spec.backbones:
-        print(f"  backbone {backbone.tag}: timm {backbone.name}"
-              + (f", weights {backbone.weights}" if backbone.weights else ""))
+        print(f"  backbone {backbone.tag}: timm {backbone.name}, weights "
+              f"{weights_source(backbone)}")
     for s in spec.strategies:
         grid = spec.search_space.grid_for(get_strategy(s).grid)
         recipe = spec.recipe(get_strategy(s).grid, 0.0, 0.0)

@@ -23,6 +23,7 @@ from study.spec import StudySpec
 from tasks import get_task
 from tasks.spec import Augment
 from tasks.splits import setting_splits, supports
+from trainables.backbones import mean_std_name, spec_normalization, weights_source
 from trainables.strategy import get_strategy
 
 VPT = "VPT-or-FT"        # the paper's code; its solver/data/model files are KMnP/vpt's
@@ -485,11 +486,14 @@ def rows(spec: StudySpec) -> list[dict[str, str]]:
     for backbone in spec.backbones:
         fixed = f"; never trained: {', '.join(backbone.fixed)}" if backbone.fixed else ""
         add("backbone", "all", f"{backbone.tag}: timm {backbone.name}, weights "
-            f"{backbone.weights}{fixed}", backbone.tag, set_by=given.get("backbone"))
+            f"{weights_source(backbone)}{fixed}; normalisation "
+            f"{mean_std_name(spec_normalization(backbone))}", backbone.tag,
+            set_by=given.get("backbone"))
         add("head init", "all", backbone.head_init)
         normalisation = backbone.mean_std or "timm's pretrained config"
         add("normalisation", "all", normalisation, (normalisation, backbone.tag),
-            (normalisation, data), normalisation)
+            (normalisation, data), normalisation,
+            otherwise="the backbone's pretraining normalisation (timm's config for its name)")
     for augment in dict.fromkeys(get_task(t).augment for t in spec.tasks):
         add("augmentation", "all", "none" if augment is None else
             f"train: shorter side {augment.resize}, random {augment.crop} crop, horizontal flip "

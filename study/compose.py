@@ -137,7 +137,10 @@ SETTINGS: dict[str, Setting] = {
                      "list`) or imported ones (`python -m tasks import`)"),
     "strategies": Setting(_checked("strategies", get_strategy), "strategy names"),
     "backbone": Setting(_checked("backbone", get_backbone), "a registered backbone (or several), "
-                        "by the tag `python -m study list` shows"),
+                        "by the tag `python -m study list` shows, or any timm ViT as timm:NAME "
+                        "(e.g. timm:vit_base_patch16_clip_224.openai)"),
+    "weights": Setting(_text, "the backbone's weights file (safetensors, .pth or .npz; relative: "
+                              "under the cache dir) in place of its own or timm's hub"),
     "search_space": Setting(_known(get_search_space), "the lr x wd grids by name (demo, smoke, "
                                                       "paper, petl, ...)"),
     "scheduler": Setting(_one_of(SCHEDULERS), "the tune stage: grid (every point to the end) or "
@@ -225,6 +228,9 @@ def compose(base: StudySpec, *layers: Overrides) -> StudySpec:
         changes["backbones"] = backbones
         if backbones != base.backbones:         # pretrained as registered (the demo's ViT)
             changes["upstream"] = next((up for _, up in chosen if up), None)
+    if "weights" in changes:
+        changes.update(_with_weights(changes.pop("weights"),
+                                     changes.get("backbones", base.backbones)))
     if "search_space" in changes:
         changes["search_space"] = get_search_space(changes["search_space"])
     spec = replace(base, **changes, origins=tuple(origins.items()))
@@ -239,6 +245,16 @@ def compose(base: StudySpec, *layers: Overrides) -> StudySpec:
         spec = replace(spec.with_knobs(typed), origins=spec.origins + tuple(
             (f"knobs.{key}", layer.origin) for key in typed))
     return spec
+
+
+def _with_weights(weights: str, backbones: tuple) -> dict[str, Any]:
+    """The study's one backbone reading its weights from the file `weights` (so none is
+    pretrained here)."""
+    if len(backbones) != 1:
+        raise StudyInputError(f"weights: a weights file is for one backbone; the study has "
+                              f"{len(backbones)} ({', '.join(b.tag for b in backbones)})")
+    return {"backbones": (replace(backbones[0], weights=weights, hub_weights=False, obtain=""),),
+            "upstream": None}
 
 
 def _every_task_runs(spec: StudySpec) -> None:

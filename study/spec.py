@@ -17,7 +17,7 @@ from common.registry import add
 from search_spaces import PerTask, SearchSpace
 from tasks import TASKS, get_task
 from tasks.splits import setting_splits, supports
-from trainables.backbones import create_backbone
+from trainables.backbones import create_backbone, timm_vit
 from trainables.config import BackboneSpec, Execution, Recipe, TrialConfig
 from trainables.strategy import Knob, all_strategies, get_strategy
 
@@ -342,12 +342,20 @@ def register_backbone(backbone: BackboneSpec, upstream: Upstream | None = None) 
     return backbone
 
 
+TIMM_PREFIX = "timm:"
+
+
 def get_backbone(name: str) -> tuple[BackboneSpec, Upstream | None]:
+    """A registered backbone by its tag, or any timm ViT as `timm:NAME` (weights from the hub
+    unless a file is given: `--weights`, `study.compose`)."""
+    if name.startswith(TIMM_PREFIX):
+        return timm_vit(name.removeprefix(TIMM_PREFIX), label=name), None
     import study.studies  # noqa: F401  (fills the registry)
     try:
         return BACKBONES[name]
     except KeyError:
-        raise UnknownName("backbone", name, BACKBONES) from None
+        raise UnknownName("backbone", name, BACKBONES,
+                          hint=f"; or any timm ViT as {TIMM_PREFIX}NAME") from None
 
 
 def study_doc(name: str) -> str:

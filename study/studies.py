@@ -9,6 +9,7 @@ import search_spaces
 from study.spec import StudySpec, Upstream, register_backbone, register_study
 from tasks import tasks_in_suite
 from tasks.spec import DEMO_SCALE_SIZES
+from trainables.backbones import timm_vit
 from trainables.config import BackboneSpec, Recipe
 from trainables.strategy import all_strategies, get_strategy
 
@@ -128,6 +129,20 @@ VIT_B16_MOCOV3 = register_backbone(BackboneSpec(
 # its own bottom-up in21k checkpoint is not public, so the original one stands in.
 VIT_B16_IN21K_TOAST = register_backbone(replace(
     VIT_B16_IN21K, label="vit_b16-in21k-toast", dropout=0.0, overrides=(("drop_path_rate", 0.1),)))
+
+# Backbones by timm name: weights from timm's hub, or a file given with `--weights FILE`; each
+# normalised as it was pretrained (timm's config for the name: ImageNet's for DINOv2, OpenAI
+# CLIP's for CLIP and EVA-02). DINOv2 runs at 224 pixels, as VTAB's images come (its 518-pixel
+# position embedding resampled to the 16 x 16 grid on loading, as timm does).
+DINOV2_B14 = register_backbone(timm_vit("vit_base_patch14_dinov2.lvd142m", label="dinov2-vitb14",
+                                        overrides=(("img_size", 224),)))
+DINOV2_REG4_B14 = register_backbone(timm_vit("vit_base_patch14_reg4_dinov2.lvd142m",
+                                             label="dinov2-reg4-vitb14",
+                                             overrides=(("img_size", 224),)))
+CLIP_B16 = register_backbone(timm_vit("vit_base_patch16_clip_224.openai", label="clip-vitb16"))
+EVA02_B16 = register_backbone(timm_vit("eva02_base_patch16_clip_224.merged2b",
+                                       label="eva02-clip-vitb16"))
+NAMED_BACKBONES = (DINOV2_B14, DINOV2_REG4_B14, CLIP_B16, EVA02_B16)
 
 PAPER_STRATEGIES = ("full_ft", "vpt_deep", "mixed", "ft_then_pt")
 

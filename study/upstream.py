@@ -41,6 +41,20 @@ def ensure_backbones(spec: StudySpec, cache_dir: str, tracker: StudyTracker,
         _check_strategies_fit(spec, backbone)
         if backbone.weights:
             _ensure(spec.name, backbone, spec.upstream, cache_dir, tracker, log)
+        elif backbone.hub_weights:
+            _fetch(backbone)
+
+
+def _fetch(backbone: BackboneSpec) -> None:
+    """timm's hub weights fetched once, before any trial, into the hub cache that the trials of
+    this host read; a machine that cannot reach the hub is told to give a file instead."""
+    try:
+        create_backbone(backbone, num_classes=2)
+    except Exception as error:          # the hub's (network, auth, missing file) errors alike
+        raise StudyInputError(
+            f"backbone {backbone.tag}: timm cannot fetch {backbone.name}'s weights from its hub "
+            f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}); "
+            f"give a weights file with --weights FILE (or `weights` in a study file)") from None
 
 
 def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:

@@ -135,7 +135,7 @@ def test_a_knob_for_one_strategy_is_marked_on_that_strategy_only(write):
     ('epoch = 3\n', [], "my-study.toml: unknown key 'epoch'; valid: backbone, base, "),
     ('strategies = ["full_ft", "vpt_dep"]\n', [], "unknown strategy 'vpt_dep'; valid: "),
     ('tasks = ["mine", "leaves"]\n', [], "unknown task 'leaves'; valid: "),
-    ('backbone = "vit-b"\n', [], "unknown backbone 'vit-b'; valid: demo-vit-32, "),
+    ('backbone = "vit-b"\n', [], "unknown backbone 'vit-b'; valid: clip-vitb16, demo-vit-32, "),
     ('search_space = "fast"\n', [], "unknown search space 'fast'; valid: demo, "),
     ('base = "demo2"\n', [], "base: unknown study 'demo2'; valid: demo, "),
     ('[knobs]\nlora_rnk = 4\n', [], "no strategy of it takes a knob 'lora_rnk'; its "),

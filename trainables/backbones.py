@@ -4,7 +4,12 @@ into the architecture, the classifier head excluded, after timm's own checkpoint
 architecture (official Swin, MAE, MoCo v3 checkpoints); a file for another architecture is refused
 with the mismatching keys named. The classifier head is initialised as timm does, as the official
 VPT code does, or as a new torch Linear is, and a ViT can be given the official config's dropout. Input normalisation is the
-spec's, else read from the model's pretrained config, so that every run can record it."""
+spec's, else read from the model's pretrained config, so that every run can record it.
+
+`timm_vit` makes the spec of any timm ViT by name (`--backbone timm:NAME`): its normalisation is
+the one timm's pretrained config gives that name (ImageNet's, or OpenAI CLIP's), its weights a
+local file or timm's hub; a name timm lacks, or a model that is not a ViT (class and register
+tokens, then the patch tokens, through `blocks`), is refused in one line."""
 from __future__ import annotations
 
 import math
@@ -35,6 +40,47 @@ def create_backbone(spec: BackboneSpec, num_classes: int, cache_dir: str | Path 
     if spec.dropout:
         set_vit_dropout(model, spec.dropout)
     return model
+
+
+MEAN_STD_NAMES = {((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)): "ImageNet",
+                  ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)):
+                  "OpenAI CLIP", ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)): "Inception (0.5, 0.5)"}
+
+
+def timm_vit(name: str, weights: str | None = None, **fields) -> BackboneSpec:
+    """The spec of timm's ViT `name` (`arch.tag`), pretrained normalisation from timm's config
+    for it; weights from the file `weights` (relative: under the cache dir), else timm's hub."""
+    if not timm.is_model(name):
+        raise StudyInputError(f"timm has no model '{name}' (timm {timm.__version__}: "
+                              f"`timm.list_models('vit_*')` lists its ViTs)")
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, **dict(fields.get("overrides", ())))
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise StudyInputError(f"timm cannot build '{name}': {error}") from None
+    if not is_vit(model):
+        raise StudyInputError(f"'{name}' is a {type(model).__name__}, not a ViT (class and "
+                              f"register tokens then patch tokens through `blocks`); only timm "
+                              f"ViTs are backbones by name")
+    fields.setdefault("mean_std", normalization(model))
+    return BackboneSpec(name, weights=weights, hub_weights=weights is None, **fields)
+
+
+def is_vit(model: nn.Module) -> bool:
+    """A timm ViT as the strategies read one: prefix tokens, then the patch grid, in `blocks`."""
+    return all(hasattr(model, a) for a in ("blocks", "num_prefix_tokens", "patch_embed",
+                                           "embed_dim"))
+
+
+def weights_source(spec: BackboneSpec) -> str:
+    return spec.weights or ("timm's hub" if spec.hub_weights else "none (random init)")
+
+
+def mean_std_name(mean_std) -> str:
+    """The normalisation named, where it is a known one: "ImageNet (mean ..., std ...)"."""
+    mean, std = (tuple(round(v, 8) for v in values) for values in mean_std)
+    named = MEAN_STD_NAMES.get((mean, std))
+    return f"{named + ' ' if named else ''}(mean {mean}, std {std})"
 
 
 def vpt_head_init(head: nn.Linear, generator: torch.Generator | None = None) -> None:
@@ -152,6 +198,14 @@ def spec_input_size(spec: BackboneSpec) -> int:
     with torch.device("meta"):
         model = create_backbone(replace(spec, weights=None, hub_weights=False), 2)
     return input_size(model, spec)
+
+
+def spec_normalization(spec: BackboneSpec):
+    """A backbone's (mean, std): the spec's, else from the model built on the meta device."""
+    if spec.mean_std:
+        return spec.mean_std
+    with torch.device("meta"):
+        return normalization(create_backbone(replace(spec, weights=None, hub_weights=False), 2))
 
 
 def normalization(model: nn.Module, spec: BackboneSpec | None = None):

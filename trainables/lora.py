@@ -9,6 +9,8 @@ import math
 import torch
 from torch import nn
 
+from common.errors import StudyInputError
+
 
 class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None,
@@ -32,6 +34,10 @@ def add_lora(vit: nn.Module, rank: int, alpha: float | None = None,
     `dropout` on the update's input (loralib's lora_dropout, PETL_Vision's 0.1)."""
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-    for block in vit.blocks:
+    blocks = list(getattr(vit, "blocks", ()))
+    if not blocks or not all(isinstance(getattr(b.attn, "qkv", None), nn.Linear) for b in blocks):
+        raise StudyInputError(f"LoRA updates each block's fused attn.qkv projection; "
+                              f"{type(vit).__name__} has none (e.g. EVA-02's separate q, k, v)")
+    for block in blocks:
         block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha, dropout)
     return vit

@@ -1,11 +1,14 @@
 """Visual prompts for a timm VisionTransformer, as in the official VPT code, added without
 forking timm: a `prompt` submodule holds the embeddings and forward pre-hooks on the blocks put
-them in place. Shallow: P prompts are inserted between the class token and the patch tokens after
-the position embedding. Deep: before every later block, that slice is replaced by the layer's own
-prompts. Init is Xavier-uniform with bound sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout
-acts on the prompts only: the backbone's own dropout and drop-path are turned off, since the
-official prompted ViT runs its encoder in eval mode whatever trains (VPT
-src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
+them in place. Shallow: P prompts are inserted after the class token (and any register tokens:
+timm's `num_prefix_tokens`) and before the patch tokens, at the input of block 0: after the
+position embedding and after `norm_pre` (CLIP's pre-norm normalises the image tokens, not the
+prompts, as the prompts of the official VPT enter after the embeddings). Deep: before every later
+block, that slice is replaced by the layer's own prompts; a RoPE attention (EVA-02) leaves the
+prompts unrotated, as it does the class token. Init is Xavier-uniform with bound
+sqrt(6 / (3 * patch_h * patch_w + D)); prompt dropout acts on the prompts only: the backbone's own
+dropout and drop-path are turned off, since the official prompted ViT runs its encoder in eval
+mode whatever trains (VPT src/models/vit_prompt/vit.py:89-100), Mixed included. Prompts are counted as prefix tokens, so
 average pooling skips them, unless the backbone pools them as the official MAE model does; the
 head of a class-token model still reads the class token after the final norm.
 
@@ -83,6 +86,7 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
             return (torch.cat([x[:, :prefix], prompts, x[:, prefix + length:]], dim=1), *args[1:])
         return replace
 
+    _rope_skips(blocks, length)
     blocks[0].register_forward_pre_hook(insert)
     if deep:
         for layer, block in enumerate(blocks[1:], start=1):
@@ -92,9 +96,18 @@ def add_prompts(vit: nn.Module, length: int, deep: bool, dropout: float,
     return vit
 
 
+def _rope_skips(blocks, length: int) -> None:
+    """Blocks whose attention rotates the patch tokens by their grid position (EVA-02's RoPE,
+    after its `num_prefix_tokens`) count the prompts among the tokens it leaves unrotated."""
+    for block in blocks:
+        attn = getattr(block, "attn", None)
+        if hasattr(attn, "num_prefix_tokens"):
+            attn.num_prefix_tokens += length
+
+
 def _check(vit: nn.Module, length: int) -> None:
-    if length < 1:
-        raise ValueError(f"prompt length must be >= 1, got {length}")
+    if length < 0:                  # zero prompts: the backbone itself (a check's baseline)
+        raise ValueError(f"prompt length must be >= 0, got {length}")
     if not (hasattr(vit, "blocks") and hasattr(vit, "num_prefix_tokens")):
         raise StudyInputError(f"visual prompts need a ViT-style backbone (a class token before "
                               f"the patch tokens); {type(vit).__name__} is not one")
@@ -109,6 +122,7 @@ def add_petl_prompts(vit: nn.Module, length: int, deep: bool, dropout: float) ->
     patch = vit.patch_embed.patch_size
     vit.prompt = VisualPrompts(length, vit.embed_dim, len(blocks), deep, dropout,
                                patch_area=patch[0] * patch[1], batch_mask=True)
+    _rope_skips(blocks if deep else blocks[:1], length)
     for layer, block in enumerate(blocks if deep else blocks[:1]):
         block.register_forward_pre_hook(partial(_prepend, vit.prompt, layer))
         block.register_forward_hook(partial(_drop_first, length))
@@ -124,11 +138,18 @@ def _drop_first(length: int, _module, _args, output):
     return output[:, length:]
 
 
+def _length(cfg) -> int:
+    length = cfg.knob("prompt_length")
+    if length < 1:
+        raise StudyInputError(f"{cfg.strategy}: prompt_length must be >= 1, got {length}")
+    return length
+
+
 def prompting(deep: bool):
     """A strategy's `adapt` that adds the trial's prompts (its `prompt_length` and
     `prompt_dropout` knobs), deep or shallow."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
-        return add_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+        return add_prompts(vit, _length(cfg), deep=deep,
                            dropout=cfg.knob("prompt_dropout"), pooled=cfg.backbone.prompts_in_pool)
     return adapt
 
@@ -136,6 +157,6 @@ def prompting(deep: bool):
 def petl_prompting(deep: bool):
     """A strategy's `adapt` that adds the trial's prompts as PETL_Vision does, deep or shallow."""
     def adapt(vit: nn.Module, cfg) -> nn.Module:
-        return add_petl_prompts(vit, cfg.knob("prompt_length"), deep=deep,
+        return add_petl_prompts(vit, _length(cfg), deep=deep,
                                 dropout=cfg.knob("prompt_dropout"))
     return adapt
