@@ -402,7 +402,7 @@ def test_advise_follows_the_papers_findings_and_cites_measured_tasks(store, extr
     text = (out / "advise_cifar100.md").read_text()
     assert f"recommendation: {choice}, following the paper's rule" in text
     # the nearest task and its winner by the `wins` rule: none, at two seeds
-    assert re.search(r"\| cifar100\s+\| natural\s+\|\s+10 \| neither", text)
+    assert re.search(r"\| cifar100\s+\| natural\s+\|\s+10\.0 \| neither", text)
 
 
 def test_attributions_from_saved_weights(cache_dir, tmp_path):
