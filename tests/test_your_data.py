@@ -1,7 +1,9 @@
 """docs/your-data.md, followed verbatim: its `bash` blocks run in order in a fresh folder holding
 a generated image folder (3 classes, 36 images, a truncated JPEG and a text file named .png),
 through import, the advice before any study, a one-epoch study from a TOML file and the advice
-with the study's evidence."""
+with the study's evidence. Marked slow (`pytest -m slow tests/test_your_data.py`): on 2 loaded
+cores the import takes 6 s, the first advice 100 s (it generates the demo tasks and computes the
+features of their 19,000 images), the study 63 s and the second advice 30 s."""
 from __future__ import annotations
 
 import io
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,7 @@ def image_folder(root: Path) -> None:
     (root / "class_b" / "notes.png").write_text("not an image\n")
 
 
+@pytest.mark.slow      # about 3.5 min on 2 loaded cores: the demo's reference features, a study
 def test_the_your_data_page_runs_from_a_folder_to_the_advice(tmp_path):
     script = commands(PAGE)
     assert script.count("python -m") == 4 and "cat > my-study.toml" in script

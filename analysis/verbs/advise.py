@@ -62,7 +62,7 @@ def task_images(args):
     return images, None, len(files)
 
 
-def setup(args, runs) -> tuple:
+def setup(args, final) -> tuple:
     """(features, kind, upstream task) of the study: the backbone its final runs
     used (a registered one, so a study from a file works), else the registered study's."""
     from study.spec import all_studies, get_backbone, get_study
@@ -70,7 +70,6 @@ def setup(args, runs) -> tuple:
     from trainables.backbones import resolve_weights
     if args.inception_weights:
         return fid_lib.inception(args.inception_weights), "inception_fid", None
-    final = runs[runs["stage"] == "final"] if "stage" in runs else runs.iloc[:0]
     if not final.empty:
         backbone, upstream = get_backbone(final["backbone"].iloc[0])
     elif args.study in all_studies():
@@ -87,12 +86,12 @@ def setup(args, runs) -> tuple:
             upstream.task if upstream else None)
 
 
-def measured_at(args, runs, images) -> tuple[dict, pd.DataFrame, pd.DataFrame, str]:
+def measured_at(args, runs, final, images) -> tuple[dict, pd.DataFrame, pd.DataFrame, str]:
     """The task's FID and the reference and measured tasks' FIDs, all at the task's size."""
     from tasks import get_task, tasks_in_suite
     from tasks.prepare import prepare
     from tasks.views import evaluation_images
-    features, kind, upstream = setup(args, runs)
+    features, kind, upstream = setup(args, final)
     if args.reference is None and upstream is not None:
         args.reference = upstream
     _, reference = reference_images(args, runs)
@@ -103,8 +102,7 @@ def measured_at(args, runs, images) -> tuple[dict, pd.DataFrame, pd.DataFrame, s
         return fid_lib.repeated(reference, fid_lib.cached(features, kind, images, args.cache_dir),
                                 n, args.repeats)
     mine = at_n(images)
-    final = runs[runs["stage"] == "final"] if "stage" in runs else runs.iloc[:0]
-    studied = list(dict.fromkeys(final["task"])) if not final.empty else []
+    studied = list(dict.fromkeys(final["task"]))
     suite = list(tasks_in_suite("demo")) if upstream == "upstream" or not studied else []
     rows = []
     for task in dict.fromkeys(suite + studied):
@@ -131,15 +129,15 @@ def run(args, runs, report) -> str:
     if disparity is None:
         raise StudyInputError("say --disparity high|low for an image folder (high: the task's "
                               "objective is unlike classification of objects, e.g. counting)")
-    wins = winners(runs[runs["stage"] == "final"]) if "stage" in runs and \
-        (runs["stage"] == "final").any() else pd.DataFrame(columns=["task", "group", "winner"])
+    final = runs[runs["stage"] == "final"]              # none when no study has run
+    wins = winners(final) if len(final) else pd.DataFrame(columns=["task", "group", "winner"])
     if args.fid is not None:                      # a known value, against the `fid` verb's table
         measured, column = measured_fid(args)
         reference = measured.rename(columns={column: "fid"})[["task", "group", "fid"]]
         value, n, median_of = args.fid, None, reference
         studied = reference
     else:
-        mine, median_of, studied, column = measured_at(args, runs, images)
+        mine, median_of, studied, column = measured_at(args, runs, final, images)
         value, n = mine["fid"], mine["samples"]
     measured = studied.merge(wins, on=["task", "group"])
     median = float(median_of["fid"].median())
