@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from analysis.report import Report
     from analysis.verb import all_verbs
-    from results.runs import load_runs
+    from results.runs import COLUMNS, load_runs
     from study.spec import all_studies
     from study.tracking import check_readable, tracking_uri, unanswered
     args.tracking_uri = args.tracking_uri or tracking_uri()
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         runs = study_runs()
         try:
             report = Report(args.study, args.tracking_uri, Path(args.out),
-                            pd.DataFrame(columns=["stage"]) if runs is None else runs)
+                            pd.DataFrame(columns=COLUMNS) if runs is None else runs)
             print(verb.run(args, report.runs, report))
             if report.written and runs is not None:
                 run_id = report.log_to_mlflow()
