@@ -23,7 +23,8 @@ def study_arguments() -> argparse.ArgumentParser:
     common.add_argument("--tracking-uri",
                         help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     common.add_argument("--out", help="output folder (default: analysis_out/<study>)")
-    common.add_argument("--cache-dir", default="cache", help="the task cache (default: cache)")
+    common.add_argument("--cache-dir", default=os.environ.get("VPT_CACHE_DIR", "cache"),
+                        help="the task cache (default: $VPT_CACHE_DIR, else cache)")
     return common
 
 
@@ -44,9 +45,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
 
+    import pandas as pd
+
     from analysis.report import Report
     from analysis.verb import all_verbs
-    from results.runs import load_runs
+    from results.runs import COLUMNS, load_runs
     from study.spec import all_studies
     from study.tracking import check_readable, tracking_uri, unanswered
     args.tracking_uri = args.tracking_uri or tracking_uri()
@@ -56,13 +59,26 @@ def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
-    def run() -> None:
-        check_readable(args.tracking_uri)
+    verb = all_verbs()[args.verb]
+
+    def study_runs():
         try:
-            runs = load_runs(args.study, args.tracking_uri)
-            report = Report(args.study, args.tracking_uri, Path(args.out), runs)
-            print(all_verbs()[args.verb].run(args, runs, report))
-            if report.written:
+            check_readable(args.tracking_uri)
+            return load_runs(args.study, args.tracking_uri)
+        except StudyInputError as error:
+            if not verb.study_optional:
+                raise
+            print(f"no runs of study '{args.study}' ({error}): answering without them",
+                  file=sys.stderr)
+            return None
+
+    def run() -> None:
+        runs = study_runs()
+        try:
+            report = Report(args.study, args.tracking_uri, Path(args.out),
+                            pd.DataFrame(columns=COLUMNS) if runs is None else runs)
+            print(verb.run(args, report.runs, report))
+            if report.written and runs is not None:
                 run_id = report.log_to_mlflow()
                 print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
                       f"{run_id}, '{args.study}: results'", file=sys.stderr)

@@ -14,6 +14,22 @@ import pandas as pd
 
 LARGE = 10_000
 NEAREST = 3
+# Below this many images a task's FID does not rank it among the demo tasks as 1,000 images do
+# (bench/fid_sizes.py, docs/analyses.md): `advise` then gives no verdict.
+MIN_IMAGES = 100
+# The paper's quadrants (Figure 3: disparity x FID to ImageNet, VTAB-1k) and who won in each.
+QUADRANTS = {("high", False): "high disparity, FID at or below the median (the paper's "
+                              "structured group: VPT won 7 of 8)",
+             ("high", True): "high disparity, FID above the median (the paper's structured "
+                             "group: VPT won 7 of 8)",
+             ("low", False): "low disparity, FID at or below the median (the paper's natural "
+                             "group: VPT won 6 of 7)",
+             ("low", True): "low disparity, FID above the median (the paper's specialized "
+                            "group: VPT won 2 of 4)"}
+
+
+def quadrant(fid: float, disparity: str, median: float) -> str:
+    return QUADRANTS[(disparity, bool(fid > median))]
 
 
 def paper_rule(fid: float, disparity: str, train_size: int, median: float) -> tuple[str, str]:
@@ -28,9 +44,12 @@ def paper_rule(fid: float, disparity: str, train_size: int, median: float) -> tu
                   f"{median:.1f})")
 
 
-def recommend(fid: float, disparity: str, train_size: int, measured: pd.DataFrame) -> dict:
-    """One verdict. `measured`: task, fid and winner of the study's tasks."""
-    median = float(measured["fid"].median()) if len(measured) else float("nan")
+def recommend(fid: float, disparity: str, train_size: int, measured: pd.DataFrame,
+              median: float | None = None) -> dict:
+    """One verdict. `measured`: task, fid and winner of the study's tasks; `median`: of the
+    reference tasks' FIDs (default: of the measured tasks')."""
+    if median is None:
+        median = float(measured["fid"].median()) if len(measured) else float("nan")
     rule, reason = paper_rule(fid, disparity, train_size, median)
     nearest = measured.assign(distance=(measured["fid"] - fid).abs()).nsmallest(NEAREST,
                                                                                  "distance")
@@ -41,7 +60,10 @@ def recommend(fid: float, disparity: str, train_size: int, measured: pd.DataFram
     evidence = (f"{agree} of the {len(nearest)} measured tasks nearest by FID were won by {rule} "
                 f"in this study" + (f" ({undecided} with no winner beyond the seeds' noise)"
                                     if undecided else ""))
+    if nearest.empty:
+        evidence = "no task measured yet (the paper's rule alone)"
     return {"choice": choice, "rule": f"{rule} ({reason})", "evidence": evidence,
+            "quadrant": quadrant(fid, disparity, median),
             "followed": "the study's evidence, which disagrees with the paper's rule"
             if unanimous_against else "the paper's rule",
             "nearest": nearest.drop(columns="distance")}

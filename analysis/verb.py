@@ -24,6 +24,8 @@ class Verb:
     summary: str
     run: Callable[[argparse.Namespace, pd.DataFrame, Report], str]
     arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
+    # runs without a study: given an empty runs table when the store or study is not there
+    study_optional: bool = False
 
 
 VERBS: dict[str, Verb] = {}

@@ -50,6 +50,9 @@ NUMERIC = ("seed", "base_lr", "weight_decay", "prompt_length", "batch_size", "ep
            "train_size")
 
 
+COLUMNS = ["run_id", "status", "start_time", *TAGS, "commit", *PARAMS]   # of a study with no runs
+
+
 def load_runs(study: str, uri: str, stage: str | None = None) -> pd.DataFrame:
     client = open_client(uri)
     experiment = client.get_experiment_by_name(study)
@@ -65,8 +68,7 @@ def load_runs(study: str, uri: str, stage: str | None = None) -> pd.DataFrame:
         row.update({k: run.data.params.get(k) for k in PARAMS})
         row.update(run.data.metrics)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", "status", "start_time", *TAGS,
-                                                          "commit", *PARAMS])
+    frame = pd.DataFrame(rows, columns=None if rows else COLUMNS)
     for column in NUMERIC:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")

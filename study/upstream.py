@@ -67,10 +67,13 @@ def _check_strategies_fit(spec: StudySpec, backbone: BackboneSpec) -> None:
 
 
 def made_by(backbone: BackboneSpec, upstream: Upstream) -> dict:
-    """What a pretrained weights file depends on, as its card records it."""
+    """What a pretrained weights file depends on, as its card records it. A recipe's empty
+    fields (eval_at: none) are left out, so a card written before such a field existed still
+    matches the recipe it was made with."""
+    recipe = {k: v for k, v in upstream.recipe.__dict__.items() if v != ()}
     return json.loads(json.dumps({
         "architecture": backbone.name, "overrides": dict(backbone.overrides),
-        "upstream_task": upstream.task, "seed": upstream.seed, "recipe": upstream.recipe.__dict__}))
+        "upstream_task": upstream.task, "seed": upstream.seed, "recipe": recipe}))
 
 
 def read_card(weights: Path) -> dict | None:
@@ -105,6 +108,17 @@ def shipped_copy(backbone: BackboneSpec, upstream: Upstream) -> Path | None:
     return path
 
 
+def copy_shipped(backbone: BackboneSpec, upstream: Upstream | None, path: Path) -> bool:
+    """Copy the project's shipped weights of this pretraining, and their card, to `path`;
+    False when none ship."""
+    shipped = shipped_copy(backbone, upstream) if upstream else None
+    if shipped is None:
+        return False
+    write_atomically(path, lambda partial: shutil.copyfile(shipped, partial))
+    write_text_atomically(path.with_suffix(".json"), shipped.with_suffix(".json").read_text())
+    return True
+
+
 def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache_dir: str,
             tracker: StudyTracker, log: Callable[[str], None]) -> None:
     """The weights file checked, or made (copied or pretrained) once however many drivers of
@@ -125,13 +139,10 @@ def _ensure(study: str, backbone: BackboneSpec, upstream: Upstream | None, cache
 
 def _make(study: str, backbone: BackboneSpec, upstream: Upstream, path: Path, cache_dir: str,
           tracker: StudyTracker, log: Callable[[str], None]) -> None:
-    shipped = shipped_copy(backbone, upstream)
-    if shipped is None:
+    if not copy_shipped(backbone, upstream, path):
         prepare(get_task(upstream.task), cache_dir)
         _pretrain(study, backbone, upstream, path, cache_dir, tracker, log)
         return
-    write_atomically(path, lambda partial: shutil.copyfile(shipped, partial))
-    write_text_atomically(path.with_suffix(".json"), shipped.with_suffix(".json").read_text())
     log(f"backbone: {backbone.tag} as the project pretrained it on '{upstream.task}' (upstream "
         f"val acc {read_card(path)['upstream_val_acc']:.1f}%; how and where: "
         f"{path.with_suffix('.json')}); `python -m study pretrain {study}` on a cache without it "

@@ -402,7 +402,7 @@ def test_advise_follows_the_papers_findings_and_cites_measured_tasks(store, extr
     text = (out / "advise_cifar100.md").read_text()
     assert f"recommendation: {choice}, following the paper's rule" in text
     # the nearest task and its winner by the `wins` rule: none, at two seeds
-    assert re.search(r"\| cifar100\s+\| natural\s+\|\s+10 \| neither", text)
+    assert re.search(r"\| cifar100\s+\| natural\s+\|\s+10\.0 \| neither", text)
 
 
 def test_attributions_from_saved_weights(cache_dir, tmp_path):
@@ -609,3 +609,13 @@ def test_efficiency_on_runs_without_trainable_parameters_says_so(store, capsys):
     code, _ = run_verb(store, "efficiency")
     assert code == 2
     assert capsys.readouterr().err.strip().endswith("record no trainable_params")
+
+
+def test_advice_names_the_papers_quadrant_from_the_reference_median():
+    from analysis.advise import recommend
+    measured = pd.DataFrame({"task": ["a"], "fid": [50.0], "winner": ["neither"]})
+    close = recommend(40.0, "low", 100, measured, median=45.0)
+    far = recommend(40.0, "low", 100, measured, median=35.0)       # the same FID, a lower median
+    assert close["choice"] == "VPT" and "natural group" in close["quadrant"]
+    assert far["choice"] == "FT" and "specialized group" in far["quadrant"]
+    assert "structured" in recommend(40.0, "high", 100, measured, median=35.0)["quadrant"]
