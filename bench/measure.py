@@ -8,7 +8,6 @@ the scratch helpers every section shares (a prepared cache, a fresh path, trials
 project's Ray runner into a fresh MLflow store)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
@@ -22,6 +21,7 @@ from PIL import Image
 
 from bench import reference
 from common.keys import SUMMARY
+from common.openmp import one_thread
 from study.cost import flops_per_image
 from study.studies import DEMO_BACKBONE
 from tasks import load_split
@@ -196,17 +196,6 @@ def step_utilisation(cfg: TrialConfig, batch: int, dtype: torch.dtype | None,
 
 
 GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
-
-
-@contextlib.contextmanager
-def one_thread():
-    """PyTorch on one CPU thread, as a study's trials run by default."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def gemm_share(cfg: TrialConfig, batch: int, steps: int = 5) -> float:

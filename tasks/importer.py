@@ -31,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import StudyInputError, say
 from common.files import exclusive
+from common.openmp import one_thread
 from tasks.cache import task_dir, write_manifest_into, write_split
 from tasks.spec import TASKS, sweep_split_names
 from tasks.views import INTERPOLATION, resize
@@ -203,19 +204,6 @@ def check_inside(items: list[Item], root: Path, problems: Problems) -> list[Item
             f"the root {root}: {', '.join(outside[:SHOWN])}{' ...' if len(outside) > SHOWN else ''} "
             f"(move the files under it, or name a wider --root)")
     return inside
-
-
-@contextlib.contextmanager
-def one_thread():
-    """torch on one thread: an image's resize is too small to share, and threads that wait for
-    busy cores made it 20 times slower on a loaded two-core machine."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
