@@ -158,7 +158,8 @@ def run_sweep(configs: list[TrialConfig], pngs: Path, num_classes: dict[str, int
     began = time.perf_counter()
     _TimedMLflowLogger.seconds, _TimedMLflowLogger.ended = 0.0, 0
     try:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
         space = [{"trial": c.to_dict(), "pngs": str(pngs), "num_classes": num_classes[c.task]}
                  for c in configs]
         tuner = tune.Tuner(

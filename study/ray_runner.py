@@ -373,13 +373,15 @@ class RayRunner:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False, runtime_env=runtime_env)
             else:
-                # a local Ray keeps Ray's default, token authentication, without its notice
-                # that it is on
+                # a Ray of its own ("local"): without an address, ray.init would join a Ray
+                # already started on this machine (`ray start`, RAY_ADDRESS) and run the study's
+                # trials there. It keeps Ray's default, token authentication, without its
+                # notice that it is on
                 notices = logging.getLogger(AUTH_NOTICES)
                 level = notices.level
                 notices.setLevel(logging.ERROR)
                 try:
-                    ray.init(include_dashboard=False, log_to_driver=False,
+                    ray.init(address="local", include_dashboard=False, log_to_driver=False,
                              configure_logging=False, runtime_env=runtime_env)
                 finally:
                     notices.setLevel(level)

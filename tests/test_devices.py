@@ -198,7 +198,7 @@ def fake_gpus(monkeypatch):
     """A local Ray with two GPUs that do not exist, its workers started as the runner starts
     them, CUDA_VISIBLE_DEVICES unset."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    ray.init(num_gpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_gpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": worker_env({})})
     try:
         yield

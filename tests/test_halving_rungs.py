@@ -57,8 +57,9 @@ def test_the_plan_prices_the_epochs_a_halved_run_trains(tmp_path, cache_dir, cap
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = StudyTracker(spec.name, uri)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)   # one trial at a time,
-    runner = RayRunner(tracker, storage_path=str(tmp_path / "ray"), halving=halving)  # in order
+    # one trial at a time, in order
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    runner = RayRunner(tracker, storage_path=str(tmp_path / "ray"), halving=halving)
     try:
         run_study(spec, runner, tracker, cache_dir, log=lambda line: None)
     finally:
