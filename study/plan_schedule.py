@@ -106,8 +106,8 @@ def print_schedules(spec, halving, counts: tuple[int, ...], gpus_per_trial, peak
     print(f"schedule, simulated (study.schedule): each trial lasts its GPU-hours above on its "
           f"share of a GPU ({shares.describe()}; k trials of 1/k share one, each as fast as "
           f"alone); of the trials ready, the one with the longest path to the end starts "
-          f"first. barriers: as `study run` runs it, each stage (tune; tune from priors: FT-then-PT; final) once the one before has "
-          f"ended. pipelined: a cell's final trials once its own tune trials end, FT-then-PT's "
+          f"first. barriers: as `study run` runs it, each stage (tune; tune from priors: "
+          f"FT-then-PT; final) once the one before has ended. pipelined: a cell's final trials once its own tune trials end, FT-then-PT's "
           f"tune trials once their task's full_ft is selected")
     print(f"| GPUs | tune | schedule | makespan {unit.name} | utilisation | idle GPU-{unit.name} "
           f"| idle GPU-{unit.name} per stage, up to its barrier | ends last |\n"

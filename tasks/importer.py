@@ -201,8 +201,8 @@ def check_inside(items: list[Item], root: Path, problems: Problems) -> list[Item
     if outside:
         raise StudyInputError(
             f"{len(outside)} path{'s resolve' if len(outside) > 1 else ' resolves'} outside "
-            f"the root {root}: {', '.join(outside[:SHOWN])}{' ...' if len(outside) > SHOWN else ''} "
-            f"(move the files under it, or name a wider --root)")
+            f"the root {root}: {', '.join(outside[:SHOWN])}"
+            f"{' ...' if len(outside) > SHOWN else ''} (move the files under it, or name a wider --root)")
     return inside
 
 

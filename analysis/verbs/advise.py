@@ -27,8 +27,9 @@ def arguments(parser) -> None:
     parser.add_argument("--disparity", choices=("high", "low"),
                         help="high: the task's objective is unlike classifying objects (e.g. "
                              "counting); default: from the task's group")
-    parser.add_argument("--fid", type=float, help="the task's FID, if already known: compared with the "
-                                              "`fid` verb's table (measured at its --samples)")
+    parser.add_argument("--fid", type=float,
+                        help="the task's FID, if already known: compared with the `fid` verb's "
+                             "table (measured at its --samples)")
     parser.add_argument("--image-size", type=int, default=32,
                         help="size a folder's images are resized to (default 32)")
     fid_arguments(parser)
