@@ -66,10 +66,11 @@ def test_an_unknown_section_is_refused():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)          # every section: about 8 min alone on 2 cores, more when shared
 def test_a_quick_run_measures_every_figure(tmp_path):
     results = tmp_path / "RESULTS.md"
     subprocess.run([sys.executable, "-m", "bench", "--quick", "--work-dir", str(tmp_path),
-                    "--results", str(results)], check=True, timeout=900,
+                    "--results", str(results)], check=True, timeout=1400,
                    capture_output=True, text=True)
     lines = [line for line in results.read_text().splitlines() if line.startswith("- ")]
     ratios = [line for line in lines if re.search(r": \d+\.\d\dx", line)]
