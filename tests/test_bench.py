@@ -66,7 +66,7 @@ def test_an_unknown_section_is_refused():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)          # every section: about 8 min alone on 2 cores, more when shared
+@pytest.mark.timeout(1500)          # every section: 10.5 min here with the cores shared
 def test_a_quick_run_measures_every_figure(tmp_path):
     results = tmp_path / "RESULTS.md"
     subprocess.run([sys.executable, "-m", "bench", "--quick", "--work-dir", str(tmp_path),
