@@ -80,8 +80,9 @@ def main(argv=None) -> int:
             print(verb.run(args, report.runs, report))
             if report.written and runs is not None:
                 run_id = report.log_to_mlflow()
-                print(f"\nwrote {len(report.written)} files to {args.out}; logged to MLflow run "
-                      f"{run_id}, '{args.study}: results'", file=sys.stderr)
+                count = len(report.written)
+                print(f"\nwrote {count} file{'s' * (count > 1)} to {args.out}; logged to MLflow "
+                      f"run {run_id}, '{args.study}: results'", file=sys.stderr)
         except Exception as error:
             if not unanswered(error):
                 raise
