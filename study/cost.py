@@ -26,6 +26,7 @@ from trainables.config import TrialConfig
 from trainables.footprint import Footprint, trial_footprint
 from trainables.priors import shares_prior
 from trainables.model import build_model, phases
+from trainables.strategy import get_strategy
 
 PEAK_FLOPS = 312e12            # NVIDIA A100 dense bf16
 UTILISATION = 0.4
@@ -33,40 +34,44 @@ METHOD = (f"FLOPs counted per step with torch.utils.flop_counter on the meta dev
           f"{UTILISATION:.0%} of an A100's {PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16 peak")
 
 
-@functools.lru_cache(maxsize=None)
 def flops_per_image(cfg: TrialConfig, phase: int) -> tuple[float, float]:
     """(train step, eval forward) FLOPs per image of the trial's model in one phase: adapted up
     to that phase and trained as its strategy trains (a 10-class head: its share is
     negligible)."""
-    with torch.device("meta"):
-        model = build_model(cfg, 10, pretrained=False, phase=phase)
-        size = input_size(model, cfg.backbone)
-        x = torch.empty(1, 3, size, size)
-        with FlopCounterMode(display=False) as forward:
-            model(x)
-        with FlopCounterMode(display=False) as step:
-            model(x).sum().backward()
-    return float(step.get_total_flops()), float(forward.get_total_flops())
-
-
-def _flops_key(cfg: TrialConfig) -> TrialConfig:
-    """What a trial's FLOPs per image depend on: its model, not its data or recipe."""
-    return replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="", task="",
-                   train_split="", eval_split="", setting="")
+    return _counted(_flops_key(cfg), phase)[:2]
 
 
 def trainable_parameters(cfg: TrialConfig) -> int:
     """Parameters that train in the trial's last phase, the classifier head's excluded, of its
     model built on the meta device."""
-    return _trained(_flops_key(cfg))
+    return _counted(_flops_key(cfg), len(phases(cfg)) - 1)[2]
+
+
+def _flops_key(cfg: TrialConfig) -> TrialConfig:
+    """What a trial's FLOPs and parameters depend on: its model, not its data, its recipe or
+    the knobs that leave the model's shape alone (a scaler, a dropout, an initialisation)."""
+    declared = {knob.name: knob for knob in get_strategy(cfg.strategy).knobs}
+    knobs = tuple((name, declared[name].default if name in declared and
+                   not declared[name].shapes_model else value) for name, value in cfg.knobs)
+    return replace(cfg, seed=0, recipe=None, prior_recipe=None, cache_dir="", stage="", task="",
+                   train_split="", eval_split="", setting="", knobs=knobs)
 
 
 @functools.lru_cache(maxsize=None)
-def _trained(key: TrialConfig) -> int:
+def _counted(key: TrialConfig, phase: int) -> tuple[float, float, int]:
+    """(train step FLOPs, eval forward FLOPs, trained parameters without the head) per image,
+    from one model built on the meta device and one forward and backward pass through it."""
     with torch.device("meta"):
-        model = build_model(key, 10, pretrained=False)
-    return sum(p.numel() for name, p in model.named_parameters()
-               if p.requires_grad and not name.startswith("head."))
+        model = build_model(key, 10, pretrained=False, phase=phase)
+        size = input_size(model, key.backbone)
+        with FlopCounterMode(display=False) as forward:
+            loss = model(torch.empty(1, 3, size, size)).sum()
+        with FlopCounterMode(display=False) as backward:
+            loss.backward()
+    trained = sum(p.numel() for name, p in model.named_parameters()
+                  if p.requires_grad and not name.startswith("head."))
+    flops = float(forward.get_total_flops())
+    return flops + float(backward.get_total_flops()), flops, trained
 
 
 def strategy_footprints(configs: list[TrialConfig],

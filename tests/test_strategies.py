@@ -190,6 +190,24 @@ def test_ft_then_pt_prompt_tunes_the_finetuned_weights_from_its_own_head(name, c
     assert not torch.equal(other_seed.state_dict()["head.weight"], fresh["head.weight"])
 
 
+UNSHAPING = [(name, knob) for name in STRATEGIES for knob in get_strategy(name).knobs
+             if not knob.shapes_model]
+
+
+@pytest.mark.parametrize("name,knob", UNSHAPING, ids=[f"{n}-{k.name}" for n, k in UNSHAPING])
+def test_a_knob_said_not_to_shape_the_model_leaves_its_flops_and_parameters_alone(name, knob):
+    """The plan counts one model per value of the knobs that shape it (`Knob.shapes_model`):
+    every value of any other knob must give the same FLOPs and trained parameters."""
+    from study.cost import _counted
+    from trainables.model import phases
+    other = {bool: (True, False), float: (0.5,), str: ()}[knob.type]
+    values = {knob.default, *knob.search, *other}
+    assert len(values) > 1
+    trials = [tiny_trial("", name, **{knob.name: value}) for value in values]
+    counted = {_counted(cfg, len(phases(cfg)) - 1) for cfg in trials}
+    assert len(counted) == 1, (name, knob.name, counted)
+
+
 def test_registries_refuse_a_second_strategy_or_study_of_the_same_name():
     from study.spec import all_studies, register_study
     from trainables.strategy import Strategy, all_strategies, everything, register

@@ -46,8 +46,12 @@ class Knob:
     search: tuple = ()                  # searched over these by default; () fixed or per task
     per_task: bool = False              # one value per task, from the search space's table
     source: str = "project choice"      # where the default and the searched values come from
+    shapes_model: bool | None = None    # changes the model's parameters and FLOPs (a bottleneck,
+                                        # a rank, a prompt length); None: an int knob does
 
     def __post_init__(self):
+        if self.shapes_model is None:
+            object.__setattr__(self, "shapes_model", self.type is int)
         for value in (self.default, *self.search):
             self.parse(value)
 
