@@ -135,13 +135,14 @@ VIT_B16_IN21K_TOAST = register_backbone(replace(
 # CLIP's for CLIP and EVA-02). DINOv2 runs at 224 pixels, as VTAB's images come (its 518-pixel
 # position embedding resampled to the 16 x 16 grid on loading, as timm does).
 DINOV2_B14 = register_backbone(timm_vit("vit_base_patch14_dinov2.lvd142m", label="dinov2-vitb14",
-                                        overrides=(("img_size", 224),)))
+                                        check=False, overrides=(("img_size", 224),)))
 DINOV2_REG4_B14 = register_backbone(timm_vit("vit_base_patch14_reg4_dinov2.lvd142m",
-                                             label="dinov2-reg4-vitb14",
+                                             label="dinov2-reg4-vitb14", check=False,
                                              overrides=(("img_size", 224),)))
-CLIP_B16 = register_backbone(timm_vit("vit_base_patch16_clip_224.openai", label="clip-vitb16"))
+CLIP_B16 = register_backbone(timm_vit("vit_base_patch16_clip_224.openai", label="clip-vitb16",
+                                      check=False))
 EVA02_B16 = register_backbone(timm_vit("eva02_base_patch16_clip_224.merged2b",
-                                       label="eva02-clip-vitb16"))
+                                       label="eva02-clip-vitb16", check=False))
 NAMED_BACKBONES = (DINOV2_B14, DINOV2_REG4_B14, CLIP_B16, EVA02_B16)
 
 PAPER_STRATEGIES = ("full_ft", "vpt_deep", "mixed", "ft_then_pt")

@@ -47,22 +47,29 @@ MEAN_STD_NAMES = {((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)): "ImageNet",
                   "OpenAI CLIP", ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)): "Inception (0.5, 0.5)"}
 
 
-def timm_vit(name: str, weights: str | None = None, **fields) -> BackboneSpec:
+def timm_vit(name: str, weights: str | None = None, check: bool = True,
+             **fields) -> BackboneSpec:
     """The spec of timm's ViT `name` (`arch.tag`), pretrained normalisation from timm's config
-    for it; weights from the file `weights` (relative: under the cache dir), else timm's hub."""
+    for it; weights from the file `weights` (relative: under the cache dir), else timm's hub.
+    `check` builds it on the meta device to refuse what is not a ViT (a name a user gives; the
+    registered backbones are known ViTs, and their tests build them)."""
     if not timm.is_model(name):
         raise StudyInputError(f"timm has no model '{name}' (timm {timm.__version__}: "
                               f"`timm.list_models('vit_*')` lists its ViTs)")
-    try:
-        with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False, **dict(fields.get("overrides", ())))
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise StudyInputError(f"timm cannot build '{name}': {error}") from None
-    if not is_vit(model):
-        raise StudyInputError(f"'{name}' is a {type(model).__name__}, not a ViT (class and "
-                              f"register tokens then patch tokens through `blocks`); only timm "
-                              f"ViTs are backbones by name")
-    fields.setdefault("mean_std", normalization(model))
+    if check:
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(name, pretrained=False,
+                                          **dict(fields.get("overrides", ())))
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise StudyInputError(f"timm cannot build '{name}': {error}") from None
+        if not is_vit(model):
+            raise StudyInputError(f"'{name}' is a {type(model).__name__}, not a ViT (class and "
+                                  f"register tokens then patch tokens through `blocks`); only "
+                                  f"timm ViTs are backbones by name")
+    pretrained = timm.models.get_pretrained_cfg(name)
+    fields.setdefault("mean_std", (tuple(pretrained.mean), tuple(pretrained.std)) if pretrained
+                      else ((0.5,) * 3, (0.5,) * 3))
     return BackboneSpec(name, weights=weights, hub_weights=weights is None, **fields)
 
 
