@@ -382,6 +382,13 @@ def _source(setting: str, keys, otherwise: str = "project choice",
                 Source(otherwise))
 
 
+def _table_note(choice, task: str) -> str:
+    """Where a per-task value comes from when not from the study's table."""
+    table = choice.table_for(task)
+    return (" (imported: the strategy's default)" if table is None else "" if
+            table is choice.table else f" ({table.source})")
+
+
 def _knob_row(spec: StudySpec, choice, data: str) -> tuple[str, tuple, str]:
     """(value, source keys, source otherwise) of one knob of a strategy (`KnobChoice`)."""
     knob = choice.knob
@@ -389,9 +396,7 @@ def _knob_row(spec: StudySpec, choice, data: str) -> tuple[str, tuple, str]:
     if choice.mode == "per task":
         table = choice.table
         return (f"per task ({table.name}): " + ", ".join(
-            f"{t}={choice.for_task(t)}" + ("" if choice.in_table(t) else
-                                           " (imported: the strategy's default)")
-            for t in spec.tasks), ((table.name, data), table.name),
+            f"{t}={choice.for_task(t)}" + _table_note(choice, t) for t in spec.tasks), ((table.name, data), table.name),
             table.source)
     if choice.mode == "searched":
         return f"searched: {choice.values}", (choice.values,), declared

@@ -14,7 +14,7 @@ import torch
 from common.errors import StudyInputError, UnknownName
 from common.keys import Cell
 from common.registry import add
-from search_spaces import PerTask, SearchSpace
+from search_spaces import PROJECT_TABLES, PerTask, SearchSpace
 from tasks import TASKS, get_task
 from tasks.splits import setting_splits, supports
 from trainables.backbones import create_backbone, timm_vit
@@ -54,14 +54,25 @@ class KnobChoice:
     table: PerTask | None = None
 
     def for_task(self, task: str) -> Any:
-        """The value for a task; a per-task table's, where an imported task (which no table
-        lists) takes the knob's default."""
+        """The value for a task: from `table_for` it, else (an imported task) the knob's
+        default."""
         if self.table is None:
             return self.value
-        return self.table.value(task) if self.in_table(task) else self.knob.default
+        table = self.table_for(task)
+        return self.knob.default if table is None else table.value(task)
 
-    def in_table(self, task: str) -> bool:
-        return task in self.table.values or task in TASKS
+    def table_for(self, task: str) -> PerTask | None:
+        """The table holding the task's value: the study's, else the project's own for the knob
+        (tasks no paper lists); None for an imported task neither lists. A built-in task that
+        neither lists is an error that says where its row goes."""
+        for table in (self.table, PROJECT_TABLES.get(self.knob.name)):
+            if table is not None and task in table.values:
+                return table
+        if task in TASKS:
+            raise StudyInputError(
+                f"no {self.knob.name} for task '{task}' in table '{self.table.name}' or the "
+                f"project's: add a row for it to the project's table under search_spaces/data/")
+        return None
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune.schedulers import TrialScheduler
 
 from common.errors import StudyInputError
-from search_spaces import DEMO_LENGTHS, Grid, SearchSpace
+from search_spaces import PROJECT_LENGTHS, Grid, SearchSpace
 from study.__main__ import main as study_main
 from study.halving import Halving
 from study.protocol import run_study
@@ -72,7 +72,7 @@ def test_each_cell_is_judged_on_its_own_phase_and_never_at_its_last_epoch():
 
 SPACE = SearchSpace("halving", MappingProxyType({
     "prompt": Grid("halving_prompt", "sgd", (2.5, 0.5, 0.1, 0.02, 0.004, 0.0008), (0.0,)),
-}), DEMO_LENGTHS)
+}), PROJECT_LENGTHS)
 SPEC = StudySpec(name="halving", tasks=("digits", "count"), strategies=("linear",),
                  backbones=(TINY_VIT,), search_space=SPACE, epochs=6, warmup_epochs=0,
                  seeds=(42,))

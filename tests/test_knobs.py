@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 import trainables.strategies
 from common.errors import StudyInputError
-from search_spaces import DEMO_LENGTHS, Grid, SearchSpace, prompt_lengths
+from search_spaces import PROJECT_LENGTHS, Grid, SearchSpace, prompt_lengths
 from study.__main__ import main as study_main
 from study.spec import Point, StudySpec, get_study
 from tests.conftest import TINY_VIT
@@ -23,7 +23,7 @@ SPACE = SearchSpace("knobs", MappingProxyType({
     "full": Grid("k_full", "adamw", (0.002,), (0.0,)),
     "prompt": Grid("k_prompt", "sgd", (2.5, 0.5), (0.0,)),
     "lora": Grid("k_lora", "adamw", (0.01,), (0.0,)),
-}), prompt_lengths(DEMO_LENGTHS))
+}), prompt_lengths(PROJECT_LENGTHS))
 
 
 def spec(**changes) -> StudySpec:
@@ -99,7 +99,7 @@ def test_searched_knobs_show_in_the_plan_and_on_the_card(capsys):
     card = {(r["setting"], r["strategy"]): r for r in
             rows(get_study("demo").with_knobs({"lora_rank": ("2", "4")}))}
     assert card[("lora_rank", "lora")]["value"] == "searched: (2, 4)"
-    assert card[("prompt_length", "vpt_deep")]["value"].startswith("per task (demo): photos=4")
+    assert card[("prompt_length", "vpt_deep")]["value"].startswith("per task (project): photos=4")
     assert card[("prompt_dropout", "vpt_deep")]["source"].startswith("VPT-or-FT README.md")
 
 
@@ -175,3 +175,37 @@ def test_a_knob_declaration_checks_its_own_default_and_values():
         Knob("width", int, 4, search=(4, 8.5))
     assert Knob("flag", bool, False).parse("yes") is True
     assert Knob("alpha", float, None).parse(None) is None
+
+
+def test_a_task_no_paper_lists_takes_the_projects_prompt_length_and_the_card_says_so(capsys):
+    """The paper's table lacks the demo tasks: the project's table (kept apart from the paper's
+    numbers) gives their lengths, and the card names it for each."""
+    from search_spaces import VPT_LENGTHS
+    study = spec(search_space=SearchSpace("paper-lengths", SPACE.grids,
+                                          prompt_lengths(VPT_LENGTHS)))
+    choice = next(c for c in study.knob_choices("vpt_deep") if c.knob.name == "prompt_length")
+    assert choice.table_for("digits") is PROJECT_LENGTHS
+    assert choice.for_task("digits") == PROJECT_LENGTHS.values["digits"]
+    assert choice.for_task("cifar100") == VPT_LENGTHS.values["cifar100"]
+    assert choice.table_for("an_imported_task") is None          # the knob's default
+    from study.card import _table_note
+    assert "prompt_lengths_project.csv" in _table_note(choice, "digits")
+
+
+def test_a_built_in_task_with_no_prompt_length_anywhere_is_refused_saying_where_it_goes(
+        monkeypatch):
+    import study.spec
+    monkeypatch.setattr(study.spec, "PROJECT_TABLES", {})
+    choice = next(c for c in spec().knob_choices("vpt_deep") if c.knob.name == "prompt_length")
+    with pytest.raises(StudyInputError, match="no prompt_length for task 'cifar100'.*"
+                                              "search_spaces/data/"):
+        choice.for_task("cifar100")
+
+
+def test_the_papers_length_tables_hold_only_the_papers_tasks_and_the_projects_none_of_them():
+    from search_spaces import TABLES_16_18, VPT_LENGTHS
+    from tasks import SUITES
+    paper = set(SUITES["vtab1k"]) | set(SUITES["fgvc"])
+    assert set(VPT_LENGTHS.values) == paper
+    assert set(TABLES_16_18.values) <= paper
+    assert not set(PROJECT_LENGTHS.values) & paper

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search_spaces import DEMO_LENGTHS, Grid, SearchSpace, prompt_lengths
+from search_spaces import PROJECT_LENGTHS, Grid, SearchSpace, prompt_lengths
 from study.protocol import run_study
 from study.ray_runner import RayRunner
 from study.spec import StudySpec
@@ -22,7 +22,7 @@ from tests.conftest import TINY_VIT
 SPACE = SearchSpace("it", MappingProxyType({
     "full": Grid("it_full", "adamw", (0.002,), (0.0,)),
     "prompt": Grid("it_prompt", "sgd", (2.5, 0.5), (0.0,)),
-}), prompt_lengths(DEMO_LENGTHS))
+}), prompt_lengths(PROJECT_LENGTHS))
 SPEC = StudySpec(name="integration", tasks=("digits", "count"),
                  strategies=("full_ft", "vpt_deep", "linear", "ft_then_pt"),
                  backbones=(TINY_VIT,), search_space=SPACE, epochs=2, warmup_epochs=1,

@@ -263,3 +263,29 @@ def test_exported_folder_import_records_the_jpeg_reencoding(tmp_path):
     images, labels = load_split(tmp_path / "cache", "nabirds", "test")
     assert images.shape == (3, 224, 224, 3) and labels.tolist() == [0, 1, 2]
     assert load_split(tmp_path / "cache", "nabirds", "train")[0].shape == (3, 384, 384, 3)
+
+
+VTAB1K_ORDER = (  # VTAB-1k's tasks in the paper's tables' order
+    "cifar100", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet", "svhn", "sun397",
+    "patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy", "clevr_count",
+    "clevr_distance", "dmlab", "kitti_distance", "dsprites_location", "dsprites_orientation",
+    "smallnorb_azimuth", "smallnorb_elevation")
+
+
+def test_suites_and_builder_sizes_are_read_from_the_task_rows(monkeypatch):
+    """A new TFDS task is one row: its suite and its builder's split sizes come from it, and
+    two rows that disagree on a builder's sizes are refused."""
+    import tasks.spec as spec
+    from dataclasses import replace
+    from types import MappingProxyType
+    new = replace(TASKS["dtd"], slug="dtd_again", suite="mine",
+                  source_sizes=MappingProxyType({"train": 1, "test": 1}))
+    monkeypatch.setattr(spec, "TASKS", MappingProxyType({**TASKS, new.slug: new}))
+    assert spec._suites()["mine"] == ("dtd_again",)
+    assert spec._suites()["vtab1k"] == VTAB1K_ORDER
+    with pytest.raises(ValueError, match="dtd give different split sizes"):
+        spec._builder_sizes()
+    monkeypatch.setattr(spec, "TASKS", MappingProxyType(
+        {**TASKS, new.slug: replace(new, source_sizes=TASKS["dtd"].source_sizes)}))
+    assert spec._builder_sizes() == SOURCE_SIZES
+
