@@ -30,16 +30,16 @@ QUICK = HalvingSize(tasks=("digits",), epochs=4, warmup_epochs=1, seeds=(42,))
 def spaces():
     """(12-point grids per strategy, the diverging FT grid): the SGD lrs as the paper's text
     gives them for FT (`paper-as-written`)."""
-    from search_spaces import DEMO_LENGTHS, PAPER_AS_WRITTEN, Grid, SearchSpace, prompt_lengths
+    from search_spaces import PROJECT_LENGTHS, PAPER_AS_WRITTEN, Grid, SearchSpace, prompt_lengths
     twelve = SearchSpace("bench_halving", MappingProxyType({
         "full": Grid("bench_full", "adamw", (0.008, 0.004, 0.002, 0.001, 0.0005, 0.00025),
                      (0.0, 0.05)),
         "prompt": Grid("bench_prompt", "sgd", (10.0, 5.0, 2.5, 1.0, 0.5, 0.25), (0.0, 0.001)),
-    }), prompt_lengths(DEMO_LENGTHS))
+    }), prompt_lengths(PROJECT_LENGTHS))
     written = PAPER_AS_WRITTEN.grid_for("full")
     diverging = SearchSpace("bench_diverging", MappingProxyType({
         "full": replace(written, weight_decays=(0.01, 0.0), batch_size=None, warmup_epochs=None),
-    }), prompt_lengths(DEMO_LENGTHS))
+    }), prompt_lengths(PROJECT_LENGTHS))
     return twelve, diverging
 
 
