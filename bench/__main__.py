@@ -313,6 +313,12 @@ def halving(size: Size, work: Path, figures: Figures) -> None:
     section.measure(size is QUICK, work, figures)
 
 
+def halving_long(size: Size, work: Path, figures: Figures) -> None:
+    """Halving at the presets' grid sizes and 50 epochs (bench/halving.py); not run by default."""
+    from bench import halving as section
+    section.measure_long(size is QUICK, work, figures)
+
+
 def strategies(size: Size, work: Path, figures: Figures) -> None:
     """Every registered strategy against full_ft, at its declared knob defaults: the CPU time of
     a training step (the least of `strategy_steps`) and its counted peak memory on the demo ViT
@@ -346,7 +352,7 @@ def strategies(size: Size, work: Path, figures: Figures) -> None:
 
 MEASURES = {"grid": grid, "epoch": epoch, "augment": augment, "mfu": mfu, "kernels": kernels,
             "contention": contention, "probe": probe, "driver": driver, "halving": halving,
-            "strategies": strategies,
+            "halving-long": halving_long, "strategies": strategies,
             "gpu": gpu}
 
 
@@ -364,7 +370,8 @@ def write_results(path: Path, command: str, figures: Figures, seconds: float | N
 
 
 def default_sections() -> str:
-    return ",".join(s for s in MEASURES if s != "gpu" or torch.cuda.is_available())
+    return ",".join(s for s in MEASURES if s != "halving-long" and (
+        s != "gpu" or torch.cuda.is_available()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                "contention (the pretraining's 2-thread step with a core busy, by OpenMP spin), "
                "probe (linear probe on cached features), driver (trivial trials per second), "
                "halving (successive halving against the full grid: cost and what it selects), "
+               "halving-long (the same at the presets' grid sizes and 50 epochs, about 45 min on "
+               "2 cores; only when named), "
                "strategies (every strategy's step time, memory and FLOPs against full_ft), "
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; skipped without CUDA)."
                " Where a GPU is, epoch, augment and mfu measure on it; grid, kernels, "

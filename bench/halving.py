@@ -3,7 +3,9 @@ full grid, side by side from one cache, on the demo backbone (pretrained here on
 does) with grids of 12 points per cell. It reports trial-epochs and wall time, how many cells
 select the same (lr, wd), and for the others the val accuracy and the final test accuracy
 (over seeds) of both picks; then the same on a grid whose largest FT lrs diverge (the paper's
-text's FT grid)."""
+text's FT grid). The `halving-long` section measures at a schedule like the presets': their grid
+sizes (4 x 4 FT points, 10 x 4 SGD points) and 50 epochs after a 4-epoch warm-up, so that three
+rungs (5, 15, 45) fit; about 45 minutes on two cores, kept out of the default run."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -25,6 +27,7 @@ class HalvingSize:
 
 
 QUICK = HalvingSize(tasks=("digits",), epochs=4, warmup_epochs=1, seeds=(42,))
+LONG = HalvingSize(epochs=50, warmup_epochs=4)
 
 
 def spaces():
@@ -41,6 +44,18 @@ def spaces():
         "full": replace(written, weight_decays=(0.01, 0.0), batch_size=None, warmup_epochs=None),
     }), prompt_lengths(PROJECT_LENGTHS))
     return twelve, diverging
+
+
+def preset_sized():
+    """Grids of the presets' sizes (`paper`: 16 FT points, 40 SGD points) with lrs that suit
+    the demo ViT: the demo grid's widened, and the presets' four weight decays."""
+    from search_spaces import PROJECT_LENGTHS, Grid, SearchSpace, prompt_lengths
+    decays = (0.01, 0.001, 0.0001, 0.0)
+    return SearchSpace("bench_halving_long", MappingProxyType({
+        "full": Grid("bench_long_full", "adamw", (0.008, 0.004, 0.002, 0.001), decays),
+        "prompt": Grid("bench_long_prompt", "sgd", (20.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1,
+                                                     0.05, 0.025), decays),
+    }), prompt_lengths(PROJECT_LENGTHS))
 
 
 def trial_epochs(tracker) -> int:
@@ -61,7 +76,8 @@ def picks(tracker, study: str) -> pd.DataFrame:
 def halved_against_grid(spec, cache: str, work: Path, label: str, halvings, figures) -> None:
     """Run the spec's tune grid in full, then by each halving; report cost and agreement."""
     configs = spec.tune_trials(cache_dir=cache)
-    points = len(configs) // (len(spec.tasks) * len(spec.strategies))
+    points = "-".join(str(n) for n in sorted({sum(c.strategy == s for c in configs) //
+                                              len(spec.tasks) for s in spec.strategies}))
     print(f"[halving] {label}: {len(configs)} tune trials, the full grid", flush=True)
     slug = label.replace(" ", "-")
     full, full_wall, _ = run_project(configs, spec.name, "tune", work, f"{slug}-grid")
@@ -123,24 +139,39 @@ def agreement(spec, cache: str, work: Path, label: str, grid_pick, halving_pick,
                     f"std {spread})")
 
 
-def measure(quick: bool, work: Path, figures) -> None:
-    from study.halving import Halving
+def demo_spec(size: HalvingSize, space, work: Path, pretrained: bool):
+    """The demo study at `size` on `space`, and its cache; `pretrained`: on the demo's
+    pretrained ViT (pretrained here once), so that the picks mean something."""
     from study.spec import get_study
     from study.tracking import StudyTracker
     from study.upstream import ensure_backbones
-    size = QUICK if quick else HalvingSize()
-    twelve, diverging = spaces()
     cache = prepared_cache(work, size.tasks)
     spec = replace(get_study("demo"), name="bench-halving", tasks=size.tasks,
-                   strategies=size.strategies, search_space=twelve, epochs=size.epochs,
+                   strategies=size.strategies, search_space=space, epochs=size.epochs,
                    warmup_epochs=size.warmup_epochs, seeds=size.seeds)
-    if quick:                                  # every code path; the picks mean nothing
-        spec = replace(spec, backbones=(DEMO,))
-    else:                                      # the demo's pretrained ViT: picks that mean
-        ensure_backbones(spec, cache, StudyTracker(     # something (pretrained here once)
-            "bench-halving-pretrain", f"sqlite:///{work / 'pretrain.db'}"))
+    if not pretrained:                         # every code path; the picks mean nothing
+        return replace(spec, backbones=(DEMO,)), cache
+    ensure_backbones(spec, cache, StudyTracker(
+        "bench-halving-pretrain", f"sqlite:///{work / 'pretrain.db'}"))
+    return spec, cache
+
+
+def measure(quick: bool, work: Path, figures) -> None:
+    from study.halving import Halving
+    twelve, diverging = spaces()
+    spec, cache = demo_spec(QUICK if quick else HalvingSize(), twelve, work, not quick)
     halved_against_grid(spec, cache, work, "demo", (Halving(), Halving(grace_epochs=1)),
                         figures)
     halved_against_grid(replace(spec, name="bench-halving-diverging", strategies=("full_ft",),
                                 search_space=diverging),
                         cache, work, "diverging FT grid", (Halving(),), figures)
+
+
+def measure_long(quick: bool, work: Path, figures) -> None:
+    """Halving's default (reduction 3, grace after the warm-up) at the presets' grid sizes and
+    a 50-epoch schedule."""
+    from study.halving import Halving
+    size = QUICK if quick else LONG
+    spec, cache = demo_spec(size, preset_sized(), work, not quick)
+    halved_against_grid(replace(spec, name="bench-halving-long"), cache, work,
+                        f"presets' grid sizes, {size.epochs} epochs", (Halving(),), figures)
