@@ -62,7 +62,7 @@ def test_an_unknown_section_is_refused():
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: unknown section(s) nope; valid: grid, epoch, "
                                      "augment, mfu, kernels, contention, probe, driver, "
-                                     "halving, strategies, gpu")
+                                     "halving, halving-long, strategies, gpu")
 
 
 @pytest.mark.slow
