@@ -8,6 +8,7 @@ sizes (4 x 4 FT points, 10 x 4 SGD points) and 50 epochs after a 4-epoch warm-up
 rungs (5, 15, 45) fit; about 45 minutes on two cores, kept out of the default run."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -79,7 +80,7 @@ def halved_against_grid(spec, cache: str, work: Path, label: str, halvings, figu
     points = "-".join(str(n) for n in sorted({sum(c.strategy == s for c in configs) //
                                               len(spec.tasks) for s in spec.strategies}))
     print(f"[halving] {label}: {len(configs)} tune trials, the full grid", flush=True)
-    slug = label.replace(" ", "-")
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower())            # a file name
     full, full_wall, _ = run_project(configs, spec.name, "tune", work, f"{slug}-grid")
     full_epochs, grid_pick = trial_epochs(full), picks(full, spec.name)
     recipe = spec.recipe("full", 0, 0)
