@@ -396,8 +396,8 @@ def _knob_row(spec: StudySpec, choice, data: str) -> tuple[str, tuple, str]:
     if choice.mode == "per task":
         table = choice.table
         return (f"per task ({table.name}): " + ", ".join(
-            f"{t}={choice.for_task(t)}" + _table_note(choice, t) for t in spec.tasks), ((table.name, data), table.name),
-            table.source)
+            f"{t}={choice.for_task(t)}" + _table_note(choice, t) for t in spec.tasks),
+            ((table.name, data), table.name), table.source)
     if choice.mode == "searched":
         return f"searched: {choice.values}", (choice.values,), declared
     return str(choice.value), (choice.value,), declared
