@@ -4,8 +4,9 @@ class count, where its images come from (a TFDS builder, with its split sizes, o
 generator), how each of the four protocol splits (train800, val200, train800val200, test) is
 carved from the source splits, and its suite. The suites and the builders' sizes are derived
 from the rows. A prompt length for a task no paper lists goes in the project's table
-(search_spaces/data/prompt_lengths_project.csv), not here. Nothing here reads data; `tasks.cache` and the preparers do. A task imported from the user's
-own images (`tasks.importer`) has its row in its cached manifest, where `get_task` finds it."""
+(search_spaces/data/prompt_lengths_project.csv), not here. Nothing here reads data;
+`tasks.cache` and the preparers do. A task imported from the user's own images
+(`tasks.importer`) has its row in its cached manifest, where `get_task` finds it."""
 from __future__ import annotations
 
 import functools
