@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                "contention (the pretraining's 2-thread step with a core busy, by OpenMP spin), "
                "probe (linear probe on cached features), driver (trivial trials per second), "
                "halving (successive halving against the full grid: cost and what it selects), "
-               "halving-long (the same at the presets' grid sizes and 50 epochs, about 45 min on "
+               "halving-long (the same at the presets' grid sizes and 50 epochs, about 90 min on "
                "2 cores; only when named), "
                "strategies (every strategy's step time, memory and FLOPs against full_ft), "
                "gpu (ViT-B/16 bf16 images/s and MFU, trials packed per GPU; skipped without CUDA)."

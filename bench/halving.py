@@ -5,7 +5,7 @@ select the same (lr, wd), and for the others the val accuracy and the final test
 (over seeds) of both picks; then the same on a grid whose largest FT lrs diverge (the paper's
 text's FT grid). The `halving-long` section measures at a schedule like the presets': their grid
 sizes (4 x 4 FT points, 10 x 4 SGD points) and 50 epochs after a 4-epoch warm-up, so that three
-rungs (5, 15, 45) fit; about 45 minutes on two cores, kept out of the default run."""
+rungs (5, 15, 45) fit; about 90 minutes on two cores, kept out of the default run."""
 from __future__ import annotations
 
 import re
