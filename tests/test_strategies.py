@@ -200,7 +200,7 @@ def test_a_knob_said_not_to_shape_the_model_leaves_its_flops_and_parameters_alon
     every value of any other knob must give the same FLOPs and trained parameters."""
     from study.cost import _counted
     from trainables.model import phases
-    other = {bool: (True, False), float: (0.5,), str: ()}[knob.type]
+    other = {bool: (True, False), float: (0.5,), int: (1, 2), str: ()}[knob.type]
     values = {knob.default, *knob.search, *other}
     assert len(values) > 1
     trials = [tiny_trial("", name, **{knob.name: value}) for value in values]

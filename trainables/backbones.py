@@ -68,8 +68,7 @@ def timm_vit(name: str, weights: str | None = None, check: bool = True,
                                   f"register tokens then patch tokens through `blocks`); only "
                                   f"timm ViTs are backbones by name")
     pretrained = timm.models.get_pretrained_cfg(name)
-    fields.setdefault("mean_std", (tuple(pretrained.mean), tuple(pretrained.std)) if pretrained
-                      else ((0.5,) * 3, (0.5,) * 3))
+    fields.setdefault("mean_std", config_mean_std(pretrained.to_dict() if pretrained else {}))
     return BackboneSpec(name, weights=weights, hub_weights=weights is None, **fields)
 
 
@@ -219,5 +218,9 @@ def normalization(model: nn.Module, spec: BackboneSpec | None = None):
     """(mean, std) the backbone was pretrained with: the spec's, else timm's config's."""
     if spec is not None and spec.mean_std:
         return spec.mean_std
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    return config_mean_std(getattr(model, "pretrained_cfg", {}) or {})
+
+
+def config_mean_std(cfg) -> tuple:
+    """(mean, std) of a timm pretrained config (a dict); (0.5, 0.5) where it gives none."""
     return tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5)))
